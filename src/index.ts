@@ -1,6 +1,15 @@
 // The public surface of llmcache, what users need first.
 export type { BaseCache } from "./base-cache.js";
 export { InMemoryCache, type InMemoryCacheOptions } from "./engine/in-memory-cache.js";
+export {
+  CacheClient,
+  DEFAULT_ADDRESS,
+  DEFAULT_TIMEOUT_MS,
+  type CacheClientOptions,
+  type CallOptions,
+} from "./client/cache-client.js";
+export { startServer, type RunningServer, type ServerOptions } from "./server/server.js";
+export { CacheError, type StatusName } from "./rpc/errors.js";
 export type { Generation } from "./generation.js";
 export type { ChatMessage, InvalidToolCall, ToolCall, ToolCallChunk, UsageMetadata } from "./chat-message.js";
 export type { JsonObject, JsonValue } from "./json.js";

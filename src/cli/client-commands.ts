@@ -1,0 +1,80 @@
+import { parseArgs } from "node:util";
+import { CacheClient, DEFAULT_ADDRESS } from "../client/cache-client.js";
+import type { Generation } from "../generation.js";
+import { integerSetting, parsingFlags, setting, UsageError } from "./settings.js";
+
+const connectionFlags = {
+  address: { type: "string" },
+  "timeout-ms": { type: "string" },
+} as const;
+
+/** `llmcache lookup PROMPT LLM_STRING`: prints the generations as JSON, or null on a miss. */
+export async function lookupCommand(args: string[]): Promise<void> {
+  const { values, positionals } = parsingFlags(() =>
+    parseArgs({ args, options: connectionFlags, allowPositionals: true }),
+  );
+  const [prompt, llmString] = keyArguments("lookup", positionals, false);
+  await withClient(values, async (client) => {
+    console.log(JSON.stringify(await client.alookup(prompt, llmString)));
+  });
+}
+
+/**
+ * `llmcache update PROMPT LLM_STRING [TEXT...]`: stores one generation per
+ * TEXT, or the JSON list given with --generations.
+ */
+export async function updateCommand(args: string[]): Promise<void> {
+  const { values, positionals } = parsingFlags(() =>
+    parseArgs({ args, options: { ...connectionFlags, generations: { type: "string" } }, allowPositionals: true }),
+  );
+  const [prompt, llmString, ...texts] = keyArguments("update", positionals, true);
+  let generations: Generation[] = texts.map((text) => ({ text }));
+  if (values.generations !== undefined) {
+    if (texts.length > 0) throw new UsageError("give either TEXT arguments or --generations, not both");
+    generations = parseJson(values.generations, "--generations") as Generation[];
+  }
+  await withClient(values, (client) => client.aupdate(prompt, llmString, generations));
+}
+
+/** `llmcache clear`: removes every entry. */
+export async function clearCommand(args: string[]): Promise<void> {
+  const { values } = parsingFlags(() => parseArgs({ args, options: connectionFlags }));
+  await withClient(values, (client) => client.aclear());
+}
+
+async function withClient(
+  values: { address?: string | undefined; "timeout-ms"?: string | undefined },
+  use: (client: CacheClient) => Promise<void>,
+): Promise<void> {
+  const timeout = setting("timeout-ms", values["timeout-ms"], "LLMCACHE_TIMEOUT_MS");
+  const client = new CacheClient({
+    address: setting("address", values.address, "LLMCACHE_ADDRESS")?.raw ?? DEFAULT_ADDRESS,
+    timeoutMs: timeout ? integerSetting(timeout, positive) : undefined,
+  });
+  try {
+    await use(client);
+  } finally {
+    await client.close();
+  }
+}
+
+function keyArguments(command: string, positionals: string[], more: boolean): [string, string, ...string[]] {
+  if (positionals.length < 2 || (!more && positionals.length > 2)) {
+    const expected = more ? "PROMPT, LLM_STRING and optionally TEXT..." : "PROMPT and LLM_STRING";
+    throw new UsageError(`${command} takes ${expected}, got ${positionals.length} arguments`);
+  }
+  return positionals as [string, string, ...string[]];
+}
+
+function parseJson(text: string, source: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new UsageError(`${source} is not valid JSON: ${error instanceof Error ? error.message : error}`);
+  }
+}
+
+function positive(n: number): number {
+  if (n <= 0) throw new RangeError("must be greater than 0");
+  return n;
+}

@@ -1,0 +1,45 @@
+
+/** A mistake in how the program was called: reported in one line, exit code 2. */
+export class UsageError extends Error {
+  override readonly name = "UsageError";
+}
+
+/** Runs a flag parser (node's parseArgs), turning its errors into UsageErrors. */
+export function parsingFlags<T>(parse: () => T): T {
+  try {
+    return parse();
+  } catch (error) {
+    throw new UsageError(error instanceof Error ? error.message : String(error));
+  }
+}
+
+/**
+ * A setting's raw value and where it came from: the flag when given, else
+ * the environment variable when set and not empty.
+ */
+export interface Setting {
+  raw: string;
+  source: string;
+}
+
+export function setting(flag: string, flagValue: string | undefined, envName: string): Setting | undefined {
+  if (flagValue !== undefined) return { raw: flagValue, source: `--${flag}` };
+  const fromEnv = process.env[envName];
+  return fromEnv ? { raw: fromEnv, source: envName } : undefined;
+}
+
+/** Reads an integer setting; `check` may throw to refuse a value, with a message naming the rule. */
+export function integerSetting(value: Setting, check: (n: number) => number | undefined = (n) => n): number {
+  const n = /^[+-]?\d+$/.test(value.raw.trim()) ? Number(value.raw) : Number.NaN;
+  try {
+    if (!Number.isSafeInteger(n)) throw new Error("must be an integer");
+    return check(n) ?? n;
+  } catch (error) {
+    throw new UsageError(`invalid ${value.source} "${value.raw}": ${error instanceof Error ? error.message : error}`);
+  }
+}
+
+export function checkPort(port: number): number {
+  if (port < 0 || port > 65535) throw new RangeError("a port is between 0 and 65535");
+  return port;
+}

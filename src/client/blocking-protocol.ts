@@ -1,0 +1,22 @@
+import type { MessagePort } from "node:worker_threads";
+import type { ChannelSettings } from "../rpc/channel.js";
+
+/** What the blocking caller's worker thread starts with. */
+export interface WorkerStart {
+  channel: ChannelSettings;
+  /** The caller's end of the channel the requests and replies cross. */
+  port: MessagePort;
+  /** Bumped and notified by the worker after each reply it posts. */
+  replies: Int32Array;
+}
+
+export interface BlockingRequest {
+  id: number;
+  path: string;
+  request: Uint8Array;
+  timeoutMs: number;
+}
+
+export type BlockingReply =
+  | { id: number; ok: true; response: Uint8Array }
+  | { id: number; ok: false; code: number; message: string };

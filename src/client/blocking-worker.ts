@@ -1,0 +1,25 @@
+import { workerData } from "node:worker_threads";
+import { asBuffer } from "../rpc/codec.js";
+import { openChannel } from "../rpc/channel.js";
+import { CacheError } from "../rpc/errors.js";
+import { callUnary } from "../rpc/unary-call.js";
+import type { BlockingReply, BlockingRequest, WorkerStart } from "./blocking-protocol.js";
+
+// The thread behind CacheClient's blocking methods: it makes the calls with
+// an event loop of its own while the caller's thread waits on `replies`.
+const { channel, port, replies } = workerData as WorkerStart;
+const client = openChannel(channel);
+
+port.on("message", async ({ id, path, request, timeoutMs }: BlockingRequest) => {
+  let reply: BlockingReply;
+  try {
+    const response = await callUnary(client, path, asBuffer(request), { timeoutMs });
+    reply = { id, ok: true, response };
+  } catch (error) {
+    const failure = error instanceof CacheError ? error : new CacheError("INTERNAL", String(error));
+    reply = { id, ok: false, code: failure.grpcCode, message: failure.message };
+  }
+  port.postMessage(reply);
+  Atomics.add(replies, 0, 1);
+  Atomics.notify(replies, 0);
+});

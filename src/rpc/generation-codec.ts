@@ -1,0 +1,121 @@
+import { fromJson, toJson, type MessageInitShape } from "@bufbuild/protobuf";
+import { ListValueSchema, ValueSchema } from "@bufbuild/protobuf/wkt";
+import type * as wire from "../../gen/llmcache/v1/cache_pb.js";
+import { defaultListFields, KNOWN_MESSAGE_FIELDS, type ChatMessage } from "../chat-message.js";
+import { copyGenerations, type Generation } from "../generation.js";
+import { setMember, type JsonObject, type JsonValue } from "../json.js";
+
+type WireGenerationInit = MessageInitShape<typeof wire.GenerationSchema>;
+type WireChatMessageInit = MessageInitShape<typeof wire.ChatMessageSchema>;
+
+/**
+ * Generations as the wire carries them. The input is checked and brought to
+ * the form a lookup gives back (copyGenerations) first, so a remote cache
+ * returns exactly what an in-process one would.
+ */
+export function toWireGenerations(generations: unknown): WireGenerationInit[] {
+  return copyGenerations(generations).map(toWireGeneration);
+}
+
+export function fromWireGenerations(generations: readonly wire.Generation[]): Generation[] {
+  return generations.map(fromWireGeneration);
+}
+
+function toWireGeneration({ text, generationInfo, message }: Generation): WireGenerationInit {
+  return { text, generationInfo, message: message && toWireMessage(message) };
+}
+
+function fromWireGeneration({ text, generationInfo, message }: wire.Generation): Generation {
+  const generation: Generation = { text };
+  if (generationInfo) generation.generationInfo = generationInfo;
+  if (message) generation.message = fromWireMessage(message);
+  return generation;
+}
+
+function toWireMessage(message: ChatMessage): WireChatMessageInit {
+  const usage = message.usage_metadata;
+  return {
+    type: message.type,
+    content:
+      typeof message.content === "string"
+        ? { case: "text", value: message.content }
+        : { case: "blocks", value: fromJson(ListValueSchema, message.content) },
+    additionalKwargs: message.additional_kwargs,
+    responseMetadata: message.response_metadata,
+    toolCalls: message.tool_calls,
+    invalidToolCalls: message.invalid_tool_calls,
+    toolCallChunks: message.tool_call_chunks?.map(({ index, ...chunk }) => ({
+      ...chunk,
+      index: index === undefined ? undefined : BigInt(index),
+    })),
+    usageMetadata: usage && {
+      inputTokens: BigInt(usage.input_tokens),
+      outputTokens: BigInt(usage.output_tokens),
+      totalTokens: BigInt(usage.total_tokens),
+      inputTokenDetails: usage.input_token_details,
+      outputTokenDetails: usage.output_token_details,
+    },
+    id: message.id,
+    name: message.name,
+    toolCallId: message.tool_call_id,
+    role: message.role,
+    status: message.status,
+    artifact: message.artifact === undefined ? undefined : fromJson(ValueSchema, message.artifact),
+    extra: extraFields(message),
+  };
+}
+
+function fromWireMessage(wireMessage: wire.ChatMessage): ChatMessage {
+  const { content } = wireMessage;
+  const message: ChatMessage = {
+    type: wireMessage.type,
+    content: content.case === "blocks" ? (toJson(ListValueSchema, content.value) as ChatMessage["content"]) : (content.value ?? ""),
+  };
+  for (const [key, value] of Object.entries(wireMessage.extra ?? {})) {
+    if (!KNOWN_MESSAGE_FIELDS.has(key)) setMember(message, key, value);
+  }
+  if (wireMessage.additionalKwargs) message.additional_kwargs = wireMessage.additionalKwargs;
+  if (wireMessage.responseMetadata) message.response_metadata = wireMessage.responseMetadata;
+  const lists = {
+    tool_calls: wireMessage.toolCalls.map(({ name, args, id, type }) => withoutUndefined({ name, args: args ?? {}, id, type })),
+    invalid_tool_calls: wireMessage.invalidToolCalls.map(({ name, args, id, error, type }) =>
+      withoutUndefined({ name, args, id, error, type }),
+    ),
+    tool_call_chunks: wireMessage.toolCallChunks.map(({ name, args, id, index, type }) =>
+      withoutUndefined({ name, args, id, index: index === undefined ? undefined : Number(index), type }),
+    ),
+  };
+  const defaults = defaultListFields(message.type);
+  for (const key of ["tool_calls", "invalid_tool_calls", "tool_call_chunks"] as const) {
+    if (lists[key].length > 0 || defaults.includes(key)) (message[key] as unknown[]) = lists[key];
+  }
+  const usage = wireMessage.usageMetadata;
+  if (usage) {
+    message.usage_metadata = withoutUndefined({
+      input_tokens: Number(usage.inputTokens),
+      output_tokens: Number(usage.outputTokens),
+      total_tokens: Number(usage.totalTokens),
+      input_token_details: usage.inputTokenDetails,
+      output_token_details: usage.outputTokenDetails,
+    });
+  }
+  const { id, name, toolCallId, role, status, artifact } = wireMessage;
+  Object.assign(message, withoutUndefined({ id, name, tool_call_id: toolCallId, role, status }));
+  if (artifact) message.artifact = toJson(ValueSchema, artifact) as JsonValue;
+  return message;
+}
+
+function extraFields(message: ChatMessage): JsonObject | undefined {
+  const extra: JsonObject = {};
+  for (const key of Object.keys(message)) {
+    if (!KNOWN_MESSAGE_FIELDS.has(key)) setMember(extra, key, message[key]);
+  }
+  return Object.keys(extra).length > 0 ? extra : undefined;
+}
+
+function withoutUndefined<T extends object>(value: T): T {
+  for (const key of Object.keys(value) as (keyof T)[]) {
+    if (value[key] === undefined) delete value[key];
+  }
+  return value;
+}

@@ -1,0 +1,48 @@
+import { Metadata, type Client, type ServiceError } from "@grpc/grpc-js";
+import { passBytes } from "./codec.js";
+import { CacheError, statusName } from "./errors.js";
+
+export interface UnaryCallOptions {
+  /** The call's deadline, from now. */
+  timeoutMs: number;
+  /** Aborting it cancels the call, which then rejects with CANCELLED. */
+  signal?: AbortSignal | undefined;
+}
+
+/**
+ * One unary call, bytes in and bytes out. It rejects with a CacheError that
+ * names the method, the status and the server's message.
+ */
+export function callUnary(client: Client, path: string, request: Buffer, options: UnaryCallOptions): Promise<Buffer> {
+  const { signal } = options;
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(new CacheError("CANCELLED", `${methodName(path)} failed: CANCELLED: cancelled before it was sent`));
+      return;
+    }
+    const onAbort = () => call.cancel();
+    const call = client.makeUnaryRequest(
+      path,
+      passBytes,
+      passBytes,
+      request,
+      new Metadata(),
+      { deadline: Date.now() + options.timeoutMs },
+      (error: ServiceError | null, response?: Buffer) => {
+        signal?.removeEventListener("abort", onAbort);
+        if (error) reject(callFailure(path, error.code, error.details, error));
+        else resolve(response as Buffer);
+      },
+    );
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+/** The error a failed call rejects with: "Lookup failed: UNAVAILABLE: ...". */
+export function callFailure(path: string, code: number, details: string, cause?: unknown): CacheError {
+  return new CacheError(code, `${methodName(path)} failed: ${statusName(code)}: ${details}`, { cause });
+}
+
+function methodName(path: string): string {
+  return path.slice(path.lastIndexOf("/") + 1);
+}

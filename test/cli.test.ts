@@ -1,0 +1,211 @@
+import assert from "node:assert/strict";
+import { execFile, spawn } from "node:child_process";
+import { once } from "node:events";
+import { connect } from "node:http2";
+import { promisify } from "node:util";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { UpdateRequestSchema } from "../gen/llmcache/v1/cache_pb.js";
+import { grpcFrame } from "./helpers/raw-grpc.js";
+import { CLI, startServerProcess, type ServerProcess } from "./helpers/server-process.js";
+import { closedPort } from "./helpers/stalled-server.js";
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+async function llmcache(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
+  try {
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, [CLI, ...args], {
+      env: { ...process.env, ...env },
+      timeout: 15_000,
+    });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const failed = error as { code: number; stdout: string; stderr: string };
+    return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr };
+  }
+}
+
+function assertOneLineError(run: Run, code: number, message: RegExp): void {
+  assert.equal(run.code, code, `exit code; stderr: ${run.stderr}`);
+  assert.equal(run.stdout, "");
+  const lines = run.stderr.trimEnd().split("\n");
+  assert.equal(lines.length, 1, `one line, got: ${run.stderr}`);
+  assert.match(lines[0]!, message);
+}
+
+describe("the llmcache command", function () {
+  this.timeout(30_000);
+
+  describe("serve refuses bad settings with a one-line error and exit code 2", () => {
+    const cases: [string, string[], NodeJS.ProcessEnv, RegExp][] = [
+      ["--maxsize 0", ["--maxsize", "0"], {}, /^llmcache: invalid --maxsize "0": maxsize must be greater than 0 \(see llmcache --help\)$/],
+      ["a negative --maxsize", ["--maxsize=-3"], {}, /^llmcache: invalid --maxsize "-3": maxsize must be greater than 0/],
+      ["a --maxsize that is not a number", ["--maxsize", "ten"], {}, /^llmcache: invalid --maxsize "ten": must be an integer/],
+      ["a fractional --maxsize", ["--maxsize", "2.5"], {}, /^llmcache: invalid --maxsize "2.5": must be an integer/],
+      ["a port above 65535", ["--port", "65536"], {}, /^llmcache: invalid --port "65536": a port is between 0 and 65535/],
+      ["a negative port", ["--port=-1"], {}, /^llmcache: invalid --port "-1": a port is between 0 and 65535/],
+      ["LLMCACHE_MAXSIZE=0", [], { LLMCACHE_MAXSIZE: "0" }, /^llmcache: invalid LLMCACHE_MAXSIZE "0": maxsize must be greater than 0/],
+      ["LLMCACHE_PORT=http", [], { LLMCACHE_PORT: "http" }, /^llmcache: invalid LLMCACHE_PORT "http": must be an integer/],
+      ["an unknown flag", ["--max-size", "3"], {}, /^llmcache: Unknown option '--max-size'/],
+      ["a flag without its value", ["--port"], {}, /^llmcache: Option '--port <value>' argument missing/],
+      ["a stray argument", ["extra"], {}, /^llmcache: Unexpected argument 'extra'/],
+    ];
+    for (const [name, args, env, message] of cases) {
+      it(`refuses ${name}`, async () => {
+        assertOneLineError(await llmcache(["serve", ...args], env), 2, message);
+      });
+    }
+
+    it("refuses an unknown command", async () => {
+      assertOneLineError(await llmcache(["serv"]), 2, /^llmcache: unknown command "serv" \(commands: serve, lookup, update, clear\)/);
+    });
+
+    it("reports a port already in use with exit code 1", async () => {
+      const first = await startServerProcess();
+      try {
+        const port = first.address.split(":").pop()!;
+        assertOneLineError(await llmcache(["serve", "--port", port]), 1, new RegExp(`^llmcache: cannot listen on 127\\.0\\.0\\.1:${port}: `));
+      } finally {
+        await first.stop();
+      }
+    });
+  });
+
+  it("prints its usage for --help", async () => {
+    const run = await llmcache(["--help"]);
+    assert.equal(run.code, 0);
+    assert.match(run.stdout, /^Usage:\n  llmcache serve \[--host HOST\] \[--port PORT\] \[--maxsize N\]/);
+  });
+
+  describe("serve", () => {
+    it("listens on the port and host it is given, and prints where", async () => {
+      const port = await closedPort();
+      const server = await startServerProcess(["--host", "127.0.0.1", "--port", String(port)]);
+      try {
+        assert.equal(server.address, `127.0.0.1:${port}`);
+        assert.equal((await llmcache(["lookup", "--address", server.address, "p", "llm"])).stdout, "null\n");
+      } finally {
+        await server.stop();
+      }
+    });
+
+    it("takes its settings from LLMCACHE_PORT and LLMCACHE_MAXSIZE, and flags win over them", async () => {
+      const port = await closedPort();
+      const child = spawn(process.execPath, [CLI, "serve"], {
+        env: { ...process.env, LLMCACHE_HOST: "127.0.0.1", LLMCACHE_PORT: String(port), LLMCACHE_MAXSIZE: "1" },
+      });
+      const [line] = (await once(child.stdout, "data")) as [Buffer];
+      try {
+        assert.equal(line.toString(), `llmcache listening on 127.0.0.1:${port}\n`);
+        const address = `127.0.0.1:${port}`;
+        await llmcache(["update", "--address", address, "first", "llm", "1"]);
+        await llmcache(["update", "--address", address, "second", "llm", "2"]);
+        assert.equal((await llmcache(["lookup", "--address", address, "first", "llm"])).stdout, "null\n", "maxsize 1 evicted it");
+      } finally {
+        child.kill("SIGTERM");
+        await once(child, "exit");
+      }
+      const flagWins = await startServerProcess(["--maxsize", "2"], { LLMCACHE_MAXSIZE: "0" });
+      await flagWins.stop();
+    });
+
+    for (const signal of ["SIGTERM", "SIGINT"] as const) {
+      it(`exits 0 on ${signal}`, async () => {
+        const server = await startServerProcess();
+        const { code } = await server.stop(signal);
+        assert.equal(code, 0);
+        assert.match(server.stderr(), new RegExp(`${signal} received, finishing calls in flight`));
+      });
+    }
+
+    it("finishes a call in flight when SIGTERM arrives, then exits 0", async () => {
+      const server = await startServerProcess();
+      const session = connect(`http://${server.address}`);
+      try {
+        const stream = session.request({
+          ":method": "POST",
+          ":path": "/llmcache.v1.CacheService/Update",
+          "content-type": "application/grpc",
+          te: "trailers",
+        });
+        const request = toBinary(UpdateRequestSchema, create(UpdateRequestSchema, { prompt: "p", llmString: "llm", generations: [{ text: "late" }] }));
+        const frame = grpcFrame(request);
+        const trailers = once(stream, "trailers");
+        stream.resume();
+        stream.write(frame.subarray(0, 3)); // the call has begun, its message not yet complete
+        // Frames on one connection are handled in order: once a later call on
+        // it is answered, the server has certainly begun the first.
+        const probe = session.request({ ":method": "POST", ":path": "/llmcache.v1.CacheService/Clear", "content-type": "application/grpc", te: "trailers" });
+        probe.resume();
+        probe.end(grpcFrame(Buffer.alloc(0)));
+        await once(probe, "end");
+
+        server.child.kill("SIGTERM");
+        while (!server.stderr().includes("SIGTERM received")) await new Promise((resolve) => setTimeout(resolve, 20));
+        stream.end(frame.subarray(3));
+
+        const [fields] = (await trailers) as [Record<string, string>];
+        assert.equal(fields["grpc-status"], "0", `the call in flight completed: ${fields["grpc-message"]}`);
+        const { code } = await server.exited();
+        assert.equal(code, 0);
+      } finally {
+        session.destroy();
+        await server.stop("SIGKILL");
+      }
+    });
+  });
+
+  describe("lookup, update and clear", () => {
+    let server: ServerProcess;
+    before(async () => {
+      server = await startServerProcess();
+    });
+    after(() => server.stop());
+
+    it("stores texts with update, prints them as JSON with lookup, and null on a miss", async () => {
+      const update = await llmcache(["update", "--address", server.address, "capital of France?", "model=x", "Paris", "Lyon"]);
+      assert.deepEqual(update, { code: 0, stdout: "", stderr: "" });
+      const hit = await llmcache(["lookup", "--address", server.address, "capital of France?", "model=x"]);
+      assert.deepEqual(JSON.parse(hit.stdout), [{ text: "Paris" }, { text: "Lyon" }]);
+      const miss = await llmcache(["lookup", "--address", server.address, "capital of France?", "model=y"]);
+      assert.equal(miss.stdout, "null\n");
+    });
+
+    it("stores full generations given as JSON, and an empty list as a hit", async () => {
+      const generations = [{ text: "hi", generationInfo: { finish_reason: "stop" }, message: { type: "ai", content: "hi", tool_calls: [], invalid_tool_calls: [] } }];
+      await llmcache(["update", "--address", server.address, "--generations", JSON.stringify(generations), "p", "llm"]);
+      assert.deepEqual(JSON.parse((await llmcache(["lookup", "--address", server.address, "p", "llm"])).stdout), generations);
+      await llmcache(["update", "--address", server.address, "empty", "llm"]);
+      assert.equal((await llmcache(["lookup", "--address", server.address, "empty", "llm"])).stdout, "[]\n");
+    });
+
+    it("reaches the server named by LLMCACHE_ADDRESS", async () => {
+      await llmcache(["update", "env", "llm", "via env"], { LLMCACHE_ADDRESS: server.address });
+      assert.equal((await llmcache(["lookup", "env", "llm"], { LLMCACHE_ADDRESS: server.address })).stdout, '[{"text":"via env"}]\n');
+    });
+
+    it("clears the cache", async () => {
+      await llmcache(["update", "--address", server.address, "x", "llm", "x"]);
+      assert.equal((await llmcache(["clear", "--address", server.address])).code, 0);
+      assert.equal((await llmcache(["lookup", "--address", server.address, "x", "llm"])).stdout, "null\n");
+    });
+
+    it("refuses a wrong number of arguments and bad JSON with exit code 2", async () => {
+      assertOneLineError(await llmcache(["lookup", "--address", server.address, "only prompt"]), 2, /^llmcache: lookup takes PROMPT and LLM_STRING, got 1 arguments/);
+      assertOneLineError(await llmcache(["update", "--address", server.address, "p", "llm", "--generations", "[{"]), 2, /^llmcache: --generations is not valid JSON: /);
+      assertOneLineError(await llmcache(["update", "--address", server.address, "p", "llm", "text", "--generations", "[]"]), 2, /^llmcache: give either TEXT arguments or --generations, not both/);
+    });
+
+    it("refuses generations that are not generations with exit code 1", async () => {
+      assertOneLineError(await llmcache(["update", "--address", server.address, "p", "llm", "--generations", '[{"txt":"x"}]']), 1, /^llmcache: generations\[0\]\.txt is not a field of a generation/);
+    });
+
+    it("reports an unreachable server with exit code 1", async () => {
+      const run = await llmcache(["lookup", "--address", `127.0.0.1:${await closedPort()}`, "p", "llm"]);
+      assertOneLineError(run, 1, /^llmcache: Lookup failed: UNAVAILABLE: /);
+    });
+  });
+});

@@ -1,0 +1,180 @@
+import assert from "node:assert/strict";
+import { CacheClient, CacheError, startServer } from "../../src/index.js";
+import { startServerProcess, type ServerProcess } from "../helpers/server-process.js";
+import { closedPort, startSilentListener, startStalledGrpcServer } from "../helpers/stalled-server.js";
+
+function isCacheError(code: string, message: RegExp) {
+  return (error: unknown) => {
+    assert.ok(error instanceof CacheError, `a CacheError, got ${error}`);
+    assert.equal(error.code, code);
+    assert.match(error.message, message);
+    return true;
+  };
+}
+
+async function elapsedMs(run: () => unknown): Promise<number> {
+  const start = performance.now();
+  try {
+    await run();
+  } catch {
+    // the caller asserts on the error separately
+  }
+  return performance.now() - start;
+}
+
+describe("CacheClient failures", function () {
+  this.timeout(20_000);
+
+  describe("with no server listening", () => {
+    let client: CacheClient;
+    before(async () => {
+      client = new CacheClient({ address: `127.0.0.1:${await closedPort()}`, timeoutMs: 3_000 });
+    });
+    after(() => client.close());
+
+    it("rejects an async call with UNAVAILABLE, naming the method", async () => {
+      await assert.rejects(client.alookup("p", "llm"), isCacheError("UNAVAILABLE", /^Lookup failed: UNAVAILABLE: /));
+    });
+
+    it("throws UNAVAILABLE from a blocking call", () => {
+      assert.throws(() => client.update("p", "llm", []), isCacheError("UNAVAILABLE", /^Update failed: UNAVAILABLE: /));
+    });
+  });
+
+  describe("deadlines", () => {
+    it("rejects with DEADLINE_EXCEEDED when a server does not answer in time", async () => {
+      const stalled = await startStalledGrpcServer();
+      const client = new CacheClient({ address: stalled.address, timeoutMs: 300 });
+      try {
+        const took = await elapsedMs(() =>
+          assert.rejects(client.alookup("p", "llm"), isCacheError("DEADLINE_EXCEEDED", /^Lookup failed: DEADLINE_EXCEEDED: /)),
+        );
+        assert.ok(took >= 250 && took < 3_000, `took ${took} ms`);
+      } finally {
+        await client.close();
+        stalled.stop();
+      }
+    });
+
+    it("takes a per-call deadline over the client's", async () => {
+      const stalled = await startStalledGrpcServer();
+      const client = new CacheClient({ address: stalled.address, timeoutMs: 60_000 });
+      try {
+        const took = await elapsedMs(() =>
+          assert.rejects(client.aclear({ timeoutMs: 200 }), isCacheError("DEADLINE_EXCEEDED", /^Clear failed/)),
+        );
+        assert.ok(took < 3_000, `took ${took} ms`);
+      } finally {
+        await client.close();
+        stalled.stop();
+      }
+    });
+
+    it("throws DEADLINE_EXCEEDED from a blocking call to a server that never answers", async () => {
+      const silent = await startSilentListener();
+      const client = new CacheClient({ address: silent.address, timeoutMs: 400 });
+      try {
+        const took = await elapsedMs(() =>
+          assert.throws(() => client.lookup("p", "llm"), isCacheError("DEADLINE_EXCEEDED", /^Lookup failed: DEADLINE_EXCEEDED/)),
+        );
+        assert.ok(took >= 350 && took < 3_000, `took ${took} ms`);
+      } finally {
+        await client.close();
+        silent.stop();
+      }
+    });
+
+    it("fails a blocking call to a server on the same thread after its deadline, saying why, instead of hanging", async () => {
+      const server = await startServer({ port: 0 });
+      const client = new CacheClient({ address: server.address, timeoutMs: 500 });
+      try {
+        await client.aupdate("p", "llm", [{ text: "reachable async" }]);
+        const took = await elapsedMs(() =>
+          assert.throws(
+            () => client.lookup("p", "llm"),
+            isCacheError("DEADLINE_EXCEEDED", /cannot be answered by a server running on the calling thread; use the async method/),
+          ),
+        );
+        assert.ok(took >= 450 && took < 2_500, `took ${took} ms`);
+        assert.deepEqual(await client.alookup("p", "llm"), [{ text: "reachable async" }], "the async path still works");
+      } finally {
+        await client.close();
+        await server.shutdown(0);
+      }
+    });
+  });
+
+  describe("cancellation", () => {
+    it("rejects with CANCELLED when the caller aborts", async () => {
+      const stalled = await startStalledGrpcServer();
+      const client = new CacheClient({ address: stalled.address, timeoutMs: 10_000 });
+      try {
+        const controller = new AbortController();
+        const pending = client.alookup("p", "llm", { signal: controller.signal });
+        setTimeout(() => controller.abort(), 100);
+        const took = await elapsedMs(() => assert.rejects(pending, isCacheError("CANCELLED", /^Lookup failed: CANCELLED/)));
+        assert.ok(took < 5_000, `took ${took} ms`);
+      } finally {
+        await client.close();
+        stalled.stop();
+      }
+    });
+
+    it("does not send a call whose signal is already aborted", async () => {
+      const client = new CacheClient({ address: `127.0.0.1:${await closedPort()}` });
+      try {
+        await assert.rejects(
+          client.aupdate("p", "llm", [], { signal: AbortSignal.abort() }),
+          isCacheError("CANCELLED", /^Update failed: CANCELLED: cancelled before it was sent$/),
+        );
+      } finally {
+        await client.close();
+      }
+    });
+  });
+
+  describe("against a server process", () => {
+    let server: ServerProcess;
+    let client: CacheClient;
+    before(async () => {
+      server = await startServerProcess();
+      client = new CacheClient({ address: server.address });
+    });
+    after(async () => {
+      await client.close();
+      await server.stop();
+    });
+
+    it("turns the server's RESOURCE_EXHAUSTED for an oversized message into a CacheError with its message", async () => {
+      const huge = [{ text: "x".repeat(5 * 1024 * 1024) }];
+      await assert.rejects(
+        client.aupdate("p", "llm", huge),
+        isCacheError("RESOURCE_EXHAUSTED", /^Update failed: RESOURCE_EXHAUSTED: Received message larger than max \(\d+ vs 4194304\)$/),
+      );
+      assert.throws(() => client.update("p", "llm", huge), isCacheError("RESOURCE_EXHAUSTED", /larger than max/));
+      assert.equal(await client.alookup("p", "llm"), null, "nothing was stored");
+    });
+
+    it("answers many concurrent calls, each with its own result", async () => {
+      const keys = Array.from({ length: 300 }, (_, i) => `prompt ${i}`);
+      await Promise.all(keys.map((key, i) => client.aupdate(key, "llm", [{ text: `answer ${i}` }])));
+      const answers = await Promise.all(keys.map((key) => client.alookup(key, "llm")));
+      assert.deepEqual(answers, keys.map((_, i) => [{ text: `answer ${i}` }]));
+    });
+
+    it("refuses calls after close", async () => {
+      const closing = new CacheClient({ address: server.address });
+      await closing.aclear();
+      await closing.close();
+      await assert.rejects(closing.alookup("p", "llm"), isCacheError("FAILED_PRECONDITION", /^the client is closed$/));
+      assert.throws(() => closing.clear(), isCacheError("FAILED_PRECONDITION", /^the client is closed$/));
+    });
+  });
+
+  it("refuses a deadline that is not a positive number", () => {
+    assert.throws(() => new CacheClient({ timeoutMs: 0 }), {
+      name: "RangeError",
+      message: "timeoutMs must be a positive number of milliseconds, got 0",
+    });
+  });
+});
