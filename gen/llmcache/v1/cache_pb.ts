@@ -22,7 +22,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file llmcache/v1/cache.proto.
  */
 export const file_llmcache_v1_cache: GenFile = /*@__PURE__*/
-  fileDesc("ChdsbG1jYWNoZS92MS9jYWNoZS5wcm90bxILbGxtY2FjaGUudjEiMwoNTG9va3VwUmVxdWVzdBIOCgZwcm9tcHQYASABKAkSEgoKbGxtX3N0cmluZxgCIAEoCSJLCg5Mb29rdXBSZXNwb25zZRILCgNoaXQYASABKAgSLAoLZ2VuZXJhdGlvbnMYAiADKAsyFy5sbG1jYWNoZS52MS5HZW5lcmF0aW9uImEKDVVwZGF0ZVJlcXVlc3QSDgoGcHJvbXB0GAEgASgJEhIKCmxsbV9zdHJpbmcYAiABKAkSLAoLZ2VuZXJhdGlvbnMYAyADKAsyFy5sbG1jYWNoZS52MS5HZW5lcmF0aW9uIhAKDlVwZGF0ZVJlc3BvbnNlIg4KDENsZWFyUmVxdWVzdCIPCg1DbGVhclJlc3BvbnNlIncKCkdlbmVyYXRpb24SDAoEdGV4dBgBIAEoCRIwCg9nZW5lcmF0aW9uX2luZm8YAiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EikKB21lc3NhZ2UYAyABKAsyGC5sbG1jYWNoZS52MS5DaGF0TWVzc2FnZSKJBQoLQ2hhdE1lc3NhZ2USDAoEdHlwZRgBIAEoCRIOCgR0ZXh0GAIgASgJSAASLAoGYmxvY2tzGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLkxpc3RWYWx1ZUgAEjIKEWFkZGl0aW9uYWxfa3dhcmdzGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIyChFyZXNwb25zZV9tZXRhZGF0YRgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSKQoKdG9vbF9jYWxscxgGIAMoCzIVLmxsbWNhY2hlLnYxLlRvb2xDYWxsEjgKEmludmFsaWRfdG9vbF9jYWxscxgHIAMoCzIcLmxsbWNhY2hlLnYxLkludmFsaWRUb29sQ2FsbBIyCg51c2FnZV9tZXRhZGF0YRgIIAEoCzIaLmxsbWNhY2hlLnYxLlVzYWdlTWV0YWRhdGESDwoCaWQYCSABKAlIAYgBARIRCgRuYW1lGAogASgJSAKIAQESGQoMdG9vbF9jYWxsX2lkGAsgASgJSAOIAQESEQoEcm9sZRgMIAEoCUgEiAEBEhMKBnN0YXR1cxgNIAEoCUgFiAEBEigKCGFydGlmYWN0GA4gASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEjQKEHRvb2xfY2FsbF9jaHVua3MYDyADKAsyGi5sbG1jYWNoZS52MS5Ub29sQ2FsbENodW5rEiYKBWV4dHJhGBAgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdEIJCgdjb250ZW50QgUKA19pZEIHCgVfbmFtZUIPCg1fdG9vbF9jYWxsX2lkQgcKBV9yb2xlQgkKB19zdGF0dXMicwoIVG9vbENhbGwSDAoEbmFtZRgBIAEoCRIlCgRhcmdzGAIgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIPCgJpZBgDIAEoCUgAiAEBEhEKBHR5cGUYBCABKAlIAYgBAUIFCgNfaWRCBwoFX3R5cGUimwEKD0ludmFsaWRUb29sQ2FsbBIRCgRuYW1lGAEgASgJSACIAQESEQoEYXJncxgCIAEoCUgBiAEBEg8KAmlkGAMgASgJSAKIAQESEgoFZXJyb3IYBCABKAlIA4gBARIRCgR0eXBlGAUgASgJSASIAQFCBwoFX25hbWVCBwoFX2FyZ3NCBQoDX2lkQggKBl9lcnJvckIHCgVfdHlwZSKZAQoNVG9vbENhbGxDaHVuaxIRCgRuYW1lGAEgASgJSACIAQESEQoEYXJncxgCIAEoCUgBiAEBEg8KAmlkGAMgASgJSAKIAQESEgoFaW5kZXgYBCABKANIA4gBARIRCgR0eXBlGAUgASgJSASIAQFCBwoFX25hbWVCBwoFX2FyZ3NCBQoDX2lkQggKBl9pbmRleEIHCgVfdHlwZSK/AQoNVXNhZ2VNZXRhZGF0YRIUCgxpbnB1dF90b2tlbnMYASABKAMSFQoNb3V0cHV0X3Rva2VucxgCIAEoAxIUCgx0b3RhbF90b2tlbnMYAyABKAMSNAoTaW5wdXRfdG9rZW5fZGV0YWlscxgEIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSNQoUb3V0cHV0X3Rva2VuX2RldGFpbHMYBSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0MtQBCgxDYWNoZVNlcnZpY2USQQoGTG9va3VwEhoubGxtY2FjaGUudjEuTG9va3VwUmVxdWVzdBobLmxsbWNhY2hlLnYxLkxvb2t1cFJlc3BvbnNlEkEKBlVwZGF0ZRIaLmxsbWNhY2hlLnYxLlVwZGF0ZVJlcXVlc3QaGy5sbG1jYWNoZS52MS5VcGRhdGVSZXNwb25zZRI+CgVDbGVhchIZLmxsbWNhY2hlLnYxLkNsZWFyUmVxdWVzdBoaLmxsbWNhY2hlLnYxLkNsZWFyUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_struct]);
+  fileDesc("ChdsbG1jYWNoZS92MS9jYWNoZS5wcm90bxILbGxtY2FjaGUudjEiMwoNTG9va3VwUmVxdWVzdBIOCgZwcm9tcHQYASABKAkSEgoKbGxtX3N0cmluZxgCIAEoCSJLCg5Mb29rdXBSZXNwb25zZRILCgNoaXQYASABKAgSLAoLZ2VuZXJhdGlvbnMYAiADKAsyFy5sbG1jYWNoZS52MS5HZW5lcmF0aW9uImEKDVVwZGF0ZVJlcXVlc3QSDgoGcHJvbXB0GAEgASgJEhIKCmxsbV9zdHJpbmcYAiABKAkSLAoLZ2VuZXJhdGlvbnMYAyADKAsyFy5sbG1jYWNoZS52MS5HZW5lcmF0aW9uIhAKDlVwZGF0ZVJlc3BvbnNlIg4KDENsZWFyUmVxdWVzdCIPCg1DbGVhclJlc3BvbnNlIkEKEkJhdGNoTG9va3VwUmVxdWVzdBIrCgdsb29rdXBzGAEgAygLMhoubGxtY2FjaGUudjEuTG9va3VwUmVxdWVzdCJDChNCYXRjaExvb2t1cFJlc3BvbnNlEiwKB3Jlc3VsdHMYASADKAsyGy5sbG1jYWNoZS52MS5Mb29rdXBSZXNwb25zZSJBChJCYXRjaFVwZGF0ZVJlcXVlc3QSKwoHdXBkYXRlcxgBIAMoCzIaLmxsbWNhY2hlLnYxLlVwZGF0ZVJlcXVlc3QiFQoTQmF0Y2hVcGRhdGVSZXNwb25zZSJBCg1TdHJlYW1SZXF1ZXN0EjAKCm9wZXJhdGlvbnMYASADKAsyHC5sbG1jYWNoZS52MS5TdHJlYW1PcGVyYXRpb24ihgEKD1N0cmVhbU9wZXJhdGlvbhIKCgJpZBgBIAEoDRIsCgZsb29rdXAYAiABKAsyGi5sbG1jYWNoZS52MS5Mb29rdXBSZXF1ZXN0SAASLAoGdXBkYXRlGAMgASgLMhoubGxtY2FjaGUudjEuVXBkYXRlUmVxdWVzdEgAQgsKCW9wZXJhdGlvbiI8Cg5TdHJlYW1SZXNwb25zZRIqCgdyZXN1bHRzGAEgAygLMhkubGxtY2FjaGUudjEuU3RyZWFtUmVzdWx0IrABCgxTdHJlYW1SZXN1bHQSCgoCaWQYASABKA0SLQoGbG9va3VwGAIgASgLMhsubGxtY2FjaGUudjEuTG9va3VwUmVzcG9uc2VIABItCgZ1cGRhdGUYAyABKAsyGy5sbG1jYWNoZS52MS5VcGRhdGVSZXNwb25zZUgAEiwKBWVycm9yGAQgASgLMhsubGxtY2FjaGUudjEuT3BlcmF0aW9uRXJyb3JIAEIICgZyZXN1bHQiLwoOT3BlcmF0aW9uRXJyb3ISDAoEY29kZRgBIAEoBRIPCgdtZXNzYWdlGAIgASgJIncKCkdlbmVyYXRpb24SDAoEdGV4dBgBIAEoCRIwCg9nZW5lcmF0aW9uX2luZm8YAiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EikKB21lc3NhZ2UYAyABKAsyGC5sbG1jYWNoZS52MS5DaGF0TWVzc2FnZSKJBQoLQ2hhdE1lc3NhZ2USDAoEdHlwZRgBIAEoCRIOCgR0ZXh0GAIgASgJSAASLAoGYmxvY2tzGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLkxpc3RWYWx1ZUgAEjIKEWFkZGl0aW9uYWxfa3dhcmdzGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIyChFyZXNwb25zZV9tZXRhZGF0YRgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSKQoKdG9vbF9jYWxscxgGIAMoCzIVLmxsbWNhY2hlLnYxLlRvb2xDYWxsEjgKEmludmFsaWRfdG9vbF9jYWxscxgHIAMoCzIcLmxsbWNhY2hlLnYxLkludmFsaWRUb29sQ2FsbBIyCg51c2FnZV9tZXRhZGF0YRgIIAEoCzIaLmxsbWNhY2hlLnYxLlVzYWdlTWV0YWRhdGESDwoCaWQYCSABKAlIAYgBARIRCgRuYW1lGAogASgJSAKIAQESGQoMdG9vbF9jYWxsX2lkGAsgASgJSAOIAQESEQoEcm9sZRgMIAEoCUgEiAEBEhMKBnN0YXR1cxgNIAEoCUgFiAEBEigKCGFydGlmYWN0GA4gASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEjQKEHRvb2xfY2FsbF9jaHVua3MYDyADKAsyGi5sbG1jYWNoZS52MS5Ub29sQ2FsbENodW5rEiYKBWV4dHJhGBAgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdEIJCgdjb250ZW50QgUKA19pZEIHCgVfbmFtZUIPCg1fdG9vbF9jYWxsX2lkQgcKBV9yb2xlQgkKB19zdGF0dXMicwoIVG9vbENhbGwSDAoEbmFtZRgBIAEoCRIlCgRhcmdzGAIgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIPCgJpZBgDIAEoCUgAiAEBEhEKBHR5cGUYBCABKAlIAYgBAUIFCgNfaWRCBwoFX3R5cGUimwEKD0ludmFsaWRUb29sQ2FsbBIRCgRuYW1lGAEgASgJSACIAQESEQoEYXJncxgCIAEoCUgBiAEBEg8KAmlkGAMgASgJSAKIAQESEgoFZXJyb3IYBCABKAlIA4gBARIRCgR0eXBlGAUgASgJSASIAQFCBwoFX25hbWVCBwoFX2FyZ3NCBQoDX2lkQggKBl9lcnJvckIHCgVfdHlwZSKZAQoNVG9vbENhbGxDaHVuaxIRCgRuYW1lGAEgASgJSACIAQESEQoEYXJncxgCIAEoCUgBiAEBEg8KAmlkGAMgASgJSAKIAQESEgoFaW5kZXgYBCABKANIA4gBARIRCgR0eXBlGAUgASgJSASIAQFCBwoFX25hbWVCBwoFX2FyZ3NCBQoDX2lkQggKBl9pbmRleEIHCgVfdHlwZSK/AQoNVXNhZ2VNZXRhZGF0YRIUCgxpbnB1dF90b2tlbnMYASABKAMSFQoNb3V0cHV0X3Rva2VucxgCIAEoAxIUCgx0b3RhbF90b2tlbnMYAyABKAMSNAoTaW5wdXRfdG9rZW5fZGV0YWlscxgEIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSNQoUb3V0cHV0X3Rva2VuX2RldGFpbHMYBSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Mr8DCgxDYWNoZVNlcnZpY2USQQoGTG9va3VwEhoubGxtY2FjaGUudjEuTG9va3VwUmVxdWVzdBobLmxsbWNhY2hlLnYxLkxvb2t1cFJlc3BvbnNlEkEKBlVwZGF0ZRIaLmxsbWNhY2hlLnYxLlVwZGF0ZVJlcXVlc3QaGy5sbG1jYWNoZS52MS5VcGRhdGVSZXNwb25zZRI+CgVDbGVhchIZLmxsbWNhY2hlLnYxLkNsZWFyUmVxdWVzdBoaLmxsbWNhY2hlLnYxLkNsZWFyUmVzcG9uc2USUAoLQmF0Y2hMb29rdXASHy5sbG1jYWNoZS52MS5CYXRjaExvb2t1cFJlcXVlc3QaIC5sbG1jYWNoZS52MS5CYXRjaExvb2t1cFJlc3BvbnNlElAKC0JhdGNoVXBkYXRlEh8ubGxtY2FjaGUudjEuQmF0Y2hVcGRhdGVSZXF1ZXN0GiAubGxtY2FjaGUudjEuQmF0Y2hVcGRhdGVSZXNwb25zZRJFCgZTdHJlYW0SGi5sbG1jYWNoZS52MS5TdHJlYW1SZXF1ZXN0GhsubGxtY2FjaGUudjEuU3RyZWFtUmVzcG9uc2UoATABYgZwcm90bzM", [file_google_protobuf_struct]);
 
 /**
  * @generated from message llmcache.v1.LookupRequest
@@ -139,6 +139,212 @@ export const ClearResponseSchema: GenMessage<ClearResponse> = /*@__PURE__*/
   messageDesc(file_llmcache_v1_cache, 5);
 
 /**
+ * @generated from message llmcache.v1.BatchLookupRequest
+ */
+export type BatchLookupRequest = Message<"llmcache.v1.BatchLookupRequest"> & {
+  /**
+   * @generated from field: repeated llmcache.v1.LookupRequest lookups = 1;
+   */
+  lookups: LookupRequest[];
+};
+
+/**
+ * Describes the message llmcache.v1.BatchLookupRequest.
+ * Use `create(BatchLookupRequestSchema)` to create a new message.
+ */
+export const BatchLookupRequestSchema: GenMessage<BatchLookupRequest> = /*@__PURE__*/
+  messageDesc(file_llmcache_v1_cache, 6);
+
+/**
+ * @generated from message llmcache.v1.BatchLookupResponse
+ */
+export type BatchLookupResponse = Message<"llmcache.v1.BatchLookupResponse"> & {
+  /**
+   * One per lookup of the request, in the same order.
+   *
+   * @generated from field: repeated llmcache.v1.LookupResponse results = 1;
+   */
+  results: LookupResponse[];
+};
+
+/**
+ * Describes the message llmcache.v1.BatchLookupResponse.
+ * Use `create(BatchLookupResponseSchema)` to create a new message.
+ */
+export const BatchLookupResponseSchema: GenMessage<BatchLookupResponse> = /*@__PURE__*/
+  messageDesc(file_llmcache_v1_cache, 7);
+
+/**
+ * @generated from message llmcache.v1.BatchUpdateRequest
+ */
+export type BatchUpdateRequest = Message<"llmcache.v1.BatchUpdateRequest"> & {
+  /**
+   * @generated from field: repeated llmcache.v1.UpdateRequest updates = 1;
+   */
+  updates: UpdateRequest[];
+};
+
+/**
+ * Describes the message llmcache.v1.BatchUpdateRequest.
+ * Use `create(BatchUpdateRequestSchema)` to create a new message.
+ */
+export const BatchUpdateRequestSchema: GenMessage<BatchUpdateRequest> = /*@__PURE__*/
+  messageDesc(file_llmcache_v1_cache, 8);
+
+/**
+ * @generated from message llmcache.v1.BatchUpdateResponse
+ */
+export type BatchUpdateResponse = Message<"llmcache.v1.BatchUpdateResponse"> & {
+};
+
+/**
+ * Describes the message llmcache.v1.BatchUpdateResponse.
+ * Use `create(BatchUpdateResponseSchema)` to create a new message.
+ */
+export const BatchUpdateResponseSchema: GenMessage<BatchUpdateResponse> = /*@__PURE__*/
+  messageDesc(file_llmcache_v1_cache, 9);
+
+/**
+ * @generated from message llmcache.v1.StreamRequest
+ */
+export type StreamRequest = Message<"llmcache.v1.StreamRequest"> & {
+  /**
+   * @generated from field: repeated llmcache.v1.StreamOperation operations = 1;
+   */
+  operations: StreamOperation[];
+};
+
+/**
+ * Describes the message llmcache.v1.StreamRequest.
+ * Use `create(StreamRequestSchema)` to create a new message.
+ */
+export const StreamRequestSchema: GenMessage<StreamRequest> = /*@__PURE__*/
+  messageDesc(file_llmcache_v1_cache, 10);
+
+/**
+ * @generated from message llmcache.v1.StreamOperation
+ */
+export type StreamOperation = Message<"llmcache.v1.StreamOperation"> & {
+  /**
+   * Chosen by the client to match the result to the operation; unique among
+   * the operations in flight on the stream.
+   *
+   * @generated from field: uint32 id = 1;
+   */
+  id: number;
+
+  /**
+   * @generated from oneof llmcache.v1.StreamOperation.operation
+   */
+  operation: {
+    /**
+     * @generated from field: llmcache.v1.LookupRequest lookup = 2;
+     */
+    value: LookupRequest;
+    case: "lookup";
+  } | {
+    /**
+     * @generated from field: llmcache.v1.UpdateRequest update = 3;
+     */
+    value: UpdateRequest;
+    case: "update";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message llmcache.v1.StreamOperation.
+ * Use `create(StreamOperationSchema)` to create a new message.
+ */
+export const StreamOperationSchema: GenMessage<StreamOperation> = /*@__PURE__*/
+  messageDesc(file_llmcache_v1_cache, 11);
+
+/**
+ * @generated from message llmcache.v1.StreamResponse
+ */
+export type StreamResponse = Message<"llmcache.v1.StreamResponse"> & {
+  /**
+   * @generated from field: repeated llmcache.v1.StreamResult results = 1;
+   */
+  results: StreamResult[];
+};
+
+/**
+ * Describes the message llmcache.v1.StreamResponse.
+ * Use `create(StreamResponseSchema)` to create a new message.
+ */
+export const StreamResponseSchema: GenMessage<StreamResponse> = /*@__PURE__*/
+  messageDesc(file_llmcache_v1_cache, 12);
+
+/**
+ * @generated from message llmcache.v1.StreamResult
+ */
+export type StreamResult = Message<"llmcache.v1.StreamResult"> & {
+  /**
+   * The id of the operation this answers.
+   *
+   * @generated from field: uint32 id = 1;
+   */
+  id: number;
+
+  /**
+   * @generated from oneof llmcache.v1.StreamResult.result
+   */
+  result: {
+    /**
+     * @generated from field: llmcache.v1.LookupResponse lookup = 2;
+     */
+    value: LookupResponse;
+    case: "lookup";
+  } | {
+    /**
+     * @generated from field: llmcache.v1.UpdateResponse update = 3;
+     */
+    value: UpdateResponse;
+    case: "update";
+  } | {
+    /**
+     * The operation failed; the stream goes on.
+     *
+     * @generated from field: llmcache.v1.OperationError error = 4;
+     */
+    value: OperationError;
+    case: "error";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message llmcache.v1.StreamResult.
+ * Use `create(StreamResultSchema)` to create a new message.
+ */
+export const StreamResultSchema: GenMessage<StreamResult> = /*@__PURE__*/
+  messageDesc(file_llmcache_v1_cache, 13);
+
+/**
+ * Why one operation failed: a gRPC status code (google.rpc.Code) and a
+ * message, as a call's status would say.
+ *
+ * @generated from message llmcache.v1.OperationError
+ */
+export type OperationError = Message<"llmcache.v1.OperationError"> & {
+  /**
+   * @generated from field: int32 code = 1;
+   */
+  code: number;
+
+  /**
+   * @generated from field: string message = 2;
+   */
+  message: string;
+};
+
+/**
+ * Describes the message llmcache.v1.OperationError.
+ * Use `create(OperationErrorSchema)` to create a new message.
+ */
+export const OperationErrorSchema: GenMessage<OperationError> = /*@__PURE__*/
+  messageDesc(file_llmcache_v1_cache, 14);
+
+/**
  * One output of a model: LangChain's Generation, or its ChatGeneration when
  * `message` is set.
  *
@@ -171,7 +377,7 @@ export type Generation = Message<"llmcache.v1.Generation"> & {
  * Use `create(GenerationSchema)` to create a new message.
  */
 export const GenerationSchema: GenMessage<Generation> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 6);
+  messageDesc(file_llmcache_v1_cache, 15);
 
 /**
  * A LangChain message (Python or JS): AIMessage, HumanMessage, SystemMessage,
@@ -294,7 +500,7 @@ export type ChatMessage = Message<"llmcache.v1.ChatMessage"> & {
  * Use `create(ChatMessageSchema)` to create a new message.
  */
 export const ChatMessageSchema: GenMessage<ChatMessage> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 7);
+  messageDesc(file_llmcache_v1_cache, 16);
 
 /**
  * @generated from message llmcache.v1.ToolCall
@@ -328,7 +534,7 @@ export type ToolCall = Message<"llmcache.v1.ToolCall"> & {
  * Use `create(ToolCallSchema)` to create a new message.
  */
 export const ToolCallSchema: GenMessage<ToolCall> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 8);
+  messageDesc(file_llmcache_v1_cache, 17);
 
 /**
  * @generated from message llmcache.v1.InvalidToolCall
@@ -369,7 +575,7 @@ export type InvalidToolCall = Message<"llmcache.v1.InvalidToolCall"> & {
  * Use `create(InvalidToolCallSchema)` to create a new message.
  */
 export const InvalidToolCallSchema: GenMessage<InvalidToolCall> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 9);
+  messageDesc(file_llmcache_v1_cache, 18);
 
 /**
  * @generated from message llmcache.v1.ToolCallChunk
@@ -408,7 +614,7 @@ export type ToolCallChunk = Message<"llmcache.v1.ToolCallChunk"> & {
  * Use `create(ToolCallChunkSchema)` to create a new message.
  */
 export const ToolCallChunkSchema: GenMessage<ToolCallChunk> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 10);
+  messageDesc(file_llmcache_v1_cache, 19);
 
 /**
  * Token counts of one model call.
@@ -451,7 +657,7 @@ export type UsageMetadata = Message<"llmcache.v1.UsageMetadata"> & {
  * Use `create(UsageMetadataSchema)` to create a new message.
  */
 export const UsageMetadataSchema: GenMessage<UsageMetadata> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 11);
+  messageDesc(file_llmcache_v1_cache, 20);
 
 /**
  * CacheService is the remote twin of LangChain's InMemoryCache.
@@ -493,6 +699,44 @@ export const CacheService: GenService<{
     methodKind: "unary";
     input: typeof ClearRequestSchema;
     output: typeof ClearResponseSchema;
+  },
+  /**
+   * BatchLookup looks up many pairs in one call; results come in request
+   * order, one per lookup.
+   *
+   * @generated from rpc llmcache.v1.CacheService.BatchLookup
+   */
+  batchLookup: {
+    methodKind: "unary";
+    input: typeof BatchLookupRequestSchema;
+    output: typeof BatchLookupResponseSchema;
+  },
+  /**
+   * BatchUpdate applies many updates in one call, in request order, as if
+   * each were its own Update. The call fails as a whole, applying none,
+   * when any update is malformed.
+   *
+   * @generated from rpc llmcache.v1.CacheService.BatchUpdate
+   */
+  batchUpdate: {
+    methodKind: "unary";
+    input: typeof BatchUpdateRequestSchema;
+    output: typeof BatchUpdateResponseSchema;
+  },
+  /**
+   * Stream carries lookups and updates both ways on one long-lived call, so
+   * that many can be in flight without the cost of a call each. Every
+   * operation has an id chosen by the client; its result carries the same
+   * id. Results may come in any order and in fewer or more messages than
+   * the requests; a malformed operation gets an error result of its own
+   * and the stream goes on.
+   *
+   * @generated from rpc llmcache.v1.CacheService.Stream
+   */
+  stream: {
+    methodKind: "bidi_streaming";
+    input: typeof StreamRequestSchema;
+    output: typeof StreamResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_llmcache_v1_cache, 0);
