@@ -32,7 +32,8 @@ export function decodeMessage<Desc extends DescMessage>(schema: Desc, bytes: Uin
   }
 }
 
-function decodeProblem(error: unknown): string {
+/** What went wrong in a protobuf-es decode, in a few words. */
+export function decodeProblem(error: unknown): string {
   if (error instanceof TypeError && (error as NodeJS.ErrnoException).code === "ERR_ENCODING_INVALID_ENCODED_DATA") {
     return "a string field is not valid UTF-8";
   }

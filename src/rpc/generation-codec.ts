@@ -13,8 +13,8 @@ type WireChatMessageInit = MessageInitShape<typeof wire.ChatMessageSchema>;
  * the form a lookup gives back (copyGenerations) first, so a remote cache
  * returns exactly what an in-process one would.
  */
-export function toWireGenerations(generations: unknown): WireGenerationInit[] {
-  return copyGenerations(generations).map(toWireGeneration);
+export function toWireGenerations(generations: unknown, path?: string): WireGenerationInit[] {
+  return copyGenerations(generations, path).map(toWireGeneration);
 }
 
 export function fromWireGenerations(generations: readonly wire.Generation[]): Generation[] {

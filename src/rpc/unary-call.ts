@@ -1,4 +1,4 @@
-import { Metadata, type Client, type ServiceError } from "@grpc/grpc-js";
+import { Metadata, status, type Client, type ServiceError } from "@grpc/grpc-js";
 import { passBytes } from "./codec.js";
 import { CacheError, statusName } from "./errors.js";
 
@@ -17,7 +17,7 @@ export function callUnary(client: Client, path: string, request: Buffer, options
   const { signal } = options;
   return new Promise((resolve, reject) => {
     if (signal?.aborted) {
-      reject(new CacheError("CANCELLED", `${methodName(path)} failed: CANCELLED: cancelled before it was sent`));
+      reject(callFailure(methodName(path), status.CANCELLED, "cancelled before it was sent"));
       return;
     }
     const onAbort = () => call.cancel();
@@ -30,7 +30,7 @@ export function callUnary(client: Client, path: string, request: Buffer, options
       { deadline: Date.now() + options.timeoutMs },
       (error: ServiceError | null, response?: Buffer) => {
         signal?.removeEventListener("abort", onAbort);
-        if (error) reject(callFailure(path, error.code, error.details, error));
+        if (error) reject(callFailure(methodName(path), error.code, error.details, error));
         else resolve(response as Buffer);
       },
     );
@@ -39,10 +39,11 @@ export function callUnary(client: Client, path: string, request: Buffer, options
 }
 
 /** The error a failed call rejects with: "Lookup failed: UNAVAILABLE: ...". */
-export function callFailure(path: string, code: number, details: string, cause?: unknown): CacheError {
-  return new CacheError(code, `${methodName(path)} failed: ${statusName(code)}: ${details}`, { cause });
+export function callFailure(method: string, code: number, details: string, cause?: unknown): CacheError {
+  return new CacheError(code, `${method} failed: ${statusName(code)}: ${details}`, { cause });
 }
 
-function methodName(path: string): string {
+/** "Lookup", from "/llmcache.v1.CacheService/Lookup". */
+export function methodName(path: string): string {
   return path.slice(path.lastIndexOf("/") + 1);
 }

@@ -1,38 +1,55 @@
-import type { DescMessage, DescMethodUnary, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
-import { status, type handleUnaryCall, type StatusObject } from "@grpc/grpc-js";
-import { DecodeError, decodeMessage, encodeMessage } from "../rpc/codec.js";
-import { CacheError } from "../rpc/errors.js";
+import type { DescMethod } from "@bufbuild/protobuf";
+import type { handleBidiStreamingCall, handleUnaryCall } from "@grpc/grpc-js";
 import { methodPath } from "../rpc/service-definition.js";
-
-export type UnaryImplementation<I extends DescMessage, O extends DescMessage> = (
-  request: MessageShape<I>,
-) => MessageInitShape<O> | Promise<MessageInitShape<O>>;
+import { toStatus } from "./status.js";
 
 /**
- * Adapts a typed implementation to grpc-js's byte-level unary handler. Every
- * method goes through here, so every one answers alike: undecodable input
- * gets INVALID_ARGUMENT, a thrown CacheError its own status, and anything
- * else INTERNAL with a fixed message, while the original goes to the log.
+ * Adapts a byte-level implementation to grpc-js's unary handler. Every
+ * unary method goes through here, so every one answers failures alike (see
+ * toStatus).
  */
-export function unaryHandler<I extends DescMessage, O extends DescMessage>(
-  method: DescMethodUnary<I, O>,
-  implementation: UnaryImplementation<I, O>,
-): handleUnaryCall<Buffer, Buffer> {
+export function unaryHandler(method: DescMethod, implementation: (request: Buffer) => Buffer): handleUnaryCall<Buffer, Buffer> {
+  const path = methodPath(method);
   return (call, callback) => {
-    // Promise.resolve().then catches a synchronous throw as well as a
-    // rejection; grpc-js itself would drop the rejection.
-    Promise.resolve()
-      .then(() => implementation(decodeMessage(method.input, call.request)))
-      .then(
-        (response) => callback(null, encodeMessage(method.output, response)),
-        (error: unknown) => callback(toServiceError(method, error)),
-      );
+    let response: Buffer;
+    try {
+      response = implementation(call.request);
+    } catch (error) {
+      callback(toStatus(path, error));
+      return;
+    }
+    callback(null, response);
   };
 }
 
-function toServiceError(method: DescMethodUnary, error: unknown): Partial<StatusObject> {
-  if (error instanceof DecodeError) return { code: status.INVALID_ARGUMENT, details: error.message };
-  if (error instanceof CacheError) return { code: error.grpcCode, details: error.message };
-  console.error(`llmcache: ${methodPath(method)} failed:`, error);
-  return { code: status.INTERNAL, details: "internal error" };
+/**
+ * Adapts a byte-level implementation to a bidirectional stream that answers
+ * each request message with one response message, in order. A request that
+ * cannot be answered at all ends the stream with its status. When the
+ * client stops reading, the server stops reading too, so a client cannot
+ * make it hold an unbounded backlog of replies.
+ */
+export function streamHandler(
+  method: DescMethod,
+  implementation: (request: Buffer) => Buffer,
+): handleBidiStreamingCall<Buffer, Buffer> {
+  const path = methodPath(method);
+  return (call) => {
+    call.on("data", (request: Buffer) => {
+      let response: Buffer;
+      try {
+        response = implementation(request);
+      } catch (error) {
+        call.emit("error", toStatus(path, error));
+        return;
+      }
+      if (!call.write(response)) {
+        call.pause();
+        call.once("drain", () => call.resume());
+      }
+    });
+    call.on("end", () => call.end());
+    // A client that cancels or disconnects: there is no one left to answer.
+    call.on("error", () => {});
+  };
 }

@@ -1,5 +1,5 @@
 import { Server, ServerCredentials } from "@grpc/grpc-js";
-import { CacheService, type Generation } from "../../gen/llmcache/v1/cache_pb.js";
+import { CacheService } from "../../gen/llmcache/v1/cache_pb.js";
 import { BoundedStore } from "../engine/bounded-store.js";
 import { byteServiceDefinition } from "../rpc/service-definition.js";
 import { cacheServiceHandlers } from "./cache-service.js";
@@ -32,7 +32,7 @@ const DEFAULT_SHUTDOWN_GRACE_MS = 10_000;
 
 export async function startServer(options: ServerOptions = {}): Promise<RunningServer> {
   const host = options.host ?? DEFAULT_HOST;
-  const store = new BoundedStore<Generation[]>(options.maxsize);
+  const store = new BoundedStore<string>(options.maxsize);
   const server = new Server();
   server.addService(byteServiceDefinition(CacheService), cacheServiceHandlers(store));
 

@@ -70,7 +70,7 @@ describe("the server, given raw frames", function () {
   it("answers INVALID_ARGUMENT for invalid UTF-8 in a key", async () => {
     const reply = await rawCall(server.address, LOOKUP, grpcFrame(Buffer.from(stringField(1, [0x61, 0xc3, 0x28]))));
     assert.equal(reply.status, status.INVALID_ARGUMENT);
-    assert.equal(reply.message, "cannot decode llmcache.v1.LookupRequest: a string field is not valid UTF-8");
+    assert.equal(reply.message, "cannot decode llmcache.v1.LookupRequest: prompt is not valid UTF-8");
   });
 
   it("answers INVALID_ARGUMENT for invalid UTF-8 in a generation's text, and stores nothing", async () => {
@@ -78,8 +78,20 @@ describe("the server, given raw frames", function () {
     const body = [...stringField(1, [0x70]), ...stringField(2, [0x6c]), ...stringField(3, generation)];
     const reply = await rawCall(server.address, UPDATE, grpcFrame(Buffer.from(body)));
     assert.equal(reply.status, status.INVALID_ARGUMENT);
-    assert.equal(reply.message, "cannot decode llmcache.v1.UpdateRequest: a string field is not valid UTF-8");
+    assert.equal(reply.message, "cannot decode llmcache.v1.UpdateRequest: generations[0]: a string field is not valid UTF-8");
     assert.equal(await client.alookup("p", "l"), null);
+  });
+
+  it("answers INVALID_ARGUMENT for a known field sent with the wrong wire type", async () => {
+    const reply = await rawCall(server.address, LOOKUP, grpcFrame(Buffer.from([(2 << 3) | 0, 0x01])));
+    assert.equal(reply.status, status.INVALID_ARGUMENT);
+    assert.equal(reply.message, "cannot decode llmcache.v1.LookupRequest: llm_string has wire type varint, expected length-delimited");
+  });
+
+  it("answers INVALID_ARGUMENT for a length that runs past the end of the message", async () => {
+    const reply = await rawCall(server.address, LOOKUP, grpcFrame(Buffer.from([0x0a, 0x7f, 0x61])));
+    assert.equal(reply.status, status.INVALID_ARGUMENT);
+    assert.equal(reply.message, "cannot decode llmcache.v1.LookupRequest: premature EOF");
   });
 
   it("answers RESOURCE_EXHAUSTED for a message over the 4 MiB limit", async () => {

@@ -7,7 +7,10 @@ import { byteServiceDefinition } from "../../src/rpc/service-definition.js";
 export async function startStalledGrpcServer(): Promise<{ address: string; stop(): void }> {
   const server = new Server();
   const never = () => {};
-  server.addService(byteServiceDefinition(CacheService), { lookup: never, update: never, clear: never });
+  server.addService(
+    byteServiceDefinition(CacheService),
+    Object.fromEntries(CacheService.methods.map((method) => [method.localName, never])),
+  );
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (error, bound) => (error ? reject(error) : resolve(bound))),
   );

@@ -1,0 +1,98 @@
+import {
+  BatchLookupResponseSchema,
+  LookupResponseSchema,
+  OperationErrorSchema,
+  StreamResponseSchema,
+  StreamResultSchema,
+} from "../../gen/llmcache/v1/cache_pb.js";
+import { fieldSize, tag, varintSize, WIRE_LENGTH_DELIMITED, WIRE_VARINT, writeFieldHeader, writeVarint } from "../rpc/wire-writer.js";
+
+/** A stream operation's outcome, ready to be written. */
+export type WireResult =
+  | { id: number; kind: "lookup"; stored: string | undefined }
+  | { id: number; kind: "update" }
+  | { id: number; kind: "error"; code: number; message: string };
+
+const HIT_TAG = tag(LookupResponseSchema.field.hit.number, WIRE_VARINT);
+const BATCH_RESULT_TAG = tag(BatchLookupResponseSchema.field.results.number, WIRE_LENGTH_DELIMITED);
+const STREAM_RESULT_TAG = tag(StreamResponseSchema.field.results.number, WIRE_LENGTH_DELIMITED);
+const RESULT = StreamResultSchema.field;
+const RESULT_ID_TAG = tag(RESULT.id.number, WIRE_VARINT);
+const RESULT_TAGS = {
+  lookup: tag(RESULT.lookup.number, WIRE_LENGTH_DELIMITED),
+  update: tag(RESULT.update.number, WIRE_LENGTH_DELIMITED),
+  error: tag(RESULT.error.number, WIRE_LENGTH_DELIMITED),
+};
+const ERROR_CODE_TAG = tag(OperationErrorSchema.field.code.number, WIRE_VARINT);
+const ERROR_MESSAGE_TAG = tag(OperationErrorSchema.field.message.number, WIRE_LENGTH_DELIMITED);
+
+/**
+ * Writers for the replies that carry stored generations. A hit is the hit
+ * flag followed by the stored bytes as they are (they are already laid out
+ * as LookupResponse.generations): nothing is decoded or encoded again.
+ */
+export function encodeLookupResponse(stored: string | undefined): Buffer {
+  const buffer = Buffer.allocUnsafe(lookupBodySize(stored));
+  writeLookupBody(buffer, 0, stored);
+  return buffer;
+}
+
+export function encodeBatchLookupResponse(results: readonly (string | undefined)[]): Buffer {
+  let size = 0;
+  for (const stored of results) size += fieldSize(BATCH_RESULT_TAG, lookupBodySize(stored));
+  const buffer = Buffer.allocUnsafe(size);
+  let position = 0;
+  for (const stored of results) {
+    position = writeFieldHeader(buffer, position, BATCH_RESULT_TAG, lookupBodySize(stored));
+    position = writeLookupBody(buffer, position, stored);
+  }
+  return buffer;
+}
+
+export function encodeStreamResponse(results: readonly WireResult[]): Buffer {
+  let size = 0;
+  for (const result of results) size += fieldSize(STREAM_RESULT_TAG, resultBodySize(result));
+  const buffer = Buffer.allocUnsafe(size);
+  let position = 0;
+  for (const result of results) {
+    position = writeFieldHeader(buffer, position, STREAM_RESULT_TAG, resultBodySize(result));
+    if (result.id !== 0) position = writeVarint(buffer, writeVarint(buffer, position, RESULT_ID_TAG), result.id);
+    position = writeFieldHeader(buffer, position, RESULT_TAGS[result.kind], outcomeSize(result));
+    if (result.kind === "lookup") position = writeLookupBody(buffer, position, result.stored);
+    else if (result.kind === "error") position = writeErrorBody(buffer, position, result);
+  }
+  return buffer;
+}
+
+function lookupBodySize(stored: string | undefined): number {
+  return stored === undefined ? 0 : varintSize(HIT_TAG) + 1 + stored.length;
+}
+
+function writeLookupBody(buffer: Buffer, position: number, stored: string | undefined): number {
+  if (stored === undefined) return position; // a miss: every field at its default
+  position = writeVarint(buffer, position, HIT_TAG);
+  buffer[position++] = 1;
+  return position + buffer.write(stored, position, "latin1");
+}
+
+function resultBodySize(result: WireResult): number {
+  const idSize = result.id === 0 ? 0 : varintSize(RESULT_ID_TAG) + varintSize(result.id);
+  return idSize + fieldSize(RESULT_TAGS[result.kind], outcomeSize(result));
+}
+
+function outcomeSize(result: WireResult): number {
+  switch (result.kind) {
+    case "lookup":
+      return lookupBodySize(result.stored);
+    case "update":
+      return 0;
+    case "error":
+      return varintSize(ERROR_CODE_TAG) + varintSize(result.code) + fieldSize(ERROR_MESSAGE_TAG, Buffer.byteLength(result.message));
+  }
+}
+
+function writeErrorBody(buffer: Buffer, position: number, error: { code: number; message: string }): number {
+  position = writeVarint(buffer, writeVarint(buffer, position, ERROR_CODE_TAG), error.code);
+  position = writeFieldHeader(buffer, position, ERROR_MESSAGE_TAG, Buffer.byteLength(error.message));
+  return position + buffer.write(error.message, position, "utf8");
+}
