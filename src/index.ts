@@ -8,6 +8,7 @@ export {
   type CacheClientOptions,
   type CallOptions,
 } from "./client/cache-client.js";
+export type { BatchingOptions } from "./client/operation-stream.js";
 export { startServer, type RunningServer, type ServerOptions } from "./server/server.js";
 export { CacheError, type StatusName } from "./rpc/errors.js";
 export type { Generation } from "./generation.js";

@@ -2,7 +2,7 @@ import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from "
 import type { ChannelSettings } from "../rpc/channel.js";
 import { status } from "@grpc/grpc-js";
 import { CacheError } from "../rpc/errors.js";
-import { callFailure } from "../rpc/unary-call.js";
+import { callFailure, methodName } from "../rpc/unary-call.js";
 import type { BlockingReply, BlockingRequest, WorkerStart } from "./blocking-protocol.js";
 
 // How long past its deadline a call may take to come back from the worker
@@ -45,7 +45,7 @@ export class BlockingCaller {
       }
       const remainingMs = giveUpAt - Date.now();
       if (remainingMs <= 0) {
-        throw callFailure(path, status.DEADLINE_EXCEEDED, "no reply from the worker thread");
+        throw callFailure(methodName(path), status.DEADLINE_EXCEEDED, "no reply from the worker thread");
       }
       Atomics.wait(replies, 0, seen, remainingMs);
       seen = Atomics.load(replies, 0);

@@ -5,7 +5,7 @@ import { startServerProcess, type ServerProcess } from "../helpers/server-proces
 describe("CacheClient against a server process", function () {
   this.timeout(30_000);
   // One server per maxsize, started on first use; each test clears it first.
-  const remotes = new Map<number | undefined, Promise<{ server: ServerProcess; client: CacheClient }>>();
+  const remotes = new Map<number | undefined, Promise<{ server: ServerProcess; client: CacheClient; unbatched: CacheClient }>>();
 
   function remote(maxsize?: number) {
     let started = remotes.get(maxsize);
@@ -13,6 +13,7 @@ describe("CacheClient against a server process", function () {
       started = startServerProcess(maxsize === undefined ? [] : ["--maxsize", String(maxsize)]).then((server) => ({
         server,
         client: new CacheClient({ address: server.address }),
+        unbatched: new CacheClient({ address: server.address, batching: false }),
       }));
       remotes.set(maxsize, started);
     }
@@ -21,8 +22,9 @@ describe("CacheClient against a server process", function () {
 
   after(async () => {
     for (const started of remotes.values()) {
-      const { server, client } = await started;
+      const { server, client, unbatched } = await started;
       await client.close();
+      await unbatched.close();
       await server.stop();
     }
   });
@@ -36,4 +38,12 @@ describe("CacheClient against a server process", function () {
       });
     });
   }
+
+  describe("through its async methods with batching off (one unary call each)", () => {
+    cacheBehaviour(async (maxsize) => {
+      const { unbatched } = await remote(maxsize);
+      await unbatched.aclear();
+      return through(unbatched, "async");
+    });
+  });
 });

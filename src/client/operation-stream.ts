@@ -1,0 +1,268 @@
+import { fromBinary } from "@bufbuild/protobuf";
+import { Metadata, status, type Client, type ClientDuplexStream, type ServiceError } from "@grpc/grpc-js";
+import {
+  CacheService,
+  StreamOperationSchema,
+  StreamRequestSchema,
+  StreamResponseSchema,
+  type StreamResult,
+} from "../../gen/llmcache/v1/cache_pb.js";
+import { passBytes } from "../rpc/codec.js";
+import type { CacheError } from "../rpc/errors.js";
+import { methodPath } from "../rpc/service-definition.js";
+import { callFailure } from "../rpc/unary-call.js";
+import { fieldSize, tag, varintSize, WIRE_LENGTH_DELIMITED, WIRE_VARINT, writeFieldHeader, writeVarint } from "../rpc/wire-writer.js";
+
+export type StreamOperationKind = "lookup" | "update";
+
+export interface BatchingOptions {
+  /**
+   * How long an operation may wait for others to share its message, in
+   * milliseconds. 0 (the default) sends what the current turn of the event
+   * loop submitted, as soon as that turn ends.
+   */
+  windowMs?: number;
+}
+
+/** Operations share a stream message up to this size; larger ones go alone. */
+export const MAX_STREAM_MESSAGE_BYTES = 1024 * 1024;
+/** An idle stream is ended after this long, so that it does not keep the process alive. */
+const IDLE_STREAM_MS = 1_000;
+
+const PATH = methodPath(CacheService.method.stream);
+const OPERATION_TAG = tag(StreamRequestSchema.field.operations.number, WIRE_LENGTH_DELIMITED);
+const ID_TAG = tag(StreamOperationSchema.field.id.number, WIRE_VARINT);
+const KIND_TAGS: Record<StreamOperationKind, number> = {
+  lookup: tag(StreamOperationSchema.field.lookup.number, WIRE_LENGTH_DELIMITED),
+  update: tag(StreamOperationSchema.field.update.number, WIRE_LENGTH_DELIMITED),
+};
+
+interface Operation {
+  id: number;
+  kind: StreamOperationKind;
+  /** The method's name, for errors: "Lookup". */
+  label: string;
+  /** The encoded LookupRequest or UpdateRequest. */
+  request: Uint8Array;
+  timeoutMs: number;
+  deadline: number;
+  sent: boolean;
+  resolve(result: StreamResult): void;
+  reject(error: CacheError): void;
+  signal: AbortSignal | undefined;
+  onAbort: (() => void) | undefined;
+}
+
+/**
+ * Auto-batching over CacheService.Stream: operations submitted in the same
+ * turn of the event loop (or within `windowMs`) travel together in one
+ * stream message, and their results come back matched by id, as ioredis's
+ * auto-pipelining does for Redis commands. Each operation keeps its own
+ * deadline and cancellation; a broken stream fails the operations it carried,
+ * and the next operation opens a new one.
+ */
+export class OperationStream {
+  readonly #channel: Client;
+  readonly #windowMs: number;
+  #call: ClientDuplexStream<Buffer, Buffer> | undefined;
+  /** Submitted and not yet settled, in submission order, whether sent or not. */
+  readonly #operations = new Map<number, Operation>();
+  #unsent: Operation[] = [];
+  #flushScheduled = false;
+  #lastId = 0;
+  #deadlineTimer: NodeJS.Timeout | undefined;
+  #deadlineTimerAt = Infinity;
+  #idleTimer: NodeJS.Timeout | undefined;
+
+  constructor(channel: Client, options: BatchingOptions = {}) {
+    this.#channel = channel;
+    this.#windowMs = options.windowMs ?? 0;
+  }
+
+  submit(
+    kind: StreamOperationKind,
+    label: string,
+    request: Uint8Array,
+    timeoutMs: number,
+    signal?: AbortSignal,
+  ): Promise<StreamResult> {
+    return new Promise((resolve, reject) => {
+      if (signal?.aborted) {
+        reject(callFailure(label, status.CANCELLED, "cancelled before it was sent"));
+        return;
+      }
+      const operation: Operation = {
+        id: this.#nextId(),
+        kind,
+        label,
+        request,
+        timeoutMs,
+        deadline: Date.now() + timeoutMs,
+        sent: false,
+        resolve,
+        reject,
+        signal,
+        onAbort: undefined,
+      };
+      if (signal) {
+        operation.onAbort = () => this.#settle(operation, callFailure(label, status.CANCELLED, "cancelled by the caller"));
+        signal.addEventListener("abort", operation.onAbort, { once: true });
+      }
+      this.#operations.set(operation.id, operation);
+      this.#unsent.push(operation);
+      clearTimeout(this.#idleTimer);
+      this.#watchDeadline(operation.deadline);
+      this.#scheduleFlush();
+    });
+  }
+
+  /** Sends what is waiting, then ends the stream once its results are in. */
+  close(): void {
+    this.#flush();
+    this.#call?.end();
+    this.#call = undefined;
+  }
+
+  #nextId(): number {
+    // Ids are 32-bit and wrap; one still in flight is skipped.
+    do this.#lastId = (this.#lastId + 1) >>> 0;
+    while (this.#lastId === 0 || this.#operations.has(this.#lastId));
+    return this.#lastId;
+  }
+
+  #scheduleFlush(): void {
+    if (this.#flushScheduled) return;
+    this.#flushScheduled = true;
+    if (this.#windowMs > 0) setTimeout(() => this.#flush(), this.#windowMs);
+    else setImmediate(() => this.#flush());
+  }
+
+  #flush(): void {
+    this.#flushScheduled = false;
+    const ready = this.#unsent.filter((operation) => this.#operations.get(operation.id) === operation);
+    this.#unsent = [];
+    if (ready.length === 0) return;
+    const call = this.#openCall();
+    let batch: Operation[] = [];
+    let batchBytes = 0;
+    for (const operation of ready) {
+      const size = operationSize(operation);
+      if (batch.length > 0 && batchBytes + size > MAX_STREAM_MESSAGE_BYTES) {
+        call.write(encodeStreamRequest(batch, batchBytes));
+        batch = [];
+        batchBytes = 0;
+      }
+      operation.sent = true;
+      batch.push(operation);
+      batchBytes += size;
+    }
+    call.write(encodeStreamRequest(batch, batchBytes));
+  }
+
+  #openCall(): ClientDuplexStream<Buffer, Buffer> {
+    if (this.#call) return this.#call;
+    const call = this.#channel.makeBidiStreamRequest(PATH, passBytes, passBytes, new Metadata());
+    call.on("data", (response: Buffer) => this.#receive(call, response));
+    call.on("error", (error: ServiceError) => this.#broken(call, error));
+    call.on("end", () => this.#fail(call, status.UNAVAILABLE, "the server ended the stream"));
+    this.#call = call;
+    return call;
+  }
+
+  #receive(call: ClientDuplexStream<Buffer, Buffer>, response: Buffer): void {
+    let results: StreamResult[];
+    try {
+      results = fromBinary(StreamResponseSchema, response).results;
+    } catch (error) {
+      call.cancel();
+      this.#fail(call, status.INTERNAL, `the server's reply is malformed: ${error instanceof Error ? error.message : error}`);
+      return;
+    }
+    for (const result of results) {
+      const operation = this.#operations.get(result.id);
+      if (operation?.sent) this.#settle(operation, result);
+    }
+    if (this.#operations.size === 0) this.#endWhenIdle(call);
+  }
+
+  /**
+   * A stream this client did not cancel was cancelled: by a server that shut
+   * down, or by a proxy. For the operations it carried that is UNAVAILABLE
+   * (worth a retry), not the CANCELLED that grpc-js reports.
+   */
+  #broken(call: ClientDuplexStream<Buffer, Buffer>, error: ServiceError): void {
+    if (error.code === status.CANCELLED) this.#fail(call, status.UNAVAILABLE, `the stream was cancelled (${error.details})`);
+    else this.#fail(call, error.code, error.details);
+  }
+
+  /** Fails what the broken stream carried; what it did not carry yet goes on the next one. */
+  #fail(call: ClientDuplexStream<Buffer, Buffer>, code: number, details: string): void {
+    if (this.#call === call) this.#call = undefined;
+    for (const operation of this.#operations.values()) {
+      if (operation.sent) this.#settle(operation, callFailure(operation.label, code, details));
+    }
+  }
+
+  #settle(operation: Operation, outcome: StreamResult | CacheError): void {
+    this.#operations.delete(operation.id);
+    if (operation.onAbort) operation.signal!.removeEventListener("abort", operation.onAbort);
+    if (outcome instanceof Error) operation.reject(outcome);
+    else operation.resolve(outcome);
+  }
+
+  #watchDeadline(deadline: number): void {
+    if (deadline >= this.#deadlineTimerAt) return;
+    clearTimeout(this.#deadlineTimer);
+    this.#deadlineTimerAt = deadline;
+    this.#deadlineTimer = setTimeout(() => this.#expire(), Math.max(0, deadline - Date.now()));
+    // Waiting operations keep the process alive through their stream; the timer need not.
+    this.#deadlineTimer.unref();
+  }
+
+  #expire(): void {
+    this.#deadlineTimerAt = Infinity;
+    const now = Date.now();
+    let next = Infinity;
+    for (const operation of this.#operations.values()) {
+      if (operation.deadline <= now) {
+        this.#settle(operation, callFailure(operation.label, status.DEADLINE_EXCEEDED, `no result within ${operation.timeoutMs} ms`));
+      } else {
+        next = Math.min(next, operation.deadline);
+      }
+    }
+    if (next !== Infinity) this.#watchDeadline(next);
+  }
+
+  #endWhenIdle(call: ClientDuplexStream<Buffer, Buffer>): void {
+    clearTimeout(this.#idleTimer);
+    this.#idleTimer = setTimeout(() => {
+      if (this.#call === call && this.#operations.size === 0) {
+        this.#call = undefined;
+        call.end();
+      }
+    }, IDLE_STREAM_MS);
+    this.#idleTimer.unref();
+  }
+}
+
+function operationSize(operation: Operation): number {
+  return fieldSize(OPERATION_TAG, operationBodySize(operation));
+}
+
+function operationBodySize({ id, kind, request }: Operation): number {
+  return varintSize(ID_TAG) + varintSize(id) + fieldSize(KIND_TAGS[kind], request.length);
+}
+
+/** A StreamRequest, written around the operations' already-encoded requests. */
+function encodeStreamRequest(operations: Operation[], size: number): Buffer {
+  const buffer = Buffer.allocUnsafe(size);
+  let position = 0;
+  for (const operation of operations) {
+    position = writeFieldHeader(buffer, position, OPERATION_TAG, operationBodySize(operation));
+    position = writeVarint(buffer, writeVarint(buffer, position, ID_TAG), operation.id);
+    position = writeFieldHeader(buffer, position, KIND_TAGS[operation.kind], operation.request.length);
+    buffer.set(operation.request, position);
+    position += operation.request.length;
+  }
+  return buffer;
+}

@@ -1,0 +1,84 @@
+import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
+import { Server, ServerCredentials, type ServerDuplexStream, type ServerUnaryCall, type sendUnaryData } from "@grpc/grpc-js";
+import {
+  CacheService,
+  StreamRequestSchema,
+  StreamResponseSchema,
+  StreamResultSchema,
+  type StreamOperation,
+} from "../../gen/llmcache/v1/cache_pb.js";
+import { BoundedStore } from "../../src/engine/bounded-store.js";
+import { byteServiceDefinition } from "../../src/rpc/service-definition.js";
+import { cacheServiceHandlers, cacheServiceMethods } from "../../src/server/cache-service.js";
+
+export type StreamResultInit = MessageInitShape<typeof StreamResultSchema>;
+
+/** How the scripted server answers one stream operation: a result of its own, or the real one; now or later. */
+export interface ScriptedAnswer {
+  result?: StreamResultInit;
+  delayMs?: number;
+}
+
+export interface ScriptedServer {
+  address: string;
+  port: number;
+  /** The operations of every stream message received, message by message. */
+  streamMessages: StreamOperation[][];
+  /** How many calls each unary method received, by name. */
+  unaryCalls: Record<string, number>;
+  /** Stops at once, breaking every call in flight. */
+  stop(): void;
+}
+
+/**
+ * A real gRPC server in this process for the client's tests: the real
+ * methods over a real store, with a record of what arrives, and a script
+ * that may answer a stream operation its own way or late.
+ */
+export async function startScriptedServer(
+  options: { port?: number; answer?: (operation: StreamOperation) => ScriptedAnswer | undefined } = {},
+): Promise<ScriptedServer> {
+  const store = new BoundedStore<string>();
+  const realHandlers = cacheServiceHandlers(store);
+  const realStream = cacheServiceMethods(store)[CacheService.method.stream.localName]!;
+  const streamMessages: StreamOperation[][] = [];
+  const unaryCalls: Record<string, number> = {};
+
+  const handlers: Record<string, unknown> = {};
+  for (const method of CacheService.methods) {
+    handlers[method.localName] = (call: ServerUnaryCall<Buffer, Buffer>, callback: sendUnaryData<Buffer>) => {
+      unaryCalls[method.name] = (unaryCalls[method.name] ?? 0) + 1;
+      (realHandlers[method.localName] as (call: unknown, callback: unknown) => void)(call, callback);
+    };
+  }
+  handlers[CacheService.method.stream.localName] = (call: ServerDuplexStream<Buffer, Buffer>) => {
+    call.on("data", (bytes: Buffer) => {
+      const { operations } = fromBinary(StreamRequestSchema, bytes);
+      streamMessages.push(operations);
+      for (const operation of operations) {
+        const scripted = options.answer?.(operation);
+        const send = () => {
+          if (call.cancelled || call.destroyed) return;
+          call.write(
+            scripted?.result
+              ? Buffer.from(toBinary(StreamResponseSchema, create(StreamResponseSchema, { results: [scripted.result] })))
+              : realStream(Buffer.from(toBinary(StreamRequestSchema, create(StreamRequestSchema, { operations: [operation] })))),
+          );
+        };
+        if (scripted?.delayMs) setTimeout(send, scripted.delayMs);
+        else send();
+      }
+    });
+    call.on("end", () => call.end());
+    call.on("error", () => {});
+  };
+
+  const server = new Server();
+  server.addService(byteServiceDefinition(CacheService), handlers as never);
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(`127.0.0.1:${options.port ?? 0}`, ServerCredentials.createInsecure(), (error, bound) =>
+      error ? reject(error) : resolve(bound),
+    ),
+  );
+  return { address: `127.0.0.1:${port}`, port, streamMessages, unaryCalls, stop: () => server.forceShutdown() };
+}
