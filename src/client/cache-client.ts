@@ -1,15 +1,16 @@
-import type { DescMessage, DescMethodUnary, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
+import type { DescMethod } from "@bufbuild/protobuf";
 import { status, type Client } from "@grpc/grpc-js";
-import { CacheService, type LookupResponse } from "../../gen/llmcache/v1/cache_pb.js";
+import { CacheService } from "../../gen/llmcache/v1/cache_pb.js";
 import type { BaseCache } from "../base-cache.js";
-import { checkKey, type Generation } from "../generation.js";
+import { checkKey, copyGenerations, type Generation } from "../generation.js";
 import { openChannel, type ChannelSettings } from "../rpc/channel.js";
-import { DecodeError, decodeMessage, encodeMessage } from "../rpc/codec.js";
+import { asBuffer, DecodeError } from "../rpc/codec.js";
 import { CacheError } from "../rpc/errors.js";
-import { fromWireGenerations, toWireGenerations } from "../rpc/generation-codec.js";
 import { methodPath } from "../rpc/service-definition.js";
 import { callFailure, callUnary } from "../rpc/unary-call.js";
 import { BlockingCaller } from "./blocking-caller.js";
+import { encodeBatchLookupRequest, encodeBatchUpdateRequest, encodeLookupRequest, encodeUpdateRequest } from "./request-encoder.js";
+import { decodeBatchLookupResponse, decodeLookupResponse } from "./response-decoder.js";
 import { MAX_STREAM_MESSAGE_BYTES, OperationStream, type BatchingOptions, type StreamOperationKind } from "./operation-stream.js";
 
 export interface CacheClientOptions {
@@ -35,11 +36,11 @@ export interface CallOptions {
 export const DEFAULT_ADDRESS = "127.0.0.1:50051";
 export const DEFAULT_TIMEOUT_MS = 5_000;
 
-/** One call: which method, with what request, and what the caller gets from its reply. */
-interface Operation<I extends DescMessage, O extends DescMessage, R> {
-  method: DescMethodUnary<I, O>;
-  request: MessageInitShape<I>;
-  result(response: MessageShape<O>): R;
+/** One call: which method, its encoded request, and what the caller gets from the reply. */
+interface Operation<R> {
+  method: DescMethod;
+  request: Buffer;
+  decode(reply: Buffer): R;
   /** Set for the operations the stream carries, when batching is on. */
   streamKind?: StreamOperationKind;
 }
@@ -129,39 +130,28 @@ export class CacheClient implements BaseCache {
     await this.#blocking.close();
   }
 
-  async #call<I extends DescMessage, O extends DescMessage, R>(
-    operation: () => Operation<I, O, R>,
-    options: CallOptions = {},
-  ): Promise<R> {
+  async #call<R>(operation: () => Operation<R>, options: CallOptions = {}): Promise<R> {
     this.#checkOpen();
-    const { method, request, result, streamKind } = operation();
+    const { method, request, decode, streamKind } = operation();
     const timeoutMs = this.#timeout(options);
-    const encoded = encodeMessage(method.input, request);
-    if (this.#stream && streamKind && encoded.length < MAX_STREAM_MESSAGE_BYTES) {
-      const outcome = await this.#stream.submit(streamKind, method.name, encoded, timeoutMs, options.signal);
-      if (outcome.result.case === "error") {
-        const { code, message } = outcome.result.value;
-        throw callFailure(method.name, code, message);
+    if (this.#stream && streamKind && request.length < MAX_STREAM_MESSAGE_BYTES) {
+      const outcome = await this.#stream.submit(streamKind, method.name, request, timeoutMs, options.signal);
+      if (outcome.kind === "error") throw callFailure(method.name, outcome.code, outcome.message);
+      if (outcome.kind !== streamKind) {
+        throw callFailure(method.name, status.INTERNAL, `the server answered a ${streamKind} with ${outcome.kind}`);
       }
-      if (outcome.result.case !== streamKind) {
-        throw callFailure(method.name, status.INTERNAL, `the server answered a ${streamKind} with ${outcome.result.case ?? "nothing"}`);
-      }
-      // The stream carries LookupResponse and UpdateResponse as the unary methods return them.
-      return result(outcome.result.value as MessageShape<O>);
+      return (outcome.kind === "lookup" ? outcome.generations : undefined) as R;
     }
-    const reply = await callUnary(this.#channel, methodPath(method), encoded, { timeoutMs, signal: options.signal });
-    return result(decodeReply(method, reply));
+    const reply = await callUnary(this.#channel, methodPath(method), request, { timeoutMs, signal: options.signal });
+    return decodeReply(method, decode, reply);
   }
 
-  #callBlocking<I extends DescMessage, O extends DescMessage, R>(
-    { method, request, result }: Operation<I, O, R>,
-    options: CallOptions = {},
-  ): R {
+  #callBlocking<R>({ method, request, decode }: Operation<R>, options: CallOptions = {}): R {
     this.#checkOpen();
     const timeoutMs = this.#timeout(options);
     try {
-      const reply = this.#blocking.call(methodPath(method), encodeMessage(method.input, request), timeoutMs);
-      return result(decodeReply(method, reply));
+      const reply = this.#blocking.call(methodPath(method), request, timeoutMs);
+      return decodeReply(method, decode, asBuffer(reply));
     } catch (error) {
       if (error instanceof CacheError && error.code === "DEADLINE_EXCEEDED") {
         throw new CacheError(
@@ -183,63 +173,62 @@ export class CacheClient implements BaseCache {
   }
 }
 
-function operation<I extends DescMessage, O extends DescMessage, R>(
-  method: DescMethodUnary<I, O>,
-  request: MessageInitShape<I>,
-  result: (response: MessageShape<O>) => R,
-  streamKind?: StreamOperationKind,
-): Operation<I, O, R> {
-  return { method, request, result, streamKind };
-}
-
-function lookupOperation(prompt: string, llmString: string) {
+function lookupOperation(prompt: string, llmString: string): Operation<Generation[] | null> {
   checkKey(prompt, llmString);
-  return operation(CacheService.method.lookup, { prompt, llmString }, lookupResult, "lookup");
+  return {
+    method: CacheService.method.lookup,
+    request: encodeLookupRequest(prompt, llmString),
+    decode: (reply) => decodeLookupResponse(reply),
+    streamKind: "lookup",
+  };
 }
 
-function updateOperation(prompt: string, llmString: string, generations: Generation[]) {
+function updateOperation(prompt: string, llmString: string, generations: Generation[]): Operation<void> {
   checkKey(prompt, llmString);
-  return operation(CacheService.method.update, updateRequest(prompt, llmString, generations), () => {}, "update");
+  return {
+    method: CacheService.method.update,
+    request: encodeUpdateRequest(prompt, llmString, copyGenerations(generations)),
+    decode: () => {},
+    streamKind: "update",
+  };
 }
 
-function lookupManyOperation(keys: readonly (readonly [string, string])[]) {
+function clearOperation(): Operation<void> {
+  return { method: CacheService.method.clear, request: Buffer.alloc(0), decode: () => {} };
+}
+
+function lookupManyOperation(keys: readonly (readonly [string, string])[]): Operation<(Generation[] | null)[]> {
   if (!Array.isArray(keys)) throw new TypeError("keys must be an array of [prompt, llmString] pairs");
   const lookups = keys.map(([prompt, llmString]) => {
     checkKey(prompt, llmString);
-    return { prompt, llmString };
+    return encodeLookupRequest(prompt, llmString);
   });
-  return operation(CacheService.method.batchLookup, { lookups }, (response) => {
-    if (response.results.length !== lookups.length) {
-      throw callFailure("BatchLookup", status.INTERNAL, `${response.results.length} results for ${lookups.length} lookups`);
-    }
-    return response.results.map(lookupResult);
-  });
+  return {
+    method: CacheService.method.batchLookup,
+    request: encodeBatchLookupRequest(lookups),
+    decode(reply) {
+      const results = decodeBatchLookupResponse(reply);
+      if (results.length !== lookups.length) {
+        throw callFailure("BatchLookup", status.INTERNAL, `${results.length} results for ${lookups.length} lookups`);
+      }
+      return results;
+    },
+  };
 }
 
-function updateManyOperation(entries: readonly (readonly [string, string, Generation[]])[]) {
+function updateManyOperation(entries: readonly (readonly [string, string, Generation[]])[]): Operation<void> {
   if (!Array.isArray(entries)) throw new TypeError("entries must be an array of [prompt, llmString, generations]");
   const updates = entries.map(([prompt, llmString, generations], i) => {
     checkKey(prompt, llmString);
-    return updateRequest(prompt, llmString, generations, `entries[${i}].generations`);
+    return encodeUpdateRequest(prompt, llmString, copyGenerations(generations, `entries[${i}].generations`));
   });
-  return operation(CacheService.method.batchUpdate, { updates }, () => {});
+  return { method: CacheService.method.batchUpdate, request: encodeBatchUpdateRequest(updates), decode: () => {} };
 }
 
-function updateRequest(prompt: string, llmString: string, generations: Generation[], path?: string) {
-  return { prompt, llmString, generations: toWireGenerations(generations, path) };
-}
-
-function lookupResult(response: LookupResponse): Generation[] | null {
-  return response.hit ? fromWireGenerations(response.generations) : null;
-}
-
-function clearOperation() {
-  return operation(CacheService.method.clear, {}, () => {});
-}
-
-function decodeReply<O extends DescMessage>(method: DescMethodUnary<DescMessage, O>, reply: Uint8Array): MessageShape<O> {
+/** Decodes a reply; one that cannot be decoded is the server's fault: INTERNAL. */
+function decodeReply<R>(method: DescMethod, decode: (reply: Buffer) => R, reply: Buffer): R {
   try {
-    return decodeMessage(method.output, reply);
+    return decode(reply);
   } catch (error) {
     if (!(error instanceof DecodeError)) throw error;
     throw callFailure(method.name, status.INTERNAL, `the server's reply is malformed: ${error.message}`, error);

@@ -1,9 +1,4 @@
-import { create, fromBinary, toBinary, type DescMessage, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
-
-/** Encodes a message as a Node Buffer (grpc-js refuses a plain Uint8Array). */
-export function encodeMessage<Desc extends DescMessage>(schema: Desc, init: MessageInitShape<Desc>): Buffer {
-  return asBuffer(toBinary(schema, create(schema, init)));
-}
+import { fromBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 
 /** The serializer of a byte-level method: grpc-js moves the bytes as they are. */
 export function passBytes(bytes: Buffer): Buffer {

@@ -2,30 +2,22 @@ import { fromJson, toJson, type MessageInitShape } from "@bufbuild/protobuf";
 import { ListValueSchema, ValueSchema } from "@bufbuild/protobuf/wkt";
 import type * as wire from "../../gen/llmcache/v1/cache_pb.js";
 import { defaultListFields, KNOWN_MESSAGE_FIELDS, type ChatMessage } from "../chat-message.js";
-import { copyGenerations, type Generation } from "../generation.js";
+import type { Generation } from "../generation.js";
 import { setMember, type JsonObject, type JsonValue } from "../json.js";
 
 type WireGenerationInit = MessageInitShape<typeof wire.GenerationSchema>;
 type WireChatMessageInit = MessageInitShape<typeof wire.ChatMessageSchema>;
 
 /**
- * Generations as the wire carries them. The input is checked and brought to
- * the form a lookup gives back (copyGenerations) first, so a remote cache
- * returns exactly what an in-process one would.
+ * A generation as protobuf-es builds it for the wire, and back. The input
+ * must be checked and in the form a lookup gives back (copyGenerations), so
+ * a remote cache returns exactly what an in-process one would.
  */
-export function toWireGenerations(generations: unknown, path?: string): WireGenerationInit[] {
-  return copyGenerations(generations, path).map(toWireGeneration);
-}
-
-export function fromWireGenerations(generations: readonly wire.Generation[]): Generation[] {
-  return generations.map(fromWireGeneration);
-}
-
-function toWireGeneration({ text, generationInfo, message }: Generation): WireGenerationInit {
+export function toWireGeneration({ text, generationInfo, message }: Generation): WireGenerationInit {
   return { text, generationInfo, message: message && toWireMessage(message) };
 }
 
-function fromWireGeneration({ text, generationInfo, message }: wire.Generation): Generation {
+export function fromWireGeneration({ text, generationInfo, message }: wire.Generation): Generation {
   const generation: Generation = { text };
   if (generationInfo) generation.generationInfo = generationInfo;
   if (message) generation.message = fromWireMessage(message);

@@ -1,5 +1,5 @@
 import { fromBinary } from "@bufbuild/protobuf";
-import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
+import { WireType } from "@bufbuild/protobuf/wire";
 import { isUtf8 } from "node:buffer";
 import {
   BatchLookupRequestSchema,
@@ -12,6 +12,7 @@ import {
   UpdateRequestSchema,
 } from "../../gen/llmcache/v1/cache_pb.js";
 import { DecodeError, decodeProblem } from "../rpc/codec.js";
+import { expectWireType, lengthDelimited, readerOf } from "../rpc/wire-reader.js";
 import { fieldSize, tag, WIRE_LENGTH_DELIMITED, writeFieldHeader } from "../rpc/wire-writer.js";
 
 /**
@@ -195,30 +196,7 @@ function reading<T>(typeName: string, read: () => T): T {
   }
 }
 
-function readerOf(bytes: Buffer, start: number, end: number): BinaryReader {
-  const reader = new BinaryReader(bytes.subarray(0, end));
-  reader.pos = start;
-  return reader;
-}
-
-function lengthDelimited(reader: BinaryReader): [number, number] {
-  const length = reader.uint32();
-  const start = reader.pos;
-  const end = start + length;
-  if (end > reader.len) throw new DecodeError("premature EOF");
-  reader.pos = end;
-  return [start, end];
-}
-
 function utf8AsLatin1(bytes: Buffer, [start, end]: [number, number], name: string): string {
   if (!isUtf8(bytes.subarray(start, end))) throw new DecodeError(`${name} is not valid UTF-8`);
   return bytes.toString("latin1", start, end);
-}
-
-const WIRE_TYPE_NAMES = ["varint", "64-bit", "length-delimited", "start-group", "end-group", "32-bit"];
-
-function expectWireType(actual: WireType, expected: WireType, field: string): void {
-  if (actual !== expected) {
-    throw new DecodeError(`${field} has wire type ${WIRE_TYPE_NAMES[actual]}, expected ${WIRE_TYPE_NAMES[expected]}`);
-  }
 }

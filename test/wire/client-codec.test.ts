@@ -1,0 +1,138 @@
+import assert from "node:assert/strict";
+import { create, toBinary } from "@bufbuild/protobuf";
+import {
+  BatchLookupRequestSchema,
+  BatchLookupResponseSchema,
+  BatchUpdateRequestSchema,
+  LookupRequestSchema,
+  LookupResponseSchema,
+  StreamResponseSchema,
+  UpdateRequestSchema,
+} from "../../gen/llmcache/v1/cache_pb.js";
+import {
+  encodeBatchLookupRequest,
+  encodeBatchUpdateRequest,
+  encodeLookupRequest,
+  encodeUpdateRequest,
+} from "../../src/client/request-encoder.js";
+import { decodeBatchLookupResponse, decodeLookupResponse, decodeStreamResponse } from "../../src/client/response-decoder.js";
+import { copyGenerations, type Generation } from "../../src/generation.js";
+import { DecodeError } from "../../src/rpc/codec.js";
+import { toWireGeneration } from "../../src/rpc/generation-codec.js";
+import { chatGenerations } from "../fixtures/generations.js";
+
+const keys: [string, string][] = [
+  ["", ""],
+  ["p", ""],
+  ["", "llm"],
+  ["What is the capital of France?", "model='gpt-5.4-mini'"],
+  ["東京 🚀 é", "模型 ✨".repeat(40)],
+  ["x".repeat(70_000), "y".repeat(300)],
+];
+const generationLists: Generation[][] = [[], [{ text: "" }], [{ text: "Paris" }, { text: "Lyon 🗼" }], ...Object.values(chatGenerations)];
+
+function protobufEs(generations: Generation[]) {
+  return generations.map((generation) => toWireGeneration(generation));
+}
+
+describe("the client's hand-written codec", () => {
+  describe("writes exactly the bytes protobuf-es writes", () => {
+    for (const [prompt, llmString] of keys) {
+      it(`for a LookupRequest (prompt of ${prompt.length} chars, llm_string of ${llmString.length})`, () => {
+        const expected = toBinary(LookupRequestSchema, create(LookupRequestSchema, { prompt, llmString }));
+        assert.deepEqual(new Uint8Array(encodeLookupRequest(prompt, llmString)), expected);
+      });
+    }
+
+    generationLists.forEach((generations, i) => {
+      it(`for an UpdateRequest with generations #${i}`, () => {
+        const canonical = copyGenerations(generations);
+        const expected = toBinary(UpdateRequestSchema, create(UpdateRequestSchema, { prompt: "p", llmString: "l", generations: protobufEs(canonical) }));
+        assert.deepEqual(new Uint8Array(encodeUpdateRequest("p", "l", canonical)), expected);
+      });
+    });
+
+    it("for batch requests", () => {
+      const lookups = keys.map(([prompt, llmString]) => ({ prompt, llmString }));
+      assert.deepEqual(
+        new Uint8Array(encodeBatchLookupRequest(lookups.map(({ prompt, llmString }) => encodeLookupRequest(prompt, llmString)))),
+        toBinary(BatchLookupRequestSchema, create(BatchLookupRequestSchema, { lookups })),
+      );
+      const updates = generationLists.map((generations, i) => ({ prompt: `p${i}`, llmString: "l", generations: copyGenerations(generations) }));
+      assert.deepEqual(
+        new Uint8Array(encodeBatchUpdateRequest(updates.map((u) => encodeUpdateRequest(u.prompt, u.llmString, u.generations)))),
+        toBinary(
+          BatchUpdateRequestSchema,
+          create(BatchUpdateRequestSchema, { updates: updates.map((u) => ({ ...u, generations: protobufEs(u.generations) })) }),
+        ),
+      );
+    });
+  });
+
+  describe("reads what protobuf-es writes", () => {
+    generationLists.forEach((generations, i) => {
+      it(`for a LookupResponse hit with generations #${i}`, () => {
+        const canonical = copyGenerations(generations);
+        const bytes = toBinary(LookupResponseSchema, create(LookupResponseSchema, { hit: true, generations: protobufEs(canonical) }));
+        assert.deepEqual(decodeLookupResponse(Buffer.from(bytes)), canonical);
+      });
+    });
+
+    it("for a miss, and a miss that carries generations anyway (hit decides)", () => {
+      assert.equal(decodeLookupResponse(Buffer.alloc(0)), null);
+      const odd = toBinary(LookupResponseSchema, create(LookupResponseSchema, { hit: false, generations: [{ text: "x" }] }));
+      assert.equal(decodeLookupResponse(Buffer.from(odd)), null);
+    });
+
+    it("for batch and stream responses, skipping fields it does not know", () => {
+      const batch = toBinary(
+        BatchLookupResponseSchema,
+        create(BatchLookupResponseSchema, { results: [{ hit: true, generations: [{ text: "a" }] }, {}, { hit: true }] }),
+      );
+      const unknownField = Buffer.from([0xf8, 0x07, 0x01]);
+      assert.deepEqual(decodeBatchLookupResponse(Buffer.concat([Buffer.from(batch), unknownField])), [[{ text: "a" }], null, []]);
+
+      const stream = toBinary(
+        StreamResponseSchema,
+        create(StreamResponseSchema, {
+          results: [
+            { id: 3, result: { case: "lookup", value: { hit: true, generations: [{ text: "b" }] } } },
+            { id: 4, result: { case: "update", value: {} } },
+            { id: 5, result: { case: "error", value: { code: 8, message: "too big" } } },
+            { id: 6 },
+          ],
+        }),
+      );
+      assert.deepEqual(decodeStreamResponse(Buffer.concat([Buffer.from(stream), unknownField])), [
+        { id: 3, kind: "lookup", generations: [{ text: "b" }] },
+        { id: 4, kind: "update" },
+        { id: 5, kind: "error", code: 8, message: "too big" },
+        { id: 6, kind: "none" },
+      ]);
+    });
+
+    it("refuses malformed bytes with a DecodeError", () => {
+      const cases: [number[], string][] = [
+        [[0x12, 0x05, 0x0a], "premature EOF"],
+        [[0x08], "premature EOF"],
+        [[0x12, 0x02, 0x12, 0x7f], "generation: premature EOF"],
+        [[0x12, 0x03, 0x0a, 0x01, 0xc3], "generation: text is not valid UTF-8"],
+      ];
+      for (const [bytes, problem] of cases) {
+        assert.throws(() => decodeLookupResponse(Buffer.from(bytes)), (error) => {
+          assert.ok(error instanceof DecodeError, String(error));
+          assert.equal(error.message, `cannot decode llmcache.v1.LookupResponse: ${problem}`);
+          return true;
+        });
+      }
+      assert.throws(() => decodeLookupResponse(Buffer.from([0x0a, 0x00])), {
+        name: "DecodeError",
+        message: "cannot decode llmcache.v1.LookupResponse: hit has wire type length-delimited, expected varint",
+      });
+      assert.throws(() => decodeStreamResponse(Buffer.from([0x0a, 0x03, 0x12, 0x01])), {
+        name: "DecodeError",
+        message: "cannot decode llmcache.v1.StreamResponse: premature EOF",
+      });
+    });
+  });
+});
