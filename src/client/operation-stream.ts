@@ -1,17 +1,11 @@
-import { fromBinary } from "@bufbuild/protobuf";
 import { Metadata, status, type Client, type ClientDuplexStream, type ServiceError } from "@grpc/grpc-js";
-import {
-  CacheService,
-  StreamOperationSchema,
-  StreamRequestSchema,
-  StreamResponseSchema,
-  type StreamResult,
-} from "../../gen/llmcache/v1/cache_pb.js";
+import { CacheService, StreamOperationSchema, StreamRequestSchema } from "../../gen/llmcache/v1/cache_pb.js";
 import { passBytes } from "../rpc/codec.js";
 import type { CacheError } from "../rpc/errors.js";
 import { methodPath } from "../rpc/service-definition.js";
 import { callFailure } from "../rpc/unary-call.js";
 import { fieldSize, tag, varintSize, WIRE_LENGTH_DELIMITED, WIRE_VARINT, writeFieldHeader, writeVarint } from "../rpc/wire-writer.js";
+import { decodeStreamResponse, type StreamOutcome } from "./response-decoder.js";
 
 export type StreamOperationKind = "lookup" | "update";
 
@@ -26,6 +20,14 @@ export interface BatchingOptions {
 
 /** Operations share a stream message up to this size; larger ones go alone. */
 export const MAX_STREAM_MESSAGE_BYTES = 1024 * 1024;
+/**
+ * At most this many operations go in one message. Smaller messages let the
+ * server answer the first while the client still writes the next, so both
+ * processes work at once: with 64 callers on 2 cores, 500 B hits, one
+ * message per turn gave 81k-108k lookups/s, 24 per message 120k-132k
+ * (/tmp harness, three runs each; 8 and 32 did worse than 24).
+ */
+const MAX_OPERATIONS_PER_MESSAGE = 24;
 /** An idle stream is ended after this long, so that it does not keep the process alive. */
 const IDLE_STREAM_MS = 1_000;
 
@@ -47,7 +49,7 @@ interface Operation {
   timeoutMs: number;
   deadline: number;
   sent: boolean;
-  resolve(result: StreamResult): void;
+  resolve(result: StreamOutcome): void;
   reject(error: CacheError): void;
   signal: AbortSignal | undefined;
   onAbort: (() => void) | undefined;
@@ -85,7 +87,7 @@ export class OperationStream {
     request: Uint8Array,
     timeoutMs: number,
     signal?: AbortSignal,
-  ): Promise<StreamResult> {
+  ): Promise<StreamOutcome> {
     return new Promise((resolve, reject) => {
       if (signal?.aborted) {
         reject(callFailure(label, status.CANCELLED, "cancelled before it was sent"));
@@ -147,7 +149,7 @@ export class OperationStream {
     let batchBytes = 0;
     for (const operation of ready) {
       const size = operationSize(operation);
-      if (batch.length > 0 && batchBytes + size > MAX_STREAM_MESSAGE_BYTES) {
+      if (batch.length === MAX_OPERATIONS_PER_MESSAGE || (batch.length > 0 && batchBytes + size > MAX_STREAM_MESSAGE_BYTES)) {
         call.write(encodeStreamRequest(batch, batchBytes));
         batch = [];
         batchBytes = 0;
@@ -170,9 +172,9 @@ export class OperationStream {
   }
 
   #receive(call: ClientDuplexStream<Buffer, Buffer>, response: Buffer): void {
-    let results: StreamResult[];
+    let results: StreamOutcome[];
     try {
-      results = fromBinary(StreamResponseSchema, response).results;
+      results = decodeStreamResponse(response);
     } catch (error) {
       call.cancel();
       this.#fail(call, status.INTERNAL, `the server's reply is malformed: ${error instanceof Error ? error.message : error}`);
@@ -203,7 +205,7 @@ export class OperationStream {
     }
   }
 
-  #settle(operation: Operation, outcome: StreamResult | CacheError): void {
+  #settle(operation: Operation, outcome: StreamOutcome | CacheError): void {
     this.#operations.delete(operation.id);
     if (operation.onAbort) operation.signal!.removeEventListener("abort", operation.onAbort);
     if (outcome instanceof Error) operation.reject(outcome);

@@ -26,15 +26,17 @@ describe("CacheClient auto-batching", function () {
     server?.stop();
   });
 
-  it("sends the calls of one turn of the event loop in one stream message", async () => {
+  it("sends the calls of one turn of the event loop together, up to 24 operations a message", async () => {
     server = await startScriptedServer();
     client = new CacheClient({ address: server.address });
     await Promise.all(Array.from({ length: 100 }, (_, i) => client.aupdate(`p${i}`, "llm", textOf(i))));
     const results = await Promise.all(Array.from({ length: 100 }, (_, i) => client.alookup(`p${i}`, "llm")));
 
     assert.deepEqual(results, Array.from({ length: 100 }, (_, i) => textOf(i)), "each caller got its own answer");
-    assert.deepEqual(server.streamMessages.map((operations) => operations.length), [100, 100]);
-    assert.deepEqual(server.streamMessages[1]!.map((operation) => operation.operation.case), Array(100).fill("lookup"));
+    assert.deepEqual(server.streamMessages.map((operations) => operations.length), [24, 24, 24, 24, 4, 24, 24, 24, 24, 4]);
+    const lookups = server.streamMessages.slice(5).flat();
+    assert.deepEqual(lookups.map((operation) => operation.operation.case), Array(100).fill("lookup"));
+    assert.deepEqual(new Set(lookups.map((operation) => operation.id)).size, 100, "every operation has its own id");
     assert.deepEqual(server.unaryCalls, {}, "no unary calls");
   });
 
