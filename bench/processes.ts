@@ -1,0 +1,98 @@
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
+import { readFileSync } from "node:fs";
+import { createServer, type AddressInfo } from "node:net";
+import { fileURLToPath } from "node:url";
+
+export interface RunningProcess {
+  child: ChildProcess;
+  address: string;
+  port: number;
+  stop(): Promise<void>;
+}
+
+const CLI = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
+const EMPTY_SERVER = fileURLToPath(new URL("./empty-server.js", import.meta.url));
+
+/** `llmcache serve` on a free port; `nodeFlags` go to node before the program. */
+export function startLlmcache(args: string[] = [], nodeFlags: string[] = []): Promise<RunningProcess> {
+  return startPrinting(process.execPath, [...nodeFlags, CLI, "serve", "--port", "0", ...args], /listening on (\S+)/);
+}
+
+/** Flags for a server whose garbage can be collected on SIGUSR2 (see gc-on-signal.ts). */
+export const COLLECTABLE = ["--expose-gc", "--import", fileURLToPath(new URL("./gc-on-signal.js", import.meta.url))];
+
+/** Has the process collect its garbage, and waits until it has. */
+export async function collectGarbage(running: RunningProcess): Promise<void> {
+  const done = waitForOutput(running.child, /collected\n$/);
+  running.child.kill("SIGUSR2");
+  await done;
+}
+
+/** The same grpc-js server with handlers that answer a fixed reply. */
+export function startEmptyServer(): Promise<RunningProcess> {
+  return startPrinting(process.execPath, [EMPTY_SERVER], /listening on (\S+)/);
+}
+
+export async function startRedis(): Promise<RunningProcess> {
+  const found = spawnSync("redis-server", ["--version"]);
+  if (found.error) {
+    throw new Error("redis-server is not installed: apt-get install redis-server (see the README's performance section)");
+  }
+  const port = await freePort();
+  const child = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  await waitForOutput(child, /Ready to accept connections/);
+  return wrap(child, `127.0.0.1:${port}`);
+}
+
+/** Resident memory of a process, in bytes (VmRSS). */
+export function residentBytes(pid: number): number {
+  const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return Number(match![1]) * 1024;
+}
+
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+async function startPrinting(command: string, args: string[], pattern: RegExp): Promise<RunningProcess> {
+  const child = spawn(command, args, { stdio: ["ignore", "pipe", "inherit"] });
+  const match = await waitForOutput(child, pattern);
+  return wrap(child, match[1]!);
+}
+
+function waitForOutput(child: ChildProcess, pattern: RegExp): Promise<RegExpExecArray> {
+  return new Promise((resolve, reject) => {
+    let output = "";
+    const onData = (chunk: Buffer) => {
+      output += chunk;
+      const match = pattern.exec(output);
+      if (!match) return;
+      child.stdout!.off("data", onData);
+      child.off("exit", onExit);
+      resolve(match);
+    };
+    const onExit = (code: number | null) => reject(new Error(`${child.spawnfile} exited with ${code} before it was ready: ${output}`));
+    child.stdout!.on("data", onData);
+    child.once("exit", onExit);
+  });
+}
+
+function wrap(child: ChildProcess, address: string): RunningProcess {
+  return {
+    child,
+    address,
+    port: Number(address.split(":").pop()),
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill("SIGTERM");
+      await once(child, "exit");
+    },
+  };
+}
