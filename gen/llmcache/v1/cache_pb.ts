@@ -9,6 +9,10 @@
 // once joined with a separator are still different entries, and the empty
 // string is a valid prompt and a valid llm_string.
 //
+// Every request may name a namespace: keys in different namespaces never
+// meet, and each namespace can have limits of its own. The empty string is
+// the default namespace.
+//
 // This file is the contract clients in every language generate from. It only
 // grows: fields and methods are added, never renumbered or renamed.
 
@@ -22,7 +26,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file llmcache/v1/cache.proto.
  */
 export const file_llmcache_v1_cache: GenFile = /*@__PURE__*/
-  fileDesc("ChdsbG1jYWNoZS92MS9jYWNoZS5wcm90bxILbGxtY2FjaGUudjEiMwoNTG9va3VwUmVxdWVzdBIOCgZwcm9tcHQYASABKAkSEgoKbGxtX3N0cmluZxgCIAEoCSJLCg5Mb29rdXBSZXNwb25zZRILCgNoaXQYASABKAgSLAoLZ2VuZXJhdGlvbnMYAiADKAsyFy5sbG1jYWNoZS52MS5HZW5lcmF0aW9uImEKDVVwZGF0ZVJlcXVlc3QSDgoGcHJvbXB0GAEgASgJEhIKCmxsbV9zdHJpbmcYAiABKAkSLAoLZ2VuZXJhdGlvbnMYAyADKAsyFy5sbG1jYWNoZS52MS5HZW5lcmF0aW9uIhAKDlVwZGF0ZVJlc3BvbnNlIg4KDENsZWFyUmVxdWVzdCIPCg1DbGVhclJlc3BvbnNlIkEKEkJhdGNoTG9va3VwUmVxdWVzdBIrCgdsb29rdXBzGAEgAygLMhoubGxtY2FjaGUudjEuTG9va3VwUmVxdWVzdCJDChNCYXRjaExvb2t1cFJlc3BvbnNlEiwKB3Jlc3VsdHMYASADKAsyGy5sbG1jYWNoZS52MS5Mb29rdXBSZXNwb25zZSJBChJCYXRjaFVwZGF0ZVJlcXVlc3QSKwoHdXBkYXRlcxgBIAMoCzIaLmxsbWNhY2hlLnYxLlVwZGF0ZVJlcXVlc3QiFQoTQmF0Y2hVcGRhdGVSZXNwb25zZSJBCg1TdHJlYW1SZXF1ZXN0EjAKCm9wZXJhdGlvbnMYASADKAsyHC5sbG1jYWNoZS52MS5TdHJlYW1PcGVyYXRpb24ihgEKD1N0cmVhbU9wZXJhdGlvbhIKCgJpZBgBIAEoDRIsCgZsb29rdXAYAiABKAsyGi5sbG1jYWNoZS52MS5Mb29rdXBSZXF1ZXN0SAASLAoGdXBkYXRlGAMgASgLMhoubGxtY2FjaGUudjEuVXBkYXRlUmVxdWVzdEgAQgsKCW9wZXJhdGlvbiI8Cg5TdHJlYW1SZXNwb25zZRIqCgdyZXN1bHRzGAEgAygLMhkubGxtY2FjaGUudjEuU3RyZWFtUmVzdWx0IrABCgxTdHJlYW1SZXN1bHQSCgoCaWQYASABKA0SLQoGbG9va3VwGAIgASgLMhsubGxtY2FjaGUudjEuTG9va3VwUmVzcG9uc2VIABItCgZ1cGRhdGUYAyABKAsyGy5sbG1jYWNoZS52MS5VcGRhdGVSZXNwb25zZUgAEiwKBWVycm9yGAQgASgLMhsubGxtY2FjaGUudjEuT3BlcmF0aW9uRXJyb3JIAEIICgZyZXN1bHQiLwoOT3BlcmF0aW9uRXJyb3ISDAoEY29kZRgBIAEoBRIPCgdtZXNzYWdlGAIgASgJIncKCkdlbmVyYXRpb24SDAoEdGV4dBgBIAEoCRIwCg9nZW5lcmF0aW9uX2luZm8YAiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EikKB21lc3NhZ2UYAyABKAsyGC5sbG1jYWNoZS52MS5DaGF0TWVzc2FnZSKJBQoLQ2hhdE1lc3NhZ2USDAoEdHlwZRgBIAEoCRIOCgR0ZXh0GAIgASgJSAASLAoGYmxvY2tzGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLkxpc3RWYWx1ZUgAEjIKEWFkZGl0aW9uYWxfa3dhcmdzGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIyChFyZXNwb25zZV9tZXRhZGF0YRgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSKQoKdG9vbF9jYWxscxgGIAMoCzIVLmxsbWNhY2hlLnYxLlRvb2xDYWxsEjgKEmludmFsaWRfdG9vbF9jYWxscxgHIAMoCzIcLmxsbWNhY2hlLnYxLkludmFsaWRUb29sQ2FsbBIyCg51c2FnZV9tZXRhZGF0YRgIIAEoCzIaLmxsbWNhY2hlLnYxLlVzYWdlTWV0YWRhdGESDwoCaWQYCSABKAlIAYgBARIRCgRuYW1lGAogASgJSAKIAQESGQoMdG9vbF9jYWxsX2lkGAsgASgJSAOIAQESEQoEcm9sZRgMIAEoCUgEiAEBEhMKBnN0YXR1cxgNIAEoCUgFiAEBEigKCGFydGlmYWN0GA4gASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEjQKEHRvb2xfY2FsbF9jaHVua3MYDyADKAsyGi5sbG1jYWNoZS52MS5Ub29sQ2FsbENodW5rEiYKBWV4dHJhGBAgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdEIJCgdjb250ZW50QgUKA19pZEIHCgVfbmFtZUIPCg1fdG9vbF9jYWxsX2lkQgcKBV9yb2xlQgkKB19zdGF0dXMicwoIVG9vbENhbGwSDAoEbmFtZRgBIAEoCRIlCgRhcmdzGAIgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIPCgJpZBgDIAEoCUgAiAEBEhEKBHR5cGUYBCABKAlIAYgBAUIFCgNfaWRCBwoFX3R5cGUimwEKD0ludmFsaWRUb29sQ2FsbBIRCgRuYW1lGAEgASgJSACIAQESEQoEYXJncxgCIAEoCUgBiAEBEg8KAmlkGAMgASgJSAKIAQESEgoFZXJyb3IYBCABKAlIA4gBARIRCgR0eXBlGAUgASgJSASIAQFCBwoFX25hbWVCBwoFX2FyZ3NCBQoDX2lkQggKBl9lcnJvckIHCgVfdHlwZSKZAQoNVG9vbENhbGxDaHVuaxIRCgRuYW1lGAEgASgJSACIAQESEQoEYXJncxgCIAEoCUgBiAEBEg8KAmlkGAMgASgJSAKIAQESEgoFaW5kZXgYBCABKANIA4gBARIRCgR0eXBlGAUgASgJSASIAQFCBwoFX25hbWVCBwoFX2FyZ3NCBQoDX2lkQggKBl9pbmRleEIHCgVfdHlwZSK/AQoNVXNhZ2VNZXRhZGF0YRIUCgxpbnB1dF90b2tlbnMYASABKAMSFQoNb3V0cHV0X3Rva2VucxgCIAEoAxIUCgx0b3RhbF90b2tlbnMYAyABKAMSNAoTaW5wdXRfdG9rZW5fZGV0YWlscxgEIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSNQoUb3V0cHV0X3Rva2VuX2RldGFpbHMYBSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Mr8DCgxDYWNoZVNlcnZpY2USQQoGTG9va3VwEhoubGxtY2FjaGUudjEuTG9va3VwUmVxdWVzdBobLmxsbWNhY2hlLnYxLkxvb2t1cFJlc3BvbnNlEkEKBlVwZGF0ZRIaLmxsbWNhY2hlLnYxLlVwZGF0ZVJlcXVlc3QaGy5sbG1jYWNoZS52MS5VcGRhdGVSZXNwb25zZRI+CgVDbGVhchIZLmxsbWNhY2hlLnYxLkNsZWFyUmVxdWVzdBoaLmxsbWNhY2hlLnYxLkNsZWFyUmVzcG9uc2USUAoLQmF0Y2hMb29rdXASHy5sbG1jYWNoZS52MS5CYXRjaExvb2t1cFJlcXVlc3QaIC5sbG1jYWNoZS52MS5CYXRjaExvb2t1cFJlc3BvbnNlElAKC0JhdGNoVXBkYXRlEh8ubGxtY2FjaGUudjEuQmF0Y2hVcGRhdGVSZXF1ZXN0GiAubGxtY2FjaGUudjEuQmF0Y2hVcGRhdGVSZXNwb25zZRJFCgZTdHJlYW0SGi5sbG1jYWNoZS52MS5TdHJlYW1SZXF1ZXN0GhsubGxtY2FjaGUudjEuU3RyZWFtUmVzcG9uc2UoATABYgZwcm90bzM", [file_google_protobuf_struct]);
+  fileDesc("ChdsbG1jYWNoZS92MS9jYWNoZS5wcm90bxILbGxtY2FjaGUudjEiVgoNTG9va3VwUmVxdWVzdBIOCgZwcm9tcHQYASABKAkSEgoKbGxtX3N0cmluZxgCIAEoCRIRCgluYW1lc3BhY2UYAyABKAkSDgoGYnlwYXNzGAQgASgIIksKDkxvb2t1cFJlc3BvbnNlEgsKA2hpdBgBIAEoCBIsCgtnZW5lcmF0aW9ucxgCIAMoCzIXLmxsbWNhY2hlLnYxLkdlbmVyYXRpb24ixQEKDVVwZGF0ZVJlcXVlc3QSDgoGcHJvbXB0GAEgASgJEhIKCmxsbV9zdHJpbmcYAiABKAkSLAoLZ2VuZXJhdGlvbnMYAyADKAsyFy5sbG1jYWNoZS52MS5HZW5lcmF0aW9uEhEKCW5hbWVzcGFjZRgEIAEoCRIOCgZ0dGxfbXMYBSABKAQSFQoNbmV2ZXJfZXhwaXJlcxgGIAEoCBIQCghub19zdG9yZRgHIAEoCBIWCg5vbmx5X2lmX2Fic2VudBgIIAEoCCIgCg5VcGRhdGVSZXNwb25zZRIOCgZzdG9yZWQYASABKAgiOQoMQ2xlYXJSZXF1ZXN0EhEKCW5hbWVzcGFjZRgBIAEoCRIWCg5hbGxfbmFtZXNwYWNlcxgCIAEoCCIPCg1DbGVhclJlc3BvbnNlIkEKEkJhdGNoTG9va3VwUmVxdWVzdBIrCgdsb29rdXBzGAEgAygLMhoubGxtY2FjaGUudjEuTG9va3VwUmVxdWVzdCJDChNCYXRjaExvb2t1cFJlc3BvbnNlEiwKB3Jlc3VsdHMYASADKAsyGy5sbG1jYWNoZS52MS5Mb29rdXBSZXNwb25zZSJBChJCYXRjaFVwZGF0ZVJlcXVlc3QSKwoHdXBkYXRlcxgBIAMoCzIaLmxsbWNhY2hlLnYxLlVwZGF0ZVJlcXVlc3QiFQoTQmF0Y2hVcGRhdGVSZXNwb25zZSJBCg1TdHJlYW1SZXF1ZXN0EjAKCm9wZXJhdGlvbnMYASADKAsyHC5sbG1jYWNoZS52MS5TdHJlYW1PcGVyYXRpb24ihgEKD1N0cmVhbU9wZXJhdGlvbhIKCgJpZBgBIAEoDRIsCgZsb29rdXAYAiABKAsyGi5sbG1jYWNoZS52MS5Mb29rdXBSZXF1ZXN0SAASLAoGdXBkYXRlGAMgASgLMhoubGxtY2FjaGUudjEuVXBkYXRlUmVxdWVzdEgAQgsKCW9wZXJhdGlvbiI8Cg5TdHJlYW1SZXNwb25zZRIqCgdyZXN1bHRzGAEgAygLMhkubGxtY2FjaGUudjEuU3RyZWFtUmVzdWx0IrABCgxTdHJlYW1SZXN1bHQSCgoCaWQYASABKA0SLQoGbG9va3VwGAIgASgLMhsubGxtY2FjaGUudjEuTG9va3VwUmVzcG9uc2VIABItCgZ1cGRhdGUYAyABKAsyGy5sbG1jYWNoZS52MS5VcGRhdGVSZXNwb25zZUgAEiwKBWVycm9yGAQgASgLMhsubGxtY2FjaGUudjEuT3BlcmF0aW9uRXJyb3JIAEIICgZyZXN1bHQiPwoOT3BlcmF0aW9uRXJyb3ISDAoEY29kZRgBIAEoBRIPCgdtZXNzYWdlGAIgASgJEg4KBnJlYXNvbhgDIAEoCSIOCgxTdGF0c1JlcXVlc3QiwwEKDVN0YXRzUmVzcG9uc2USJgoFdG90YWwYASABKAsyFy5sbG1jYWNoZS52MS5DYWNoZVN0YXRzEj4KCm5hbWVzcGFjZXMYAiADKAsyKi5sbG1jYWNoZS52MS5TdGF0c1Jlc3BvbnNlLk5hbWVzcGFjZXNFbnRyeRpKCg9OYW1lc3BhY2VzRW50cnkSCwoDa2V5GAEgASgJEiYKBXZhbHVlGAIgASgLMhcubGxtY2FjaGUudjEuQ2FjaGVTdGF0czoCOAEiywEKCkNhY2hlU3RhdHMSDwoHZW50cmllcxgBIAEoBBINCgVieXRlcxgCIAEoBBIMCgRoaXRzGAMgASgEEg4KBm1pc3NlcxgEIAEoBBIQCghieXBhc3NlcxgFIAEoBBIRCgloaXRfcmF0aW8YBiABKAESKQoJZXZpY3Rpb25zGAcgASgLMhYubGxtY2FjaGUudjEuRXZpY3Rpb25zEhMKC2V4cGlyYXRpb25zGAggASgEEhoKEnVwZGF0ZXNfbm90X3N0b3JlZBgJIAEoBCI1CglFdmljdGlvbnMSDAoEc2l6ZRgBIAEoBBINCgVieXRlcxgCIAEoBBILCgN0dGwYAyABKAQidwoKR2VuZXJhdGlvbhIMCgR0ZXh0GAEgASgJEjAKD2dlbmVyYXRpb25faW5mbxgCIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSKQoHbWVzc2FnZRgDIAEoCzIYLmxsbWNhY2hlLnYxLkNoYXRNZXNzYWdlIokFCgtDaGF0TWVzc2FnZRIMCgR0eXBlGAEgASgJEg4KBHRleHQYAiABKAlIABIsCgZibG9ja3MYAyABKAsyGi5nb29nbGUucHJvdG9idWYuTGlzdFZhbHVlSAASMgoRYWRkaXRpb25hbF9rd2FyZ3MYBCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EjIKEXJlc3BvbnNlX21ldGFkYXRhGAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIpCgp0b29sX2NhbGxzGAYgAygLMhUubGxtY2FjaGUudjEuVG9vbENhbGwSOAoSaW52YWxpZF90b29sX2NhbGxzGAcgAygLMhwubGxtY2FjaGUudjEuSW52YWxpZFRvb2xDYWxsEjIKDnVzYWdlX21ldGFkYXRhGAggASgLMhoubGxtY2FjaGUudjEuVXNhZ2VNZXRhZGF0YRIPCgJpZBgJIAEoCUgBiAEBEhEKBG5hbWUYCiABKAlIAogBARIZCgx0b29sX2NhbGxfaWQYCyABKAlIA4gBARIRCgRyb2xlGAwgASgJSASIAQESEwoGc3RhdHVzGA0gASgJSAWIAQESKAoIYXJ0aWZhY3QYDiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSNAoQdG9vbF9jYWxsX2NodW5rcxgPIAMoCzIaLmxsbWNhY2hlLnYxLlRvb2xDYWxsQ2h1bmsSJgoFZXh0cmEYECABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0QgkKB2NvbnRlbnRCBQoDX2lkQgcKBV9uYW1lQg8KDV90b29sX2NhbGxfaWRCBwoFX3JvbGVCCQoHX3N0YXR1cyJzCghUb29sQ2FsbBIMCgRuYW1lGAEgASgJEiUKBGFyZ3MYAiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Eg8KAmlkGAMgASgJSACIAQESEQoEdHlwZRgEIAEoCUgBiAEBQgUKA19pZEIHCgVfdHlwZSKbAQoPSW52YWxpZFRvb2xDYWxsEhEKBG5hbWUYASABKAlIAIgBARIRCgRhcmdzGAIgASgJSAGIAQESDwoCaWQYAyABKAlIAogBARISCgVlcnJvchgEIAEoCUgDiAEBEhEKBHR5cGUYBSABKAlIBIgBAUIHCgVfbmFtZUIHCgVfYXJnc0IFCgNfaWRCCAoGX2Vycm9yQgcKBV90eXBlIpkBCg1Ub29sQ2FsbENodW5rEhEKBG5hbWUYASABKAlIAIgBARIRCgRhcmdzGAIgASgJSAGIAQESDwoCaWQYAyABKAlIAogBARISCgVpbmRleBgEIAEoA0gDiAEBEhEKBHR5cGUYBSABKAlIBIgBAUIHCgVfbmFtZUIHCgVfYXJnc0IFCgNfaWRCCAoGX2luZGV4QgcKBV90eXBlIr8BCg1Vc2FnZU1ldGFkYXRhEhQKDGlucHV0X3Rva2VucxgBIAEoAxIVCg1vdXRwdXRfdG9rZW5zGAIgASgDEhQKDHRvdGFsX3Rva2VucxgDIAEoAxI0ChNpbnB1dF90b2tlbl9kZXRhaWxzGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBI1ChRvdXRwdXRfdG9rZW5fZGV0YWlscxgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3Qy/wMKDENhY2hlU2VydmljZRJBCgZMb29rdXASGi5sbG1jYWNoZS52MS5Mb29rdXBSZXF1ZXN0GhsubGxtY2FjaGUudjEuTG9va3VwUmVzcG9uc2USQQoGVXBkYXRlEhoubGxtY2FjaGUudjEuVXBkYXRlUmVxdWVzdBobLmxsbWNhY2hlLnYxLlVwZGF0ZVJlc3BvbnNlEj4KBUNsZWFyEhkubGxtY2FjaGUudjEuQ2xlYXJSZXF1ZXN0GhoubGxtY2FjaGUudjEuQ2xlYXJSZXNwb25zZRJQCgtCYXRjaExvb2t1cBIfLmxsbWNhY2hlLnYxLkJhdGNoTG9va3VwUmVxdWVzdBogLmxsbWNhY2hlLnYxLkJhdGNoTG9va3VwUmVzcG9uc2USUAoLQmF0Y2hVcGRhdGUSHy5sbG1jYWNoZS52MS5CYXRjaFVwZGF0ZVJlcXVlc3QaIC5sbG1jYWNoZS52MS5CYXRjaFVwZGF0ZVJlc3BvbnNlEkUKBlN0cmVhbRIaLmxsbWNhY2hlLnYxLlN0cmVhbVJlcXVlc3QaGy5sbG1jYWNoZS52MS5TdHJlYW1SZXNwb25zZSgBMAESPgoFU3RhdHMSGS5sbG1jYWNoZS52MS5TdGF0c1JlcXVlc3QaGi5sbG1jYWNoZS52MS5TdGF0c1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_struct]);
 
 /**
  * @generated from message llmcache.v1.LookupRequest
@@ -37,6 +41,20 @@ export type LookupRequest = Message<"llmcache.v1.LookupRequest"> & {
    * @generated from field: string llm_string = 2;
    */
   llmString: string;
+
+  /**
+   * @generated from field: string namespace = 3;
+   */
+  namespace: string;
+
+  /**
+   * Skip the read: the answer is a miss whatever is stored, and it is
+   * counted as a bypass, not as a miss. For callers that must not be served
+   * from the cache this time but may still store what they get.
+   *
+   * @generated from field: bool bypass = 4;
+   */
+  bypass: boolean;
 };
 
 /**
@@ -90,6 +108,42 @@ export type UpdateRequest = Message<"llmcache.v1.UpdateRequest"> & {
    * @generated from field: repeated llmcache.v1.Generation generations = 3;
    */
   generations: Generation[];
+
+  /**
+   * @generated from field: string namespace = 4;
+   */
+  namespace: string;
+
+  /**
+   * How long the entry lives, in milliseconds. 0 means the default of the
+   * namespace or, if it has none, of the server (which may be never).
+   *
+   * @generated from field: uint64 ttl_ms = 5;
+   */
+  ttlMs: bigint;
+
+  /**
+   * The entry never expires, whatever ttl_ms and the defaults say.
+   *
+   * @generated from field: bool never_expires = 6;
+   */
+  neverExpires: boolean;
+
+  /**
+   * Store nothing: the update is accepted and discarded, and the response
+   * says stored = false. For callers whose answer must not be kept.
+   *
+   * @generated from field: bool no_store = 7;
+   */
+  noStore: boolean;
+
+  /**
+   * Store only if the namespace holds no live entry for the pair; an entry
+   * already there stays as it is. The response says which happened.
+   *
+   * @generated from field: bool only_if_absent = 8;
+   */
+  onlyIfAbsent: boolean;
 };
 
 /**
@@ -103,6 +157,13 @@ export const UpdateRequestSchema: GenMessage<UpdateRequest> = /*@__PURE__*/
  * @generated from message llmcache.v1.UpdateResponse
  */
 export type UpdateResponse = Message<"llmcache.v1.UpdateResponse"> & {
+  /**
+   * Whether the generations were stored: false for no_store, and for
+   * only_if_absent when the pair was present.
+   *
+   * @generated from field: bool stored = 1;
+   */
+  stored: boolean;
 };
 
 /**
@@ -116,6 +177,17 @@ export const UpdateResponseSchema: GenMessage<UpdateResponse> = /*@__PURE__*/
  * @generated from message llmcache.v1.ClearRequest
  */
 export type ClearRequest = Message<"llmcache.v1.ClearRequest"> & {
+  /**
+   * @generated from field: string namespace = 1;
+   */
+  namespace: string;
+
+  /**
+   * Clear every namespace; `namespace` is then ignored.
+   *
+   * @generated from field: bool all_namespaces = 2;
+   */
+  allNamespaces: boolean;
 };
 
 /**
@@ -335,6 +407,16 @@ export type OperationError = Message<"llmcache.v1.OperationError"> & {
    * @generated from field: string message = 2;
    */
   message: string;
+
+  /**
+   * A machine-readable reason where the code alone is not enough:
+   * "entry_too_large" when an entry is larger than a byte budget (code
+   * RESOURCE_EXHAUSTED). A unary call carries the same in its
+   * "llmcache-reason" trailer.
+   *
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
 };
 
 /**
@@ -343,6 +425,154 @@ export type OperationError = Message<"llmcache.v1.OperationError"> & {
  */
 export const OperationErrorSchema: GenMessage<OperationError> = /*@__PURE__*/
   messageDesc(file_llmcache_v1_cache, 14);
+
+/**
+ * @generated from message llmcache.v1.StatsRequest
+ */
+export type StatsRequest = Message<"llmcache.v1.StatsRequest"> & {
+};
+
+/**
+ * Describes the message llmcache.v1.StatsRequest.
+ * Use `create(StatsRequestSchema)` to create a new message.
+ */
+export const StatsRequestSchema: GenMessage<StatsRequest> = /*@__PURE__*/
+  messageDesc(file_llmcache_v1_cache, 15);
+
+/**
+ * @generated from message llmcache.v1.StatsResponse
+ */
+export type StatsResponse = Message<"llmcache.v1.StatsResponse"> & {
+  /**
+   * Every namespace together.
+   *
+   * @generated from field: llmcache.v1.CacheStats total = 1;
+   */
+  total?: CacheStats | undefined;
+
+  /**
+   * Each namespace that has held an entry or has limits of its own, by name
+   * ("" is the default namespace).
+   *
+   * @generated from field: map<string, llmcache.v1.CacheStats> namespaces = 2;
+   */
+  namespaces: { [key: string]: CacheStats };
+};
+
+/**
+ * Describes the message llmcache.v1.StatsResponse.
+ * Use `create(StatsResponseSchema)` to create a new message.
+ */
+export const StatsResponseSchema: GenMessage<StatsResponse> = /*@__PURE__*/
+  messageDesc(file_llmcache_v1_cache, 16);
+
+/**
+ * @generated from message llmcache.v1.CacheStats
+ */
+export type CacheStats = Message<"llmcache.v1.CacheStats"> & {
+  /**
+   * @generated from field: uint64 entries = 1;
+   */
+  entries: bigint;
+
+  /**
+   * Accounted bytes: each entry's prompt, llm_string and stored
+   * generations, plus a fixed overhead per entry.
+   *
+   * @generated from field: uint64 bytes = 2;
+   */
+  bytes: bigint;
+
+  /**
+   * @generated from field: uint64 hits = 3;
+   */
+  hits: bigint;
+
+  /**
+   * Lookups that found no live entry, expired ones included.
+   *
+   * @generated from field: uint64 misses = 4;
+   */
+  misses: bigint;
+
+  /**
+   * Lookups that asked to bypass the cache (neither hits nor misses).
+   *
+   * @generated from field: uint64 bypasses = 5;
+   */
+  bypasses: bigint;
+
+  /**
+   * hits / (hits + misses); 0 before the first lookup.
+   *
+   * @generated from field: double hit_ratio = 6;
+   */
+  hitRatio: number;
+
+  /**
+   * @generated from field: llmcache.v1.Evictions evictions = 7;
+   */
+  evictions?: Evictions | undefined;
+
+  /**
+   * Lookups that found their entry expired (counted as misses too); the
+   * entry is removed then.
+   *
+   * @generated from field: uint64 expirations = 8;
+   */
+  expirations: bigint;
+
+  /**
+   * Updates that stored nothing: no_store, or only_if_absent with the pair
+   * present.
+   *
+   * @generated from field: uint64 updates_not_stored = 9;
+   */
+  updatesNotStored: bigint;
+};
+
+/**
+ * Describes the message llmcache.v1.CacheStats.
+ * Use `create(CacheStatsSchema)` to create a new message.
+ */
+export const CacheStatsSchema: GenMessage<CacheStats> = /*@__PURE__*/
+  messageDesc(file_llmcache_v1_cache, 17);
+
+/**
+ * Entries removed to make room or because they expired, by cause.
+ *
+ * @generated from message llmcache.v1.Evictions
+ */
+export type Evictions = Message<"llmcache.v1.Evictions"> & {
+  /**
+   * To stay within the entry limit (maxsize).
+   *
+   * @generated from field: uint64 size = 1;
+   */
+  size: bigint;
+
+  /**
+   * To stay within the byte budget (max_bytes).
+   *
+   * @generated from field: uint64 bytes = 2;
+   */
+  bytes: bigint;
+
+  /**
+   * Expired entries removed before anyone looked them up: by the background
+   * reclaimer, or when their place was needed.
+   *
+   * @generated from field: uint64 ttl = 3;
+   */
+  ttl: bigint;
+};
+
+/**
+ * Describes the message llmcache.v1.Evictions.
+ * Use `create(EvictionsSchema)` to create a new message.
+ */
+export const EvictionsSchema: GenMessage<Evictions> = /*@__PURE__*/
+  messageDesc(file_llmcache_v1_cache, 18);
 
 /**
  * One output of a model: LangChain's Generation, or its ChatGeneration when
@@ -377,7 +607,7 @@ export type Generation = Message<"llmcache.v1.Generation"> & {
  * Use `create(GenerationSchema)` to create a new message.
  */
 export const GenerationSchema: GenMessage<Generation> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 15);
+  messageDesc(file_llmcache_v1_cache, 19);
 
 /**
  * A LangChain message (Python or JS): AIMessage, HumanMessage, SystemMessage,
@@ -500,7 +730,7 @@ export type ChatMessage = Message<"llmcache.v1.ChatMessage"> & {
  * Use `create(ChatMessageSchema)` to create a new message.
  */
 export const ChatMessageSchema: GenMessage<ChatMessage> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 16);
+  messageDesc(file_llmcache_v1_cache, 20);
 
 /**
  * @generated from message llmcache.v1.ToolCall
@@ -534,7 +764,7 @@ export type ToolCall = Message<"llmcache.v1.ToolCall"> & {
  * Use `create(ToolCallSchema)` to create a new message.
  */
 export const ToolCallSchema: GenMessage<ToolCall> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 17);
+  messageDesc(file_llmcache_v1_cache, 21);
 
 /**
  * @generated from message llmcache.v1.InvalidToolCall
@@ -575,7 +805,7 @@ export type InvalidToolCall = Message<"llmcache.v1.InvalidToolCall"> & {
  * Use `create(InvalidToolCallSchema)` to create a new message.
  */
 export const InvalidToolCallSchema: GenMessage<InvalidToolCall> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 18);
+  messageDesc(file_llmcache_v1_cache, 22);
 
 /**
  * @generated from message llmcache.v1.ToolCallChunk
@@ -614,7 +844,7 @@ export type ToolCallChunk = Message<"llmcache.v1.ToolCallChunk"> & {
  * Use `create(ToolCallChunkSchema)` to create a new message.
  */
 export const ToolCallChunkSchema: GenMessage<ToolCallChunk> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 19);
+  messageDesc(file_llmcache_v1_cache, 23);
 
 /**
  * Token counts of one model call.
@@ -657,7 +887,7 @@ export type UsageMetadata = Message<"llmcache.v1.UsageMetadata"> & {
  * Use `create(UsageMetadataSchema)` to create a new message.
  */
 export const UsageMetadataSchema: GenMessage<UsageMetadata> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 20);
+  messageDesc(file_llmcache_v1_cache, 24);
 
 /**
  * CacheService is the remote twin of LangChain's InMemoryCache.
@@ -691,7 +921,8 @@ export const CacheService: GenService<{
     output: typeof UpdateResponseSchema;
   },
   /**
-   * Clear removes every entry. The server's limits stay as they were.
+   * Clear removes every entry of the request's namespace, or of every
+   * namespace when all_namespaces is set. Limits and statistics stay.
    *
    * @generated from rpc llmcache.v1.CacheService.Clear
    */
@@ -737,6 +968,17 @@ export const CacheService: GenService<{
     methodKind: "bidi_streaming";
     input: typeof StreamRequestSchema;
     output: typeof StreamResponseSchema;
+  },
+  /**
+   * Stats reports what the cache holds and how it has been used since the
+   * server started, in total and per namespace.
+   *
+   * @generated from rpc llmcache.v1.CacheService.Stats
+   */
+  stats: {
+    methodKind: "unary";
+    input: typeof StatsRequestSchema;
+    output: typeof StatsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_llmcache_v1_cache, 0);
