@@ -1,19 +1,39 @@
+import type { ClearOptions, LookupOptions, UpdateOptions } from "./call-options.js";
+import type { CacheStats } from "./engine/stats.js";
 import type { Generation } from "./generation.js";
 
 /**
- * The operations of LangChain's BaseCache: a synchronous method and its
- * async twin for each. InMemoryCache (in this process) and CacheClient (a
- * remote llmcache server) both implement it, so code written against one
- * runs against the other unchanged.
+ * The operations of LangChain's BaseCache, a synchronous method and its
+ * async twin for each, with llmcache's options (namespaces, TTL, bypass),
+ * its conditional update and its statistics. InMemoryCache (in this
+ * process) and CacheClient (a remote llmcache server) both implement it, so
+ * code written against one runs against the other unchanged.
  *
  * A miss is `null`; a hit may be an empty list. What a lookup returns is the
  * caller's own copy, and what an update is given is copied before it is kept.
  */
 export interface BaseCache {
-  lookup(prompt: string, llmString: string): Generation[] | null;
-  update(prompt: string, llmString: string, generations: Generation[]): void;
-  clear(): void;
-  alookup(prompt: string, llmString: string): Promise<Generation[] | null>;
-  aupdate(prompt: string, llmString: string, generations: Generation[]): Promise<void>;
-  aclear(): Promise<void>;
+  lookup(prompt: string, llmString: string, options?: LookupOptions): Generation[] | null;
+  update(prompt: string, llmString: string, generations: Generation[], options?: UpdateOptions): void;
+  clear(options?: ClearOptions): void;
+  alookup(prompt: string, llmString: string, options?: LookupOptions): Promise<Generation[] | null>;
+  aupdate(prompt: string, llmString: string, generations: Generation[], options?: UpdateOptions): Promise<void>;
+  aclear(options?: ClearOptions): Promise<void>;
+
+  /**
+   * Stores the generations only if the pair has no live entry, and says
+   * whether it did: of two callers racing to store the same answer, one
+   * stores and the other learns it need not.
+   */
+  updateIfAbsent(prompt: string, llmString: string, generations: Generation[], options?: UpdateOptions): boolean;
+  aupdateIfAbsent(prompt: string, llmString: string, generations: Generation[], options?: UpdateOptions): Promise<boolean>;
+
+  /** What the cache holds and has done since it started, in total and per namespace. */
+  stats(): CacheStatsReport;
+  astats(): Promise<CacheStatsReport>;
+}
+
+export interface CacheStatsReport {
+  total: CacheStats;
+  namespaces: Record<string, CacheStats>;
 }

@@ -1,6 +1,10 @@
 // The public surface of llmcache, what users need first.
-export type { BaseCache } from "./base-cache.js";
+export type { BaseCache, CacheStatsReport } from "./base-cache.js";
+export type { ClearOptions, LookupOptions, UpdateOptions } from "./call-options.js";
 export { InMemoryCache, type InMemoryCacheOptions } from "./engine/in-memory-cache.js";
+export { EntryTooLargeError } from "./engine/entry-too-large-error.js";
+export { ENTRY_OVERHEAD_BYTES, type EvictionPolicy, type Limits } from "./engine/limits.js";
+export type { CacheStats } from "./engine/stats.js";
 export {
   CacheClient,
   DEFAULT_ADDRESS,

@@ -60,7 +60,7 @@ describe("the llmcache command", function () {
     }
 
     it("refuses an unknown command", async () => {
-      assertOneLineError(await llmcache(["serv"]), 2, /^llmcache: unknown command "serv" \(commands: serve, lookup, update, clear\)/);
+      assertOneLineError(await llmcache(["serv"]), 2, /^llmcache: unknown command "serv" \(commands: serve, lookup, update, clear, stats\)/);
     });
 
     it("reports a port already in use with exit code 1", async () => {

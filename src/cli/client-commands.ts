@@ -1,7 +1,8 @@
 import { parseArgs } from "node:util";
 import { CacheClient, DEFAULT_ADDRESS } from "../client/cache-client.js";
 import type { Generation } from "../generation.js";
-import { integerSetting, parsingFlags, setting, UsageError } from "./settings.js";
+import { integerSetting, parsedSetting, parsingFlags, setting, UsageError } from "./settings.js";
+import { parseDuration } from "./units.js";
 
 const connectionFlags = {
   address: { type: "string" },
@@ -11,11 +12,15 @@ const connectionFlags = {
 /** `llmcache lookup PROMPT LLM_STRING`: prints the generations as JSON, or null on a miss. */
 export async function lookupCommand(args: string[]): Promise<void> {
   const { values, positionals } = parsingFlags(() =>
-    parseArgs({ args, options: connectionFlags, allowPositionals: true }),
+    parseArgs({
+      args,
+      options: { ...connectionFlags, namespace: { type: "string" }, bypass: { type: "boolean" } },
+      allowPositionals: true,
+    }),
   );
   const [prompt, llmString] = keyArguments("lookup", positionals, false);
   await withClient(values, async (client) => {
-    console.log(JSON.stringify(await client.alookup(prompt, llmString)));
+    console.log(JSON.stringify(await client.alookup(prompt, llmString, { namespace: values.namespace, bypass: values.bypass })));
   });
 }
 
@@ -25,7 +30,19 @@ export async function lookupCommand(args: string[]): Promise<void> {
  */
 export async function updateCommand(args: string[]): Promise<void> {
   const { values, positionals } = parsingFlags(() =>
-    parseArgs({ args, options: { ...connectionFlags, generations: { type: "string" } }, allowPositionals: true }),
+    parseArgs({
+      args,
+      options: {
+        ...connectionFlags,
+        generations: { type: "string" },
+        namespace: { type: "string" },
+        ttl: { type: "string" },
+        "never-expires": { type: "boolean" },
+        "no-store": { type: "boolean" },
+        "if-absent": { type: "boolean" },
+      },
+      allowPositionals: true,
+    }),
   );
   const [prompt, llmString, ...texts] = keyArguments("update", positionals, true);
   let generations: Generation[] = texts.map((text) => ({ text }));
@@ -33,13 +50,32 @@ export async function updateCommand(args: string[]): Promise<void> {
     if (texts.length > 0) throw new UsageError("give either TEXT arguments or --generations, not both");
     generations = parseJson(values.generations, "--generations") as Generation[];
   }
-  await withClient(values, (client) => client.aupdate(prompt, llmString, generations));
+  if (values.ttl !== undefined && values["never-expires"]) throw new UsageError("give either --ttl or --never-expires, not both");
+  const options = {
+    namespace: values.namespace,
+    ttlMs: values["never-expires"] ? Infinity : values.ttl === undefined ? undefined : parsedSetting({ raw: values.ttl, source: "--ttl" }, parseDuration),
+    noStore: values["no-store"],
+  };
+  await withClient(values, async (client) => {
+    // With --if-absent, whether it stored: true or false.
+    if (values["if-absent"]) console.log(JSON.stringify(await client.aupdateIfAbsent(prompt, llmString, generations, options)));
+    else await client.aupdate(prompt, llmString, generations, options);
+  });
 }
 
-/** `llmcache clear`: removes every entry. */
+/** `llmcache clear`: removes every entry of a namespace, or of all. */
 export async function clearCommand(args: string[]): Promise<void> {
+  const { values } = parsingFlags(() =>
+    parseArgs({ args, options: { ...connectionFlags, namespace: { type: "string" }, "all-namespaces": { type: "boolean" } } }),
+  );
+  if (values.namespace !== undefined && values["all-namespaces"]) throw new UsageError("give either --namespace or --all-namespaces, not both");
+  await withClient(values, (client) => client.aclear({ namespace: values.namespace, allNamespaces: values["all-namespaces"] }));
+}
+
+/** `llmcache stats`: prints the server's statistics as JSON. */
+export async function statsCommand(args: string[]): Promise<void> {
   const { values } = parsingFlags(() => parseArgs({ args, options: connectionFlags }));
-  await withClient(values, (client) => client.aclear());
+  await withClient(values, async (client) => console.log(JSON.stringify(await client.astats(), null, 2)));
 }
 
 async function withClient(

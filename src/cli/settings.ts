@@ -30,10 +30,17 @@ export function setting(flag: string, flagValue: string | undefined, envName: st
 
 /** Reads an integer setting; `check` may throw to refuse a value, with a message naming the rule. */
 export function integerSetting(value: Setting, check: (n: number) => number | undefined = (n) => n): number {
-  const n = /^[+-]?\d+$/.test(value.raw.trim()) ? Number(value.raw) : Number.NaN;
-  try {
+  return parsedSetting(value, (raw) => {
+    const n = /^[+-]?\d+$/.test(raw.trim()) ? Number(raw) : Number.NaN;
     if (!Number.isSafeInteger(n)) throw new Error("must be an integer");
     return check(n) ?? n;
+  });
+}
+
+/** Reads a setting with a parser that throws, with a message naming the rule, for a value it refuses. */
+export function parsedSetting<T>(value: Setting, parse: (raw: string) => T): T {
+  try {
+    return parse(value.raw);
   } catch (error) {
     throw new UsageError(`invalid ${value.source} "${value.raw}": ${error instanceof Error ? error.message : error}`);
   }

@@ -1,6 +1,7 @@
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from "node:worker_threads";
 import type { ChannelSettings } from "../rpc/channel.js";
 import { status } from "@grpc/grpc-js";
+import { ENTRY_TOO_LARGE_REASON, EntryTooLargeError } from "../engine/entry-too-large-error.js";
 import { CacheError } from "../rpc/errors.js";
 import { callFailure, methodName } from "../rpc/unary-call.js";
 import type { BlockingReply, BlockingRequest, WorkerStart } from "./blocking-protocol.js";
@@ -41,7 +42,7 @@ export class BlockingCaller {
         const reply = received.message as BlockingReply;
         if (reply.id !== id) continue;
         if (reply.ok) return reply.response;
-        throw new CacheError(reply.code, reply.message);
+        throw reply.reason === ENTRY_TOO_LARGE_REASON ? new EntryTooLargeError(reply.message) : new CacheError(reply.code, reply.message);
       }
       const remainingMs = giveUpAt - Date.now();
       if (remainingMs <= 0) {

@@ -19,4 +19,4 @@ export interface BlockingRequest {
 
 export type BlockingReply =
   | { id: number; ok: true; response: Uint8Array }
-  | { id: number; ok: false; code: number; message: string };
+  | { id: number; ok: false; code: number; message: string; reason: string };

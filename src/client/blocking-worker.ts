@@ -1,4 +1,6 @@
+import { status } from "@grpc/grpc-js";
 import { workerData } from "node:worker_threads";
+import { ENTRY_TOO_LARGE_REASON, EntryTooLargeError } from "../engine/entry-too-large-error.js";
 import { asBuffer } from "../rpc/codec.js";
 import { openChannel } from "../rpc/channel.js";
 import { CacheError } from "../rpc/errors.js";
@@ -16,8 +18,12 @@ port.on("message", async ({ id, path, request, timeoutMs }: BlockingRequest) => 
     const response = await callUnary(client, path, asBuffer(request), { timeoutMs });
     reply = { id, ok: true, response };
   } catch (error) {
-    const failure = error instanceof CacheError ? error : new CacheError("INTERNAL", String(error));
-    reply = { id, ok: false, code: failure.grpcCode, message: failure.message };
+    if (error instanceof EntryTooLargeError) {
+      reply = { id, ok: false, code: status.RESOURCE_EXHAUSTED, message: error.message, reason: ENTRY_TOO_LARGE_REASON };
+    } else {
+      const failure = error instanceof CacheError ? error : new CacheError("INTERNAL", String(error));
+      reply = { id, ok: false, code: failure.grpcCode, message: failure.message, reason: "" };
+    }
   }
   port.postMessage(reply);
   Atomics.add(replies, 0, 1);

@@ -1,31 +1,50 @@
 import type { DescMethod } from "@bufbuild/protobuf";
 import { status, type Client } from "@grpc/grpc-js";
-import { CacheService } from "../../gen/llmcache/v1/cache_pb.js";
-import type { BaseCache } from "../base-cache.js";
+import { CacheService, StatsResponseSchema, type CacheStats as WireCacheStats } from "../../gen/llmcache/v1/cache_pb.js";
+import type { BaseCache, CacheStatsReport } from "../base-cache.js";
+import {
+  checkClearOptions,
+  checkLookupOptions,
+  checkNamespace,
+  checkUpdateOptions,
+  type ClearOptions,
+  type LookupOptions,
+  type UpdateOptions,
+} from "../call-options.js";
+import type { CacheStats } from "../engine/stats.js";
 import { checkKey, copyGenerations, type Generation } from "../generation.js";
 import { openChannel, type ChannelSettings } from "../rpc/channel.js";
-import { asBuffer, DecodeError } from "../rpc/codec.js";
+import { asBuffer, DecodeError, decodeMessage, encodeMessage } from "../rpc/codec.js";
 import { CacheError } from "../rpc/errors.js";
 import { methodPath } from "../rpc/service-definition.js";
 import { callFailure, callUnary } from "../rpc/unary-call.js";
 import { BlockingCaller } from "./blocking-caller.js";
-import { encodeBatchLookupRequest, encodeBatchUpdateRequest, encodeLookupRequest, encodeUpdateRequest } from "./request-encoder.js";
-import { decodeBatchLookupResponse, decodeLookupResponse } from "./response-decoder.js";
 import { MAX_STREAM_MESSAGE_BYTES, OperationStream, type BatchingOptions, type StreamOperationKind } from "./operation-stream.js";
+import {
+  encodeBatchLookupRequest,
+  encodeBatchUpdateRequest,
+  encodeLookupRequest,
+  encodeUpdateRequest,
+} from "./request-encoder.js";
+import { decodeBatchLookupResponse, decodeLookupResponse, decodeUpdateResponse } from "./response-decoder.js";
 
 export interface CacheClientOptions {
   /** host:port of an llmcache server. Default "127.0.0.1:50051". */
   address?: string;
   /** Deadline of each call, in milliseconds. Default 5000. */
   timeoutMs?: number;
+  /** The namespace of the calls that do not name one. Default "". */
+  namespace?: string;
   /**
-   * Auto-batching of `alookup` and `aupdate` (on by default): the calls made
-   * in the same turn of the event loop travel together on one stream, as
-   * ioredis's auto-pipelining does. `false` makes each its own unary call.
+   * Auto-batching of `alookup`, `aupdate` and `aupdateIfAbsent` (on by
+   * default): the calls made in the same turn of the event loop travel
+   * together on one stream, as ioredis's auto-pipelining does. `false` makes
+   * each its own unary call.
    */
   batching?: boolean | BatchingOptions;
 }
 
+/** Options every call takes, beside its own. */
 export interface CallOptions {
   /** This call's deadline, in milliseconds, instead of the client's. */
   timeoutMs?: number;
@@ -49,23 +68,25 @@ interface Operation<R> {
  * A remote llmcache server behind LangChain's cache interface.
  *
  * The async methods are the ones to use in a server or anywhere an event
- * loop runs. The blocking methods (`lookup`, `update`, `clear`) really wait
- * for the reply, for code written against a synchronous cache; the call runs
- * on a worker thread while this thread sleeps. The trap: nothing else runs
- * on this thread meanwhile, so a blocking call to a server started in the
- * same thread cannot be answered. It fails with DEADLINE_EXCEEDED once its
- * deadline passes; use the async methods there.
+ * loop runs. The blocking methods (`lookup`, `update`, `clear`, ...) really
+ * wait for the reply, for code written against a synchronous cache; the call
+ * runs on a worker thread while this thread sleeps. The trap: nothing else
+ * runs on this thread meanwhile, so a blocking call to a server started in
+ * the same thread cannot be answered. It fails with DEADLINE_EXCEEDED once
+ * its deadline passes; use the async methods there.
  *
- * By default the async `alookup` and `aupdate` are auto-batched (see
+ * By default the async lookups and updates are auto-batched (see
  * CacheClientOptions.batching); `alookupMany` and `aupdateMany` send an
  * explicit batch in one call.
  *
  * A failed call throws (or rejects with) a CacheError naming the method, the
- * gRPC status and the server's message.
+ * gRPC status and the server's message; an entry larger than the server's
+ * byte budget, the same EntryTooLargeError an InMemoryCache throws.
  */
 export class CacheClient implements BaseCache {
   readonly address: string;
   readonly timeoutMs: number;
+  readonly namespace: string;
   readonly #channel: Client;
   readonly #blocking: BlockingCaller;
   readonly #stream: OperationStream | undefined;
@@ -73,7 +94,8 @@ export class CacheClient implements BaseCache {
 
   constructor(options: CacheClientOptions = {}) {
     this.address = options.address ?? DEFAULT_ADDRESS;
-    this.timeoutMs = checkTimeout(options.timeoutMs ?? DEFAULT_TIMEOUT_MS, "timeoutMs");
+    this.timeoutMs = checkTimeout(options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+    this.namespace = options.namespace === undefined ? "" : checkNamespace(options.namespace);
     const settings: ChannelSettings = { address: this.address };
     this.#channel = openChannel(settings);
     this.#blocking = new BlockingCaller(settings);
@@ -81,45 +103,67 @@ export class CacheClient implements BaseCache {
     if (batching !== false) this.#stream = new OperationStream(this.#channel, batching === true ? {} : batching);
   }
 
-  alookup(prompt: string, llmString: string, options?: CallOptions): Promise<Generation[] | null> {
-    return this.#call(() => lookupOperation(prompt, llmString), options);
+  alookup(prompt: string, llmString: string, options?: LookupOptions & CallOptions): Promise<Generation[] | null> {
+    return this.#call(() => this.#lookup(prompt, llmString, options), options);
   }
 
-  aupdate(prompt: string, llmString: string, generations: Generation[], options?: CallOptions): Promise<void> {
-    return this.#call(() => updateOperation(prompt, llmString, generations), options);
+  aupdate(prompt: string, llmString: string, generations: Generation[], options?: UpdateOptions & CallOptions): Promise<void> {
+    return this.#call(() => this.#update(prompt, llmString, generations, options, false), options).then(() => {});
   }
 
-  aclear(options?: CallOptions): Promise<void> {
-    return this.#call(clearOperation, options);
+  aupdateIfAbsent(prompt: string, llmString: string, generations: Generation[], options?: UpdateOptions & CallOptions): Promise<boolean> {
+    return this.#call(() => this.#update(prompt, llmString, generations, options, true), options);
   }
 
-  /** Looks up many pairs in one call; the results come in the order of `keys`. */
-  alookupMany(keys: readonly (readonly [prompt: string, llmString: string])[], options?: CallOptions): Promise<(Generation[] | null)[]> {
-    return this.#call(() => lookupManyOperation(keys), options);
+  aclear(options?: ClearOptions & CallOptions): Promise<void> {
+    return this.#call(() => this.#clear(options), options);
+  }
+
+  astats(options?: CallOptions): Promise<CacheStatsReport> {
+    return this.#call(statsOperation, options);
   }
 
   /**
-   * Stores many entries in one call, in order. If any entry is refused, none
-   * is stored. A batch is one message: keep it under the server's limit (4 MiB
-   * by default).
+   * Looks up many pairs in one call; the results come in the order of
+   * `keys`. The options apply to every lookup.
+   */
+  alookupMany(
+    keys: readonly (readonly [prompt: string, llmString: string])[],
+    options?: LookupOptions & CallOptions,
+  ): Promise<(Generation[] | null)[]> {
+    return this.#call(() => this.#lookupMany(keys, options), options);
+  }
+
+  /**
+   * Stores many entries in one call, in order; the options apply to every
+   * entry. If any entry is refused, none is stored. A batch is one message:
+   * keep it under the server's limit (4 MiB by default).
    */
   aupdateMany(
     entries: readonly (readonly [prompt: string, llmString: string, generations: Generation[]])[],
-    options?: CallOptions,
+    options?: UpdateOptions & CallOptions,
   ): Promise<void> {
-    return this.#call(() => updateManyOperation(entries), options);
+    return this.#call(() => this.#updateMany(entries, options), options);
   }
 
-  lookup(prompt: string, llmString: string, options?: CallOptions): Generation[] | null {
-    return this.#callBlocking(lookupOperation(prompt, llmString), options);
+  lookup(prompt: string, llmString: string, options?: LookupOptions & CallOptions): Generation[] | null {
+    return this.#callBlocking(this.#lookup(prompt, llmString, options), options);
   }
 
-  update(prompt: string, llmString: string, generations: Generation[], options?: CallOptions): void {
-    this.#callBlocking(updateOperation(prompt, llmString, generations), options);
+  update(prompt: string, llmString: string, generations: Generation[], options?: UpdateOptions & CallOptions): void {
+    this.#callBlocking(this.#update(prompt, llmString, generations, options, false), options);
   }
 
-  clear(options?: CallOptions): void {
-    this.#callBlocking(clearOperation(), options);
+  updateIfAbsent(prompt: string, llmString: string, generations: Generation[], options?: UpdateOptions & CallOptions): boolean {
+    return this.#callBlocking(this.#update(prompt, llmString, generations, options, true), options);
+  }
+
+  clear(options?: ClearOptions & CallOptions): void {
+    this.#callBlocking(this.#clear(options), options);
+  }
+
+  stats(options?: CallOptions): CacheStatsReport {
+    return this.#callBlocking(statsOperation(), options);
   }
 
   /** Closes the channel and stops the blocking methods' worker thread. */
@@ -130,17 +174,78 @@ export class CacheClient implements BaseCache {
     await this.#blocking.close();
   }
 
+  #lookup(prompt: string, llmString: string, options: LookupOptions | undefined): Operation<Generation[] | null> {
+    checkKey(prompt, llmString);
+    return {
+      method: CacheService.method.lookup,
+      request: encodeLookupRequest(prompt, llmString, checkLookupOptions(options, this.namespace)),
+      decode: decodeLookupResponse,
+      streamKind: "lookup",
+    };
+  }
+
+  #update(
+    prompt: string,
+    llmString: string,
+    generations: Generation[],
+    options: UpdateOptions | undefined,
+    onlyIfAbsent: boolean,
+  ): Operation<boolean> {
+    checkKey(prompt, llmString);
+    const fields = { ...checkUpdateOptions(options, this.namespace), onlyIfAbsent };
+    return {
+      method: CacheService.method.update,
+      request: encodeUpdateRequest(prompt, llmString, copyGenerations(generations), fields),
+      decode: decodeUpdateResponse,
+      streamKind: "update",
+    };
+  }
+
+  #clear(options: ClearOptions | undefined): Operation<void> {
+    const { namespace, allNamespaces } = checkClearOptions(options, this.namespace);
+    return { method: CacheService.method.clear, request: encodeMessage(CacheService.method.clear.input, { namespace, allNamespaces }), decode: () => {} };
+  }
+
+  #lookupMany(keys: readonly (readonly [string, string])[], options: LookupOptions | undefined): Operation<(Generation[] | null)[]> {
+    if (!Array.isArray(keys)) throw new TypeError("keys must be an array of [prompt, llmString] pairs");
+    const fields = checkLookupOptions(options, this.namespace);
+    const lookups = keys.map(([prompt, llmString]) => {
+      checkKey(prompt, llmString);
+      return encodeLookupRequest(prompt, llmString, fields);
+    });
+    return {
+      method: CacheService.method.batchLookup,
+      request: encodeBatchLookupRequest(lookups),
+      decode(reply) {
+        const results = decodeBatchLookupResponse(reply);
+        if (results.length !== lookups.length) {
+          throw callFailure("BatchLookup", status.INTERNAL, `${results.length} results for ${lookups.length} lookups`);
+        }
+        return results;
+      },
+    };
+  }
+
+  #updateMany(entries: readonly (readonly [string, string, Generation[]])[], options: UpdateOptions | undefined): Operation<void> {
+    if (!Array.isArray(entries)) throw new TypeError("entries must be an array of [prompt, llmString, generations]");
+    const fields = { ...checkUpdateOptions(options, this.namespace), onlyIfAbsent: false };
+    const updates = entries.map(([prompt, llmString, generations], i) => {
+      checkKey(prompt, llmString);
+      return encodeUpdateRequest(prompt, llmString, copyGenerations(generations, `entries[${i}].generations`), fields);
+    });
+    return { method: CacheService.method.batchUpdate, request: encodeBatchUpdateRequest(updates), decode: () => {} };
+  }
+
   async #call<R>(operation: () => Operation<R>, options: CallOptions = {}): Promise<R> {
     this.#checkOpen();
     const { method, request, decode, streamKind } = operation();
     const timeoutMs = this.#timeout(options);
     if (this.#stream && streamKind && request.length < MAX_STREAM_MESSAGE_BYTES) {
       const outcome = await this.#stream.submit(streamKind, method.name, request, timeoutMs, options.signal);
-      if (outcome.kind === "error") throw callFailure(method.name, outcome.code, outcome.message);
-      if (outcome.kind !== streamKind) {
-        throw callFailure(method.name, status.INTERNAL, `the server answered a ${streamKind} with ${outcome.kind}`);
-      }
-      return (outcome.kind === "lookup" ? outcome.generations : undefined) as R;
+      if (outcome.kind === "error") throw callFailure(method.name, outcome.code, outcome.message, outcome.reason);
+      if (outcome.kind === "lookup") return outcome.generations as R;
+      if (outcome.kind === "update") return outcome.stored as R;
+      throw callFailure(method.name, status.INTERNAL, `the server answered a ${streamKind} with ${outcome.kind}`);
     }
     const reply = await callUnary(this.#channel, methodPath(method), request, { timeoutMs, signal: options.signal });
     return decodeReply(method, decode, reply);
@@ -165,7 +270,7 @@ export class CacheClient implements BaseCache {
   }
 
   #timeout(options: CallOptions): number {
-    return options.timeoutMs === undefined ? this.timeoutMs : checkTimeout(options.timeoutMs, "timeoutMs");
+    return options.timeoutMs === undefined ? this.timeoutMs : checkTimeout(options.timeoutMs);
   }
 
   #checkOpen(): void {
@@ -173,56 +278,33 @@ export class CacheClient implements BaseCache {
   }
 }
 
-function lookupOperation(prompt: string, llmString: string): Operation<Generation[] | null> {
-  checkKey(prompt, llmString);
+function statsOperation(): Operation<CacheStatsReport> {
   return {
-    method: CacheService.method.lookup,
-    request: encodeLookupRequest(prompt, llmString),
-    decode: (reply) => decodeLookupResponse(reply),
-    streamKind: "lookup",
-  };
-}
-
-function updateOperation(prompt: string, llmString: string, generations: Generation[]): Operation<void> {
-  checkKey(prompt, llmString);
-  return {
-    method: CacheService.method.update,
-    request: encodeUpdateRequest(prompt, llmString, copyGenerations(generations)),
-    decode: () => {},
-    streamKind: "update",
-  };
-}
-
-function clearOperation(): Operation<void> {
-  return { method: CacheService.method.clear, request: Buffer.alloc(0), decode: () => {} };
-}
-
-function lookupManyOperation(keys: readonly (readonly [string, string])[]): Operation<(Generation[] | null)[]> {
-  if (!Array.isArray(keys)) throw new TypeError("keys must be an array of [prompt, llmString] pairs");
-  const lookups = keys.map(([prompt, llmString]) => {
-    checkKey(prompt, llmString);
-    return encodeLookupRequest(prompt, llmString);
-  });
-  return {
-    method: CacheService.method.batchLookup,
-    request: encodeBatchLookupRequest(lookups),
+    method: CacheService.method.stats,
+    request: Buffer.alloc(0),
     decode(reply) {
-      const results = decodeBatchLookupResponse(reply);
-      if (results.length !== lookups.length) {
-        throw callFailure("BatchLookup", status.INTERNAL, `${results.length} results for ${lookups.length} lookups`);
-      }
-      return results;
+      const { total, namespaces } = decodeMessage(StatsResponseSchema, reply);
+      return {
+        total: fromWireStats(total),
+        namespaces: Object.fromEntries(Object.entries(namespaces).map(([name, stats]) => [name, fromWireStats(stats)])),
+      };
     },
   };
 }
 
-function updateManyOperation(entries: readonly (readonly [string, string, Generation[]])[]): Operation<void> {
-  if (!Array.isArray(entries)) throw new TypeError("entries must be an array of [prompt, llmString, generations]");
-  const updates = entries.map(([prompt, llmString, generations], i) => {
-    checkKey(prompt, llmString);
-    return encodeUpdateRequest(prompt, llmString, copyGenerations(generations, `entries[${i}].generations`));
-  });
-  return { method: CacheService.method.batchUpdate, request: encodeBatchUpdateRequest(updates), decode: () => {} };
+function fromWireStats(stats: WireCacheStats | undefined): CacheStats {
+  const evictions = stats?.evictions;
+  return {
+    entries: Number(stats?.entries ?? 0),
+    bytes: Number(stats?.bytes ?? 0),
+    hits: Number(stats?.hits ?? 0),
+    misses: Number(stats?.misses ?? 0),
+    bypasses: Number(stats?.bypasses ?? 0),
+    hitRatio: stats?.hitRatio ?? 0,
+    evictions: { size: Number(evictions?.size ?? 0), bytes: Number(evictions?.bytes ?? 0), ttl: Number(evictions?.ttl ?? 0) },
+    expirations: Number(stats?.expirations ?? 0),
+    updatesNotStored: Number(stats?.updatesNotStored ?? 0),
+  };
 }
 
 /** Decodes a reply; one that cannot be decoded is the server's fault: INTERNAL. */
@@ -231,13 +313,13 @@ function decodeReply<R>(method: DescMethod, decode: (reply: Buffer) => R, reply:
     return decode(reply);
   } catch (error) {
     if (!(error instanceof DecodeError)) throw error;
-    throw callFailure(method.name, status.INTERNAL, `the server's reply is malformed: ${error.message}`, error);
+    throw callFailure(method.name, status.INTERNAL, `the server's reply is malformed: ${error.message}`, undefined, error);
   }
 }
 
-function checkTimeout(timeoutMs: unknown, name: string): number {
+function checkTimeout(timeoutMs: unknown): number {
   if (typeof timeoutMs !== "number" || !Number.isFinite(timeoutMs) || timeoutMs <= 0) {
-    throw new RangeError(`${name} must be a positive number of milliseconds, got ${String(timeoutMs)}`);
+    throw new RangeError(`timeoutMs must be a positive number of milliseconds, got ${String(timeoutMs)}`);
   }
   return timeoutMs;
 }

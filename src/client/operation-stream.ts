@@ -1,7 +1,6 @@
 import { Metadata, status, type Client, type ClientDuplexStream, type ServiceError } from "@grpc/grpc-js";
 import { CacheService, StreamOperationSchema, StreamRequestSchema } from "../../gen/llmcache/v1/cache_pb.js";
 import { passBytes } from "../rpc/codec.js";
-import type { CacheError } from "../rpc/errors.js";
 import { methodPath } from "../rpc/service-definition.js";
 import { callFailure } from "../rpc/unary-call.js";
 import { fieldSize, tag, varintSize, WIRE_LENGTH_DELIMITED, WIRE_VARINT, writeFieldHeader, writeVarint } from "../rpc/wire-writer.js";
@@ -50,7 +49,7 @@ interface Operation {
   deadline: number;
   sent: boolean;
   resolve(result: StreamOutcome): void;
-  reject(error: CacheError): void;
+  reject(error: Error): void;
   signal: AbortSignal | undefined;
   onAbort: (() => void) | undefined;
 }
@@ -205,7 +204,7 @@ export class OperationStream {
     }
   }
 
-  #settle(operation: Operation, outcome: StreamOutcome | CacheError): void {
+  #settle(operation: Operation, outcome: StreamOutcome | Error): void {
     this.#operations.delete(operation.id);
     if (operation.onAbort) operation.signal!.removeEventListener("abort", operation.onAbort);
     if (outcome instanceof Error) operation.reject(outcome);

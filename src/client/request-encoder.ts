@@ -8,7 +8,7 @@ import {
 } from "../../gen/llmcache/v1/cache_pb.js";
 import type { Generation } from "../generation.js";
 import { toWireGeneration } from "../rpc/generation-codec.js";
-import { fieldSize, tag, WIRE_LENGTH_DELIMITED, writeFieldHeader } from "../rpc/wire-writer.js";
+import { fieldSize, tag, varintSize, WIRE_LENGTH_DELIMITED, WIRE_VARINT, writeFieldHeader, writeVarint } from "../rpc/wire-writer.js";
 
 /**
  * The client's requests, written by hand: protobuf-es's general encoder
@@ -18,22 +18,56 @@ import { fieldSize, tag, WIRE_LENGTH_DELIMITED, writeFieldHeader } from "../rpc/
  * left out), which the tests check.
  */
 
-const PROMPT_TAG = tag(LookupRequestSchema.field.prompt.number, WIRE_LENGTH_DELIMITED);
-const LLM_STRING_TAG = tag(LookupRequestSchema.field.llmString.number, WIRE_LENGTH_DELIMITED);
-const GENERATIONS_TAG = tag(UpdateRequestSchema.field.generations.number, WIRE_LENGTH_DELIMITED);
+const LOOKUP = LookupRequestSchema.field;
+const UPDATE = UpdateRequestSchema.field;
+const PROMPT_TAG = tag(LOOKUP.prompt.number, WIRE_LENGTH_DELIMITED);
+const LLM_STRING_TAG = tag(LOOKUP.llmString.number, WIRE_LENGTH_DELIMITED);
+const LOOKUP_NAMESPACE_TAG = tag(LOOKUP.namespace.number, WIRE_LENGTH_DELIMITED);
+const BYPASS_TAG = tag(LOOKUP.bypass.number, WIRE_VARINT);
+const GENERATIONS_TAG = tag(UPDATE.generations.number, WIRE_LENGTH_DELIMITED);
+const UPDATE_NAMESPACE_TAG = tag(UPDATE.namespace.number, WIRE_LENGTH_DELIMITED);
+const TTL_MS_TAG = tag(UPDATE.ttlMs.number, WIRE_VARINT);
+const NEVER_EXPIRES_TAG = tag(UPDATE.neverExpires.number, WIRE_VARINT);
+const NO_STORE_TAG = tag(UPDATE.noStore.number, WIRE_VARINT);
+const ONLY_IF_ABSENT_TAG = tag(UPDATE.onlyIfAbsent.number, WIRE_VARINT);
 const TEXT_TAG = tag(GenerationSchema.field.text.number, WIRE_LENGTH_DELIMITED);
 const LOOKUPS_TAG = tag(BatchLookupRequestSchema.field.lookups.number, WIRE_LENGTH_DELIMITED);
 const UPDATES_TAG = tag(BatchUpdateRequestSchema.field.updates.number, WIRE_LENGTH_DELIMITED);
 
-export function encodeLookupRequest(prompt: string, llmString: string): Buffer {
-  const parts = [stringField(PROMPT_TAG, prompt), stringField(LLM_STRING_TAG, llmString)];
-  return concatFields(parts);
+export interface LookupFields {
+  namespace: string;
+  bypass: boolean;
+}
+
+export interface UpdateFields {
+  namespace: string;
+  /** undefined: the default TTL; Infinity: never expires. */
+  ttlMs: number | undefined;
+  noStore: boolean;
+  onlyIfAbsent: boolean;
+}
+
+export function encodeLookupRequest(prompt: string, llmString: string, { namespace, bypass }: LookupFields): Buffer {
+  return concatFields([
+    stringField(PROMPT_TAG, prompt),
+    stringField(LLM_STRING_TAG, llmString),
+    stringField(LOOKUP_NAMESPACE_TAG, namespace),
+    boolField(BYPASS_TAG, bypass),
+  ]);
 }
 
 /** `generations` must be checked already (copyGenerations). */
-export function encodeUpdateRequest(prompt: string, llmString: string, generations: readonly Generation[]): Buffer {
+export function encodeUpdateRequest(prompt: string, llmString: string, generations: readonly Generation[], fields: UpdateFields): Buffer {
   const parts = [stringField(PROMPT_TAG, prompt), stringField(LLM_STRING_TAG, llmString)];
   for (const generation of generations) parts.push(messageField(GENERATIONS_TAG, encodeGeneration(generation)));
+  const finite = fields.ttlMs !== undefined && fields.ttlMs !== Infinity;
+  parts.push(
+    stringField(UPDATE_NAMESPACE_TAG, fields.namespace),
+    finite ? varintField(TTL_MS_TAG, fields.ttlMs!) : undefined,
+    boolField(NEVER_EXPIRES_TAG, fields.ttlMs === Infinity),
+    boolField(NO_STORE_TAG, fields.noStore),
+    boolField(ONLY_IF_ABSENT_TAG, fields.onlyIfAbsent),
+  );
   return concatFields(parts);
 }
 
@@ -53,12 +87,13 @@ function encodeGeneration(generation: Generation): Uint8Array {
   return toBinary(GenerationSchema, create(GenerationSchema, toWireGeneration(generation)));
 }
 
-/** A field to write: its key, and its body as bytes or as a string to write as UTF-8. */
+/** A field to write: its key, and its body as bytes, as a string to write as UTF-8, or as a varint. */
 interface Field {
   tag: number;
   size: number;
   bytes?: Uint8Array;
   text?: string;
+  varint?: number;
 }
 
 function stringField(fieldTag: number, text: string): Field | undefined {
@@ -70,13 +105,27 @@ function messageField(fieldTag: number, bytes: Uint8Array): Field {
   return { tag: fieldTag, size: bytes.length, bytes };
 }
 
+function varintField(fieldTag: number, value: number): Field | undefined {
+  return value === 0 ? undefined : { tag: fieldTag, size: varintSize(value), varint: value };
+}
+
+function boolField(fieldTag: number, value: boolean): Field | undefined {
+  return value ? { tag: fieldTag, size: 1, varint: 1 } : undefined;
+}
+
 function concatFields(fields: readonly (Field | undefined)[]): Buffer {
   let size = 0;
-  for (const field of fields) if (field) size += fieldSize(field.tag, field.size);
+  for (const field of fields) {
+    if (field) size += field.varint === undefined ? fieldSize(field.tag, field.size) : varintSize(field.tag) + field.size;
+  }
   const buffer = Buffer.allocUnsafe(size);
   let position = 0;
   for (const field of fields) {
     if (!field) continue;
+    if (field.varint !== undefined) {
+      position = writeVarint(buffer, writeVarint(buffer, position, field.tag), field.varint);
+      continue;
+    }
     position = writeFieldHeader(buffer, position, field.tag, field.size);
     if (field.text !== undefined) position += buffer.write(field.text, position, field.size, "utf8");
     else buffer.set(field.bytes!, position), (position += field.size);

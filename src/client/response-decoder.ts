@@ -8,6 +8,7 @@ import {
   OperationErrorSchema,
   StreamResponseSchema,
   StreamResultSchema,
+  UpdateResponseSchema,
 } from "../../gen/llmcache/v1/cache_pb.js";
 import type { Generation } from "../generation.js";
 import { DecodeError, decodeProblem } from "../rpc/codec.js";
@@ -17,8 +18,8 @@ import { expectWireType, lengthDelimited, readerOf } from "../rpc/wire-reader.js
 /** One result of a stream message, decoded as far as its caller needs. */
 export type StreamOutcome =
   | { id: number; kind: "lookup"; generations: Generation[] | null }
-  | { id: number; kind: "update" }
-  | { id: number; kind: "error"; code: number; message: string }
+  | { id: number; kind: "update"; stored: boolean }
+  | { id: number; kind: "error"; code: number; message: string; reason: string }
   | { id: number; kind: "none" };
 
 const LOOKUP = LookupResponseSchema.field;
@@ -33,6 +34,11 @@ const TEXT = GenerationSchema.field.text.number;
  */
 export function decodeLookupResponse(bytes: Buffer): Generation[] | null {
   return decoding(LookupResponseSchema.typeName, () => readLookupResponse(bytes, 0, bytes.length));
+}
+
+/** Whether the update stored its generations. */
+export function decodeUpdateResponse(bytes: Buffer): boolean {
+  return decoding(UpdateResponseSchema.typeName, () => fromBinary(UpdateResponseSchema, bytes).stored);
 }
 
 export function decodeBatchLookupResponse(bytes: Buffer): (Generation[] | null)[] {
@@ -116,13 +122,13 @@ function decodeStreamResult(bytes: Buffer, start: number, end: number): StreamOu
       outcome = { id, kind: "lookup", generations: readLookupResponse(bytes, ...lengthDelimited(reader)) };
     } else if (field === RESULT.update.number) {
       expectWireType(wireType, WireType.LengthDelimited, "update");
-      lengthDelimited(reader);
-      outcome = { id, kind: "update" };
+      const [updateStart, updateEnd] = lengthDelimited(reader);
+      outcome = { id, kind: "update", stored: fromBinary(UpdateResponseSchema, bytes.subarray(updateStart, updateEnd)).stored };
     } else if (field === RESULT.error.number) {
       expectWireType(wireType, WireType.LengthDelimited, "error");
       const [errorStart, errorEnd] = lengthDelimited(reader);
-      const { code, message } = fromBinary(OperationErrorSchema, bytes.subarray(errorStart, errorEnd));
-      outcome = { id, kind: "error", code, message };
+      const { code, message, reason } = fromBinary(OperationErrorSchema, bytes.subarray(errorStart, errorEnd));
+      outcome = { id, kind: "error", code, message, reason };
     } else {
       reader.skip(wireType, field);
     }

@@ -1,4 +1,9 @@
-import { fromBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary, type DescMessage, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
+
+/** Encodes a message with protobuf-es, as a Node Buffer (grpc-js refuses a plain Uint8Array). */
+export function encodeMessage<Desc extends DescMessage>(schema: Desc, init: MessageInitShape<Desc>): Buffer {
+  return asBuffer(toBinary(schema, create(schema, init)));
+}
 
 /** The serializer of a byte-level method: grpc-js moves the bytes as they are. */
 export function passBytes(bytes: Buffer): Buffer {

@@ -1,5 +1,6 @@
 import { Metadata, status, type Client, type ServiceError } from "@grpc/grpc-js";
 import { passBytes } from "./codec.js";
+import { ENTRY_TOO_LARGE_REASON, EntryTooLargeError } from "../engine/entry-too-large-error.js";
 import { CacheError, statusName } from "./errors.js";
 
 export interface UnaryCallOptions {
@@ -30,7 +31,7 @@ export function callUnary(client: Client, path: string, request: Buffer, options
       { deadline: Date.now() + options.timeoutMs },
       (error: ServiceError | null, response?: Buffer) => {
         signal?.removeEventListener("abort", onAbort);
-        if (error) reject(callFailure(methodName(path), error.code, error.details, error));
+        if (error) reject(callFailure(methodName(path), error.code, error.details, error.metadata?.get(REASON_TRAILER)[0]?.toString(), error));
         else resolve(response as Buffer);
       },
     );
@@ -38,9 +39,18 @@ export function callUnary(client: Client, path: string, request: Buffer, options
   });
 }
 
-/** The error a failed call rejects with: "Lookup failed: UNAVAILABLE: ...". */
-export function callFailure(method: string, code: number, details: string, cause?: unknown): CacheError {
-  return new CacheError(code, `${method} failed: ${statusName(code)}: ${details}`, { cause });
+/** The trailer in which a server gives a failure's machine-readable reason. */
+export const REASON_TRAILER = "llmcache-reason";
+
+/**
+ * The error a failed call rejects with: a CacheError, "Lookup failed:
+ * UNAVAILABLE: ...", or for an entry too large for the server's byte budget
+ * the EntryTooLargeError an in-process cache would throw.
+ */
+export function callFailure(method: string, code: number, details: string, reason?: string, cause?: unknown): CacheError | EntryTooLargeError {
+  const message = `${method} failed: ${statusName(code)}: ${details}`;
+  if (code === status.RESOURCE_EXHAUSTED && reason === ENTRY_TOO_LARGE_REASON) return new EntryTooLargeError(message, { cause });
+  return new CacheError(code, message, { cause });
 }
 
 /** "Lookup", from "/llmcache.v1.CacheService/Lookup". */

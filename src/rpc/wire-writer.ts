@@ -12,20 +12,21 @@ export function tag(fieldNumber: number, wireType: number): number {
   return (fieldNumber << 3) | wireType;
 }
 
-/** How many bytes a varint of this non-negative 32-bit value takes. */
+/** How many bytes a varint of this non-negative safe integer takes. */
 export function varintSize(value: number): number {
-  if (value < 0x80) return 1;
-  if (value < 0x4000) return 2;
-  if (value < 0x200000) return 3;
-  if (value < 0x10000000) return 4;
-  return 5;
+  let size = 1;
+  while (value >= 0x80) {
+    value = Math.floor(value / 0x80);
+    size++;
+  }
+  return size;
 }
 
-/** Writes a non-negative 32-bit value as a varint; returns the position after it. */
+/** Writes a non-negative safe integer as a varint; returns the position after it. */
 export function writeVarint(buffer: Uint8Array, position: number, value: number): number {
   while (value >= 0x80) {
-    buffer[position++] = (value & 0x7f) | 0x80;
-    value >>>= 7;
+    buffer[position++] = (value % 0x80) | 0x80;
+    value = Math.floor(value / 0x80);
   }
   buffer[position++] = value;
   return position;

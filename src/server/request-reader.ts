@@ -1,5 +1,5 @@
 import { fromBinary } from "@bufbuild/protobuf";
-import { WireType } from "@bufbuild/protobuf/wire";
+import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
 import { isUtf8 } from "node:buffer";
 import {
   BatchLookupRequestSchema,
@@ -16,26 +16,35 @@ import { expectWireType, lengthDelimited, readerOf } from "../rpc/wire-reader.js
 import { fieldSize, tag, WIRE_LENGTH_DELIMITED, writeFieldHeader } from "../rpc/wire-writer.js";
 
 /**
- * A key as the server holds it: the UTF-8 bytes of prompt and llm_string,
- * each read as a latin1 string (one character per byte). Equal bytes make
- * equal strings, and nothing is decoded on the way.
+ * A lookup as the server holds its key: the UTF-8 bytes of namespace, prompt
+ * and llm_string, each read as a latin1 string (one character per byte).
+ * Equal bytes make equal strings, and nothing is decoded on the way.
  */
-export interface WireKey {
+export interface WireLookup {
+  namespace: string;
   prompt: string;
   llmString: string;
+  bypass: boolean;
 }
 
-export interface WireUpdate extends WireKey {
+export interface WireUpdate {
+  namespace: string;
+  prompt: string;
+  llmString: string;
   /**
    * The update's generations, as the bytes of LookupResponse.generations
    * (field key, length and message, for each), read as latin1: a hit is
    * answered by copying them into the reply.
    */
   generations: string;
+  /** undefined: the default TTL; Infinity: never expires. */
+  ttlMs: number | undefined;
+  noStore: boolean;
+  onlyIfAbsent: boolean;
 }
 
 export type WireOperation =
-  | { id: number; kind: "lookup"; key: WireKey }
+  | { id: number; kind: "lookup"; lookup: WireLookup }
   | { id: number; kind: "update"; update: WireUpdate }
   | { id: number; kind: "invalid"; problem: DecodeError };
 
@@ -52,23 +61,23 @@ const STORED_GENERATION_TAG = tag(LookupResponseSchema.field.generations.number,
  * by decoding them with protobuf-es, so what is stored decodes for every
  * client. Unknown fields are skipped, as protobuf requires.
  */
-export function readLookupRequest(bytes: Buffer): WireKey {
-  return reading(LookupRequestSchema.typeName, () => readKey(bytes, 0, bytes.length, false) as WireKey);
+export function readLookupRequest(bytes: Buffer): WireLookup {
+  return reading(LookupRequestSchema.typeName, () => readLookup(bytes, 0, bytes.length));
 }
 
 export function readUpdateRequest(bytes: Buffer): WireUpdate {
-  return reading(UpdateRequestSchema.typeName, () => readKey(bytes, 0, bytes.length, true) as WireUpdate);
+  return reading(UpdateRequestSchema.typeName, () => readUpdate(bytes, 0, bytes.length));
 }
 
-export function readBatchLookupRequest(bytes: Buffer): WireKey[] {
+export function readBatchLookupRequest(bytes: Buffer): WireLookup[] {
   return reading(BatchLookupRequestSchema.typeName, () =>
-    readRepeated(bytes, BatchLookupRequestSchema.field.lookups.number, "lookups", (start, end) => readKey(bytes, start, end, false)),
+    readRepeated(bytes, BatchLookupRequestSchema.field.lookups.number, "lookups", (start, end) => readLookup(bytes, start, end)),
   );
 }
 
 export function readBatchUpdateRequest(bytes: Buffer): WireUpdate[] {
   return reading(BatchUpdateRequestSchema.typeName, () =>
-    readRepeated(bytes, BatchUpdateRequestSchema.field.updates.number, "updates", (start, end) => readKey(bytes, start, end, true) as WireUpdate),
+    readRepeated(bytes, BatchUpdateRequestSchema.field.updates.number, "updates", (start, end) => readUpdate(bytes, start, end)),
   );
 }
 
@@ -104,40 +113,77 @@ function readOperation(bytes: Buffer, start: number, end: number): WireOperation
   if (!body) {
     return { id, kind: "invalid", problem: new DecodeError(`operation ${id} has neither a lookup nor an update`) };
   }
-  const typeName = body.kind === "lookup" ? LookupRequestSchema.typeName : UpdateRequestSchema.typeName;
   try {
-    const request = reading(typeName, () => readKey(bytes, body.start, body.end, body.kind === "update"));
-    return body.kind === "lookup" ? { id, kind: "lookup", key: request } : { id, kind: "update", update: request as WireUpdate };
+    return body.kind === "lookup"
+      ? { id, kind: "lookup", lookup: reading(LookupRequestSchema.typeName, () => readLookup(bytes, body.start, body.end)) }
+      : { id, kind: "update", update: reading(UpdateRequestSchema.typeName, () => readUpdate(bytes, body.start, body.end)) };
   } catch (error) {
     if (error instanceof DecodeError) return { id, kind: "invalid", problem: error };
     throw error;
   }
 }
 
-/** Reads a LookupRequest, or with `withGenerations` an UpdateRequest, from bytes[start, end). */
-function readKey(bytes: Buffer, start: number, end: number, withGenerations: boolean): WireKey | WireUpdate {
+/** Reads a LookupRequest from bytes[start, end). */
+function readLookup(bytes: Buffer, start: number, end: number): WireLookup {
   const reader = readerOf(bytes, start, end);
+  const lookup: WireLookup = { namespace: "", prompt: "", llmString: "", bypass: false };
+  while (reader.pos < end) {
+    const [field, wireType] = reader.tag();
+    if (field === LOOKUP.prompt.number) lookup.prompt = readString(bytes, reader, wireType, "prompt");
+    else if (field === LOOKUP.llmString.number) lookup.llmString = readString(bytes, reader, wireType, "llm_string");
+    else if (field === LOOKUP.namespace.number) lookup.namespace = readString(bytes, reader, wireType, "namespace");
+    else if (field === LOOKUP.bypass.number) lookup.bypass = readBool(reader, wireType, "bypass");
+    else reader.skip(wireType, field);
+  }
+  return lookup;
+}
+
+/** Reads an UpdateRequest from bytes[start, end). */
+function readUpdate(bytes: Buffer, start: number, end: number): WireUpdate {
+  const reader = readerOf(bytes, start, end);
+  let namespace = "";
   let prompt = "";
   let llmString = "";
+  let ttlMs = 0;
+  let neverExpires = false;
+  let noStore = false;
+  let onlyIfAbsent = false;
   const generations: [number, number][] = [];
   while (reader.pos < end) {
     const [field, wireType] = reader.tag();
-    // LookupRequest and UpdateRequest number prompt and llm_string alike.
-    if (field === LOOKUP.prompt.number) {
-      expectWireType(wireType, WireType.LengthDelimited, "prompt");
-      prompt = utf8AsLatin1(bytes, lengthDelimited(reader), "prompt");
-    } else if (field === LOOKUP.llmString.number) {
-      expectWireType(wireType, WireType.LengthDelimited, "llm_string");
-      llmString = utf8AsLatin1(bytes, lengthDelimited(reader), "llm_string");
-    } else if (withGenerations && field === UPDATE.generations.number) {
+    if (field === UPDATE.prompt.number) prompt = readString(bytes, reader, wireType, "prompt");
+    else if (field === UPDATE.llmString.number) llmString = readString(bytes, reader, wireType, "llm_string");
+    else if (field === UPDATE.namespace.number) namespace = readString(bytes, reader, wireType, "namespace");
+    else if (field === UPDATE.generations.number) {
       expectWireType(wireType, WireType.LengthDelimited, "generations");
       generations.push(lengthDelimited(reader));
-    } else {
-      reader.skip(wireType, field);
-    }
+    } else if (field === UPDATE.ttlMs.number) {
+      expectWireType(wireType, WireType.Varint, "ttl_ms");
+      ttlMs = Number(reader.uint64());
+    } else if (field === UPDATE.neverExpires.number) neverExpires = readBool(reader, wireType, "never_expires");
+    else if (field === UPDATE.noStore.number) noStore = readBool(reader, wireType, "no_store");
+    else if (field === UPDATE.onlyIfAbsent.number) onlyIfAbsent = readBool(reader, wireType, "only_if_absent");
+    else reader.skip(wireType, field);
   }
-  if (!withGenerations) return { prompt, llmString };
-  return { prompt, llmString, generations: storedGenerations(bytes, generations) };
+  return {
+    namespace,
+    prompt,
+    llmString,
+    generations: storedGenerations(bytes, generations),
+    ttlMs: neverExpires ? Infinity : ttlMs > 0 ? ttlMs : undefined,
+    noStore,
+    onlyIfAbsent,
+  };
+}
+
+function readString(bytes: Buffer, reader: BinaryReader, wireType: WireType, name: string): string {
+  expectWireType(wireType, WireType.LengthDelimited, name);
+  return utf8AsLatin1(bytes, lengthDelimited(reader), name);
+}
+
+function readBool(reader: BinaryReader, wireType: WireType, name: string): boolean {
+  expectWireType(wireType, WireType.Varint, name);
+  return reader.bool();
 }
 
 /**

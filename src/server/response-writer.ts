@@ -4,14 +4,15 @@ import {
   OperationErrorSchema,
   StreamResponseSchema,
   StreamResultSchema,
+  UpdateResponseSchema,
 } from "../../gen/llmcache/v1/cache_pb.js";
 import { fieldSize, tag, varintSize, WIRE_LENGTH_DELIMITED, WIRE_VARINT, writeFieldHeader, writeVarint } from "../rpc/wire-writer.js";
 
 /** A stream operation's outcome, ready to be written. */
 export type WireResult =
   | { id: number; kind: "lookup"; stored: string | undefined }
-  | { id: number; kind: "update" }
-  | { id: number; kind: "error"; code: number; message: string };
+  | { id: number; kind: "update"; stored: boolean }
+  | { id: number; kind: "error"; code: number; message: string; reason: string };
 
 const HIT_TAG = tag(LookupResponseSchema.field.hit.number, WIRE_VARINT);
 const BATCH_RESULT_TAG = tag(BatchLookupResponseSchema.field.results.number, WIRE_LENGTH_DELIMITED);
@@ -25,6 +26,10 @@ const RESULT_TAGS = {
 };
 const ERROR_CODE_TAG = tag(OperationErrorSchema.field.code.number, WIRE_VARINT);
 const ERROR_MESSAGE_TAG = tag(OperationErrorSchema.field.message.number, WIRE_LENGTH_DELIMITED);
+const ERROR_REASON_TAG = tag(OperationErrorSchema.field.reason.number, WIRE_LENGTH_DELIMITED);
+const STORED_TAG = tag(UpdateResponseSchema.field.stored.number, WIRE_VARINT);
+/** UpdateResponse with stored = true; stored = false is the empty message. */
+const STORED = Buffer.from([STORED_TAG, 1]);
 
 /**
  * Writers for the replies that carry stored generations. A hit is the hit
@@ -35,6 +40,10 @@ export function encodeLookupResponse(stored: string | undefined): Buffer {
   const buffer = Buffer.allocUnsafe(lookupBodySize(stored));
   writeLookupBody(buffer, 0, stored);
   return buffer;
+}
+
+export function encodeUpdateResponse(stored: boolean): Buffer {
+  return stored ? STORED : Buffer.alloc(0);
 }
 
 export function encodeBatchLookupResponse(results: readonly (string | undefined)[]): Buffer {
@@ -59,6 +68,7 @@ export function encodeStreamResponse(results: readonly WireResult[]): Buffer {
     if (result.id !== 0) position = writeVarint(buffer, writeVarint(buffer, position, RESULT_ID_TAG), result.id);
     position = writeFieldHeader(buffer, position, RESULT_TAGS[result.kind], outcomeSize(result));
     if (result.kind === "lookup") position = writeLookupBody(buffer, position, result.stored);
+    else if (result.kind === "update" && result.stored) position += STORED.copy(buffer, position);
     else if (result.kind === "error") position = writeErrorBody(buffer, position, result);
   }
   return buffer;
@@ -85,14 +95,19 @@ function outcomeSize(result: WireResult): number {
     case "lookup":
       return lookupBodySize(result.stored);
     case "update":
-      return 0;
-    case "error":
-      return varintSize(ERROR_CODE_TAG) + varintSize(result.code) + fieldSize(ERROR_MESSAGE_TAG, Buffer.byteLength(result.message));
+      return result.stored ? STORED.length : 0;
+    case "error": {
+      const reason = result.reason.length === 0 ? 0 : fieldSize(ERROR_REASON_TAG, Buffer.byteLength(result.reason));
+      return varintSize(ERROR_CODE_TAG) + varintSize(result.code) + fieldSize(ERROR_MESSAGE_TAG, Buffer.byteLength(result.message)) + reason;
+    }
   }
 }
 
-function writeErrorBody(buffer: Buffer, position: number, error: { code: number; message: string }): number {
+function writeErrorBody(buffer: Buffer, position: number, error: { code: number; message: string; reason: string }): number {
   position = writeVarint(buffer, writeVarint(buffer, position, ERROR_CODE_TAG), error.code);
   position = writeFieldHeader(buffer, position, ERROR_MESSAGE_TAG, Buffer.byteLength(error.message));
-  return position + buffer.write(error.message, position, "utf8");
+  position += buffer.write(error.message, position, "utf8");
+  if (error.reason.length === 0) return position;
+  position = writeFieldHeader(buffer, position, ERROR_REASON_TAG, Buffer.byteLength(error.reason));
+  return position + buffer.write(error.reason, position, "utf8");
 }

@@ -1,16 +1,21 @@
 import { Server, ServerCredentials } from "@grpc/grpc-js";
 import { CacheService } from "../../gen/llmcache/v1/cache_pb.js";
-import { BoundedStore } from "../engine/bounded-store.js";
+import { CacheStore, type StoreOptions } from "../engine/cache-store.js";
+import { reclaimInBackground } from "../engine/reclaimer.js";
 import { byteServiceDefinition } from "../rpc/service-definition.js";
-import { cacheServiceHandlers } from "./cache-service.js";
+import { asKeyBytes, cacheServiceHandlers } from "./cache-service.js";
 
-export interface ServerOptions {
+/**
+ * Where to listen, and the cache's limits and policy (see CacheStore): with
+ * none of those given, LangChain's InMemoryCache with no size limit.
+ */
+export interface ServerOptions extends Omit<StoreOptions, "now"> {
   /** Address to listen on. Default 127.0.0.1. */
   host?: string;
   /** Port to listen on; 0 picks a free one. Default 50051. */
   port?: number;
-  /** The most entries to hold; the oldest inserted goes first. Default: no limit. */
-  maxsize?: number | null;
+  /** How often to look for expired entries, in ms. Default 100. */
+  reclaimIntervalMs?: number;
 }
 
 export interface RunningServer {
@@ -32,7 +37,10 @@ const DEFAULT_SHUTDOWN_GRACE_MS = 10_000;
 
 export async function startServer(options: ServerOptions = {}): Promise<RunningServer> {
   const host = options.host ?? DEFAULT_HOST;
-  const store = new BoundedStore<string>(options.maxsize);
+  // The store holds names and keys as their UTF-8 bytes (see request-reader.ts), limits' names included.
+  const namespaces = Object.fromEntries(Object.entries(options.namespaces ?? {}).map(([name, limits]) => [asKeyBytes(name), limits]));
+  const store = new CacheStore<string>({ ...options, namespaces });
+  const stopReclaiming = reclaimInBackground(store, options.reclaimIntervalMs ?? 100);
   const server = new Server();
   server.addService(byteServiceDefinition(CacheService), cacheServiceHandlers(store));
 
@@ -47,7 +55,10 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     host,
     port,
     address: hostPort(host, port),
-    shutdown: (graceMs = DEFAULT_SHUTDOWN_GRACE_MS) => shutdown(server, graceMs),
+    shutdown: (graceMs = DEFAULT_SHUTDOWN_GRACE_MS) => {
+      stopReclaiming();
+      return shutdown(server, graceMs);
+    },
   };
 }
 

@@ -1,16 +1,38 @@
-import { status, type StatusObject } from "@grpc/grpc-js";
+import { Metadata, status, type StatusObject } from "@grpc/grpc-js";
+import { ENTRY_TOO_LARGE_REASON, EntryTooLargeError } from "../engine/entry-too-large-error.js";
 import { DecodeError } from "../rpc/codec.js";
 import { CacheError } from "../rpc/errors.js";
+import { REASON_TRAILER } from "../rpc/unary-call.js";
+
+
+/** A failure as a client sees it: a status code, a message, and a reason where the code is not enough. */
+export interface Failure {
+  code: status;
+  message: string;
+  reason: string;
+}
 
 /**
- * The one mapping from what a handler throws to the status a client sees:
- * undecodable input is INVALID_ARGUMENT, a CacheError carries its own
- * status, and anything else is INTERNAL with a fixed message, while the
+ * The one mapping from what a handler throws to what the client sees:
+ * undecodable input is INVALID_ARGUMENT, an entry larger than a byte budget
+ * RESOURCE_EXHAUSTED with the reason "entry_too_large", a CacheError its own
+ * status, and anything else INTERNAL with a fixed message, while the
  * original goes to the log (it may hold data that is not the caller's).
  */
-export function toStatus(path: string, error: unknown): Pick<StatusObject, "code" | "details"> {
-  if (error instanceof DecodeError) return { code: status.INVALID_ARGUMENT, details: error.message };
-  if (error instanceof CacheError) return { code: error.grpcCode, details: error.message };
+export function toFailure(path: string, error: unknown): Failure {
+  if (error instanceof DecodeError) return { code: status.INVALID_ARGUMENT, message: error.message, reason: "" };
+  if (error instanceof EntryTooLargeError) {
+    return { code: status.RESOURCE_EXHAUSTED, message: error.message, reason: ENTRY_TOO_LARGE_REASON };
+  }
+  if (error instanceof CacheError) return { code: error.grpcCode, message: error.message, reason: "" };
   console.error(`llmcache: ${path} failed:`, error);
-  return { code: status.INTERNAL, details: "internal error" };
+  return { code: status.INTERNAL, message: "internal error", reason: "" };
+}
+
+/** The same failure as a call's status. */
+export function toStatus(path: string, error: unknown): Pick<StatusObject, "code" | "details" | "metadata"> {
+  const { code, message, reason } = toFailure(path, error);
+  const metadata = new Metadata();
+  if (reason) metadata.set(REASON_TRAILER, reason);
+  return { code, details: message, metadata };
 }

@@ -7,7 +7,7 @@ import {
   StreamResultSchema,
   type StreamOperation,
 } from "../../gen/llmcache/v1/cache_pb.js";
-import { BoundedStore } from "../../src/engine/bounded-store.js";
+import { CacheStore } from "../../src/engine/cache-store.js";
 import { byteServiceDefinition } from "../../src/rpc/service-definition.js";
 import { cacheServiceHandlers, cacheServiceMethods } from "../../src/server/cache-service.js";
 
@@ -38,7 +38,7 @@ export interface ScriptedServer {
 export async function startScriptedServer(
   options: { port?: number; answer?: (operation: StreamOperation) => ScriptedAnswer | undefined } = {},
 ): Promise<ScriptedServer> {
-  const store = new BoundedStore<string>();
+  const store = new CacheStore<string>();
   const realHandlers = cacheServiceHandlers(store);
   const realStream = cacheServiceMethods(store)[CacheService.method.stream.localName]!;
   const streamMessages: StreamOperation[][] = [];

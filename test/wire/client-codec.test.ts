@@ -31,6 +31,9 @@ const keys: [string, string][] = [
 ];
 const generationLists: Generation[][] = [[], [{ text: "" }], [{ text: "Paris" }, { text: "Lyon 🗼" }], ...Object.values(chatGenerations)];
 
+const DEFAULT_LOOKUP = { namespace: "", bypass: false };
+const DEFAULT_UPDATE = { namespace: "", ttlMs: undefined, noStore: false, onlyIfAbsent: false };
+
 function protobufEs(generations: Generation[]) {
   return generations.map((generation) => toWireGeneration(generation));
 }
@@ -40,7 +43,24 @@ describe("the client's hand-written codec", () => {
     for (const [prompt, llmString] of keys) {
       it(`for a LookupRequest (prompt of ${prompt.length} chars, llm_string of ${llmString.length})`, () => {
         const expected = toBinary(LookupRequestSchema, create(LookupRequestSchema, { prompt, llmString }));
-        assert.deepEqual(new Uint8Array(encodeLookupRequest(prompt, llmString)), expected);
+        assert.deepEqual(new Uint8Array(encodeLookupRequest(prompt, llmString, DEFAULT_LOOKUP)), expected);
+      });
+    }
+
+    it("for a LookupRequest with a namespace and bypass", () => {
+      const expected = toBinary(LookupRequestSchema, create(LookupRequestSchema, { prompt: "p", llmString: "l", namespace: "team ü", bypass: true }));
+      assert.deepEqual(new Uint8Array(encodeLookupRequest("p", "l", { namespace: "team ü", bypass: true })), expected);
+    });
+
+    const updateFields: [string, typeof DEFAULT_UPDATE | { namespace: string; ttlMs: number; noStore: boolean; onlyIfAbsent: boolean }, object][] = [
+      ["a namespace and a TTL", { namespace: "ns", ttlMs: 90_000, noStore: false, onlyIfAbsent: true }, { namespace: "ns", ttlMs: 90_000n, onlyIfAbsent: true }],
+      ["a TTL beyond 32 bits", { namespace: "", ttlMs: 2 ** 40 + 5, noStore: false, onlyIfAbsent: false }, { ttlMs: BigInt(2 ** 40 + 5) }],
+      ["never_expires and no_store", { namespace: "", ttlMs: Infinity, noStore: true, onlyIfAbsent: false }, { neverExpires: true, noStore: true }],
+    ];
+    for (const [name, fields, wire] of updateFields) {
+      it(`for an UpdateRequest with ${name}`, () => {
+        const expected = toBinary(UpdateRequestSchema, create(UpdateRequestSchema, { prompt: "p", llmString: "l", generations: [{ text: "t" }], ...wire }));
+        assert.deepEqual(new Uint8Array(encodeUpdateRequest("p", "l", [{ text: "t" }], fields)), expected);
       });
     }
 
@@ -48,19 +68,19 @@ describe("the client's hand-written codec", () => {
       it(`for an UpdateRequest with generations #${i}`, () => {
         const canonical = copyGenerations(generations);
         const expected = toBinary(UpdateRequestSchema, create(UpdateRequestSchema, { prompt: "p", llmString: "l", generations: protobufEs(canonical) }));
-        assert.deepEqual(new Uint8Array(encodeUpdateRequest("p", "l", canonical)), expected);
+        assert.deepEqual(new Uint8Array(encodeUpdateRequest("p", "l", canonical, DEFAULT_UPDATE)), expected);
       });
     });
 
     it("for batch requests", () => {
       const lookups = keys.map(([prompt, llmString]) => ({ prompt, llmString }));
       assert.deepEqual(
-        new Uint8Array(encodeBatchLookupRequest(lookups.map(({ prompt, llmString }) => encodeLookupRequest(prompt, llmString)))),
+        new Uint8Array(encodeBatchLookupRequest(lookups.map(({ prompt, llmString }) => encodeLookupRequest(prompt, llmString, DEFAULT_LOOKUP)))),
         toBinary(BatchLookupRequestSchema, create(BatchLookupRequestSchema, { lookups })),
       );
       const updates = generationLists.map((generations, i) => ({ prompt: `p${i}`, llmString: "l", generations: copyGenerations(generations) }));
       assert.deepEqual(
-        new Uint8Array(encodeBatchUpdateRequest(updates.map((u) => encodeUpdateRequest(u.prompt, u.llmString, u.generations)))),
+        new Uint8Array(encodeBatchUpdateRequest(updates.map((u) => encodeUpdateRequest(u.prompt, u.llmString, u.generations, DEFAULT_UPDATE)))),
         toBinary(
           BatchUpdateRequestSchema,
           create(BatchUpdateRequestSchema, { updates: updates.map((u) => ({ ...u, generations: protobufEs(u.generations) })) }),
@@ -97,16 +117,18 @@ describe("the client's hand-written codec", () => {
         create(StreamResponseSchema, {
           results: [
             { id: 3, result: { case: "lookup", value: { hit: true, generations: [{ text: "b" }] } } },
-            { id: 4, result: { case: "update", value: {} } },
-            { id: 5, result: { case: "error", value: { code: 8, message: "too big" } } },
+            { id: 4, result: { case: "update", value: { stored: true } } },
+            { id: 5, result: { case: "error", value: { code: 8, message: "too big", reason: "entry_too_large" } } },
+            { id: 7, result: { case: "update", value: {} } },
             { id: 6 },
           ],
         }),
       );
       assert.deepEqual(decodeStreamResponse(Buffer.concat([Buffer.from(stream), unknownField])), [
         { id: 3, kind: "lookup", generations: [{ text: "b" }] },
-        { id: 4, kind: "update" },
-        { id: 5, kind: "error", code: 8, message: "too big" },
+        { id: 4, kind: "update", stored: true },
+        { id: 5, kind: "error", code: 8, message: "too big", reason: "entry_too_large" },
+        { id: 7, kind: "update", stored: false },
         { id: 6, kind: "none" },
       ]);
     });

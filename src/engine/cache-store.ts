@@ -1,0 +1,407 @@
+import { EntryTooLargeError } from "./entry-too-large-error.js";
+import {
+  checkLimits,
+  checkPolicy,
+  checkTtl,
+  ENTRY_OVERHEAD_BYTES,
+  type CheckedLimits,
+  type EvictionPolicy,
+  type Limits,
+} from "./limits.js";
+import { addStats, newCounters, toStats, type CacheStats, type Counters } from "./stats.js";
+
+export interface StoreOptions extends Limits {
+  /** "fifo" (the default, LangChain's): the oldest inserted goes first. "lru": the least recently used. */
+  policy?: EvictionPolicy | null;
+  /** Limits of particular namespaces, on top of the store's own. */
+  namespaces?: Record<string, Limits> | null;
+  /** The clock, in milliseconds; tests pass a fake one. Default Date.now. */
+  now?: () => number;
+}
+
+export interface SetOptions {
+  /** How long the entry lives, in ms; Infinity: for ever. Default: the namespace's, else the store's default. */
+  ttlMs?: number;
+  /** Store only if no live entry holds the pair. */
+  onlyIfAbsent?: boolean;
+}
+
+/** Why an entry leaves: the counter it adds to. */
+type Removal = "size" | "bytes" | "ttl" | "expired" | "cleared";
+
+/** The index of an entry in the store's columns. */
+type Slot = number;
+const NONE: Slot = -1;
+const INITIAL_CAPACITY = 16;
+
+interface Namespace {
+  readonly name: string;
+  readonly limits: CheckedLimits;
+  /** llm_string → its group. */
+  readonly groups: Map<string, Group>;
+  oldest: Slot;
+  newest: Slot;
+  entries: number;
+  bytes: number;
+  readonly counters: Counters;
+}
+
+/** The entries of a namespace that share one llm_string, which is held here once for all of them. */
+interface Group {
+  readonly namespace: Namespace;
+  readonly llmString: string;
+  /** prompt → slot. */
+  readonly slots: Map<string, Slot>;
+}
+
+/**
+ * Values keyed by (namespace, prompt, llm_string), within limits on entries
+ * and on accounted bytes, for the whole store and per namespace, with an
+ * optional time to live per entry. Every operation is O(1).
+ *
+ * With no option set it is LangChain's InMemoryCache: unbounded, and with
+ * only maxsize, a new pair in a full store evicts the oldest inserted entry,
+ * reading does not change the order, and replacing a pair's value keeps its
+ * place and evicts nothing.
+ *
+ * Eviction follows the policy: insertion order (fifo) or recency of use
+ * (lru: lookups and updates refresh an entry). The entry chosen is counted
+ * by the limit that made room necessary, or as "ttl" if it had expired
+ * anyway. Expired entries are never returned: a lookup that finds one
+ * removes it, and reclaimExpired removes others a bounded number at a time.
+ *
+ * Entries live in columns indexed by slot, not in an object each: a million
+ * entries cost a million small integers in the maps. The llm_string is held
+ * once per group; a key is the prompt string as given, so two pairs meet
+ * only if both parts are equal.
+ */
+export class CacheStore<V> {
+  readonly policy: EvictionPolicy;
+  readonly limits: CheckedLimits;
+  readonly #namespaceLimits: ReadonlyMap<string, CheckedLimits>;
+  readonly #now: () => number;
+  readonly #namespaces = new Map<string, Namespace>();
+  #size = 0;
+  #bytes = 0;
+
+  // The columns, one per field of an entry.
+  #prompts: (string | undefined)[] = [];
+  #groupOf: (Group | undefined)[] = [];
+  #values: (V | undefined)[] = [];
+  #sizes = new Float64Array(INITIAL_CAPACITY);
+  /** When the entry expires, on the store's clock; Infinity: never. */
+  #expiresAt = new Float64Array(INITIAL_CAPACITY);
+  // Two doubly linked lists of slots, oldest (or least recently used) first:
+  // one through the whole store, one through each namespace.
+  #older = new Int32Array(INITIAL_CAPACITY);
+  #newer = new Int32Array(INITIAL_CAPACITY);
+  #namespaceOlder = new Int32Array(INITIAL_CAPACITY);
+  #namespaceNewer = new Int32Array(INITIAL_CAPACITY);
+  #oldest: Slot = NONE;
+  #newest: Slot = NONE;
+  #freeSlots: Slot[] = [];
+  #slotsUsed = 0;
+
+  constructor(options: StoreOptions = {}) {
+    this.limits = checkLimits(options);
+    this.policy = checkPolicy(options.policy);
+    this.#namespaceLimits = new Map(
+      Object.entries(options.namespaces ?? {}).map(([name, limits]) => [name, checkLimits(limits, `namespaces["${name}"].`)]),
+    );
+    this.#now = options.now ?? Date.now;
+    for (const name of this.#namespaceLimits.keys()) this.#namespace(name);
+  }
+
+  /** How many entries the store holds, expired ones not yet removed included. */
+  get size(): number {
+    return this.#size;
+  }
+
+  /** The live value for the pair, counted as a hit or a miss. */
+  get(namespace: string, prompt: string, llmString: string): V | undefined {
+    const space = this.#namespace(namespace);
+    const slot = space.groups.get(llmString)?.slots.get(prompt);
+    if (slot === undefined) {
+      space.counters.misses++;
+      return undefined;
+    }
+    if (this.#expired(slot)) {
+      this.#remove(slot, "expired");
+      space.counters.misses++;
+      return undefined;
+    }
+    space.counters.hits++;
+    if (this.policy === "lru") this.#touch(slot);
+    return this.#values[slot];
+  }
+
+  /** Counts a lookup that skipped the cache. */
+  bypass(namespace: string): void {
+    this.#namespace(namespace).counters.bypasses++;
+  }
+
+  /** Counts an update that asked not to be stored. */
+  skipStore(namespace: string): void {
+    this.#namespace(namespace).counters.updatesNotStored++;
+  }
+
+  /**
+   * Stores a value whose key and value take `bytes` bytes, and returns
+   * whether it did (false only for onlyIfAbsent with a live entry there).
+   * Throws EntryTooLargeError, storing and evicting nothing, when the entry
+   * alone exceeds a byte budget.
+   */
+  set(namespace: string, prompt: string, llmString: string, value: V, bytes: number, options: SetOptions = {}): boolean {
+    const space = this.#namespace(namespace);
+    const ttlMs = checkTtl(options.ttlMs) ?? space.limits.defaultTtlMs ?? this.limits.defaultTtlMs ?? Infinity;
+    let slot = space.groups.get(llmString)?.slots.get(prompt);
+    if (slot !== undefined && this.#expired(slot)) {
+      this.#remove(slot, "ttl");
+      slot = undefined;
+    }
+    if (slot !== undefined && options.onlyIfAbsent) {
+      space.counters.updatesNotStored++;
+      return false;
+    }
+    const accounted = bytes + ENTRY_OVERHEAD_BYTES;
+    this.#checkFits(space, accounted);
+    const expiresAt = ttlMs === Infinity ? Infinity : this.#now() + ttlMs;
+
+    if (slot !== undefined) {
+      const grown = accounted - this.#sizes[slot]!;
+      this.#values[slot] = value;
+      this.#sizes[slot] = accounted;
+      this.#expiresAt[slot] = expiresAt;
+      space.bytes += grown;
+      this.#bytes += grown;
+      if (this.policy === "lru") this.#touch(slot);
+      this.#makeRoom(space, 0, 0, slot);
+      return true;
+    }
+
+    this.#makeRoom(space, 1, accounted, NONE);
+    // Looked up again: making room may have removed the group.
+    let group = space.groups.get(llmString);
+    if (!group) space.groups.set(llmString, (group = { namespace: space, llmString, slots: new Map() }));
+    const added = this.#allocate();
+    group.slots.set(prompt, added);
+    this.#prompts[added] = prompt;
+    this.#groupOf[added] = group;
+    this.#values[added] = value;
+    this.#sizes[added] = accounted;
+    this.#expiresAt[added] = expiresAt;
+    this.#link(added, space);
+    space.entries++;
+    space.bytes += accounted;
+    this.#size++;
+    this.#bytes += accounted;
+    return true;
+  }
+
+  /** Removes every entry of a namespace, or of all namespaces. Limits and counters stay. */
+  clear(namespace?: string): void {
+    if (namespace !== undefined) {
+      const space = this.#namespaces.get(namespace);
+      while (space && space.oldest !== NONE) this.#remove(space.oldest, "cleared");
+      return;
+    }
+    for (const space of this.#namespaces.values()) {
+      space.groups.clear();
+      space.oldest = space.newest = NONE;
+      space.entries = space.bytes = 0;
+    }
+    this.#prompts = [];
+    this.#groupOf = [];
+    this.#values = [];
+    this.#sizes = new Float64Array(INITIAL_CAPACITY);
+    this.#expiresAt = new Float64Array(INITIAL_CAPACITY);
+    this.#older = new Int32Array(INITIAL_CAPACITY);
+    this.#newer = new Int32Array(INITIAL_CAPACITY);
+    this.#namespaceOlder = new Int32Array(INITIAL_CAPACITY);
+    this.#namespaceNewer = new Int32Array(INITIAL_CAPACITY);
+    this.#oldest = this.#newest = NONE;
+    this.#freeSlots = [];
+    this.#slotsUsed = this.#size = this.#bytes = 0;
+  }
+
+  /**
+   * Removes expired entries, looking at no more than `maxChecks` of them, so
+   * that reclaiming never stalls the caller: first the oldest (under one
+   * default TTL they expire in insertion order), then slots picked at random
+   * (entries with TTLs of their own expire in any order). Returns how many
+   * it removed.
+   */
+  reclaimExpired(maxChecks = 64): number {
+    if (this.#size === 0) return 0;
+    const now = this.#now();
+    let removed = 0;
+    let checks = 0;
+    for (let slot = this.#oldest; slot !== NONE && checks < maxChecks / 2; checks++) {
+      const next = this.#newer[slot]!;
+      if (this.#expiresAt[slot]! <= now) {
+        this.#remove(slot, "ttl");
+        removed++;
+      }
+      slot = next;
+    }
+    for (; checks < maxChecks && this.#size > 0; checks++) {
+      const slot = Math.floor(Math.random() * this.#slotsUsed);
+      if (this.#prompts[slot] !== undefined && this.#expiresAt[slot]! <= now) {
+        this.#remove(slot, "ttl");
+        removed++;
+      }
+    }
+    return removed;
+  }
+
+  /** Statistics in total and for each namespace that has held an entry, been looked up, or has limits. */
+  stats(): { total: CacheStats; namespaces: Record<string, CacheStats> } {
+    const namespaces: Record<string, CacheStats> = {};
+    let total = toStats(0, 0, newCounters());
+    for (const space of this.#namespaces.values()) {
+      const stats = toStats(space.entries, space.bytes, space.counters);
+      namespaces[space.name] = stats;
+      total = addStats(total, stats);
+    }
+    return { total, namespaces };
+  }
+
+  #namespace(name: string): Namespace {
+    let space = this.#namespaces.get(name);
+    if (!space) {
+      const limits = this.#namespaceLimits.get(name) ?? { maxsize: undefined, maxBytes: undefined, defaultTtlMs: undefined };
+      space = { name, limits, groups: new Map(), oldest: NONE, newest: NONE, entries: 0, bytes: 0, counters: newCounters() };
+      this.#namespaces.set(name, space);
+    }
+    return space;
+  }
+
+  #expired(slot: Slot): boolean {
+    const expiresAt = this.#expiresAt[slot]!;
+    // The clock is read only for entries that can expire.
+    return expiresAt !== Infinity && expiresAt <= this.#now();
+  }
+
+  /** Throws EntryTooLargeError if an entry of `bytes` bytes could never fit the namespace. */
+  checkFits(namespace: string, bytes: number): void {
+    this.#checkFits(this.#namespace(namespace), bytes + ENTRY_OVERHEAD_BYTES);
+  }
+
+  #checkFits(space: Namespace, accounted: number): void {
+    if (space.limits.maxBytes !== undefined && accounted > space.limits.maxBytes) {
+      throw EntryTooLargeError.forBudget(accounted, space.limits.maxBytes, space.name);
+    }
+    if (this.limits.maxBytes !== undefined && accounted > this.limits.maxBytes) {
+      throw EntryTooLargeError.forBudget(accounted, this.limits.maxBytes, undefined);
+    }
+  }
+
+  /**
+   * Evicts, in policy order, until `entries` more entries and `bytes` more
+   * bytes fit in the namespace's limits and the store's. `keep` is never
+   * evicted: it is the entry being replaced.
+   */
+  #makeRoom(space: Namespace, entries: number, bytes: number, keep: Slot): void {
+    for (;;) {
+      let victim: Slot;
+      let cause: Removal;
+      const own = space.limits;
+      if (own.maxsize !== undefined && space.entries + entries > own.maxsize) {
+        [victim, cause] = [this.#oldestOf(space.oldest, this.#namespaceNewer, keep), "size"];
+      } else if (own.maxBytes !== undefined && space.bytes + bytes > own.maxBytes) {
+        [victim, cause] = [this.#oldestOf(space.oldest, this.#namespaceNewer, keep), "bytes"];
+      } else if (this.limits.maxsize !== undefined && this.#size + entries > this.limits.maxsize) {
+        [victim, cause] = [this.#oldestOf(this.#oldest, this.#newer, keep), "size"];
+      } else if (this.limits.maxBytes !== undefined && this.#bytes + bytes > this.limits.maxBytes) {
+        [victim, cause] = [this.#oldestOf(this.#oldest, this.#newer, keep), "bytes"];
+      } else {
+        return;
+      }
+      // Only `keep` is left, and it fits on its own (checkFits): nothing more to do.
+      if (victim === NONE) return;
+      this.#remove(victim, this.#expired(victim) ? "ttl" : cause);
+    }
+  }
+
+  #oldestOf(oldest: Slot, newer: Int32Array, keep: Slot): Slot {
+    return oldest === keep ? newer[oldest]! : oldest;
+  }
+
+  #remove(slot: Slot, why: Removal): void {
+    const group = this.#groupOf[slot]!;
+    const space = group.namespace;
+    group.slots.delete(this.#prompts[slot]!);
+    if (group.slots.size === 0) space.groups.delete(group.llmString);
+    this.#unlink(slot, space);
+    const size = this.#sizes[slot]!;
+    space.entries--;
+    space.bytes -= size;
+    this.#size--;
+    this.#bytes -= size;
+    this.#prompts[slot] = this.#groupOf[slot] = this.#values[slot] = undefined;
+    this.#freeSlots.push(slot);
+    const counters = space.counters;
+    if (why === "size") counters.evictedSize++;
+    else if (why === "bytes") counters.evictedBytes++;
+    else if (why === "ttl") counters.evictedTtl++;
+    else if (why === "expired") counters.expirations++;
+  }
+
+  #allocate(): Slot {
+    const reused = this.#freeSlots.pop();
+    if (reused !== undefined) return reused;
+    if (this.#slotsUsed === this.#older.length) {
+      this.#sizes = grow(this.#sizes);
+      this.#expiresAt = grow(this.#expiresAt);
+      this.#older = grow(this.#older);
+      this.#newer = grow(this.#newer);
+      this.#namespaceOlder = grow(this.#namespaceOlder);
+      this.#namespaceNewer = grow(this.#namespaceNewer);
+    }
+    return this.#slotsUsed++;
+  }
+
+  /** Moves an entry to the newest end of both lists: it was just used. */
+  #touch(slot: Slot): void {
+    if (slot === this.#newest && slot === this.#groupOf[slot]!.namespace.newest) return;
+    const space = this.#groupOf[slot]!.namespace;
+    this.#unlink(slot, space);
+    this.#link(slot, space);
+  }
+
+  #link(slot: Slot, space: Namespace): void {
+    this.#older[slot] = this.#newest;
+    this.#newer[slot] = NONE;
+    if (this.#newest === NONE) this.#oldest = slot;
+    else this.#newer[this.#newest] = slot;
+    this.#newest = slot;
+
+    this.#namespaceOlder[slot] = space.newest;
+    this.#namespaceNewer[slot] = NONE;
+    if (space.newest === NONE) space.oldest = slot;
+    else this.#namespaceNewer[space.newest] = slot;
+    space.newest = slot;
+  }
+
+  #unlink(slot: Slot, space: Namespace): void {
+    const older = this.#older[slot]!;
+    const newer = this.#newer[slot]!;
+    if (older === NONE) this.#oldest = newer;
+    else this.#newer[older] = newer;
+    if (newer === NONE) this.#newest = older;
+    else this.#older[newer] = older;
+
+    const namespaceOlder = this.#namespaceOlder[slot]!;
+    const namespaceNewer = this.#namespaceNewer[slot]!;
+    if (namespaceOlder === NONE) space.oldest = namespaceNewer;
+    else this.#namespaceNewer[namespaceOlder] = namespaceNewer;
+    if (namespaceNewer === NONE) space.newest = namespaceOlder;
+    else this.#namespaceOlder[namespaceNewer] = namespaceOlder;
+  }
+}
+
+function grow<T extends Int32Array<ArrayBuffer> | Float64Array<ArrayBuffer>>(column: T): T {
+  const grown = new (column.constructor as new (length: number) => T)(column.length * 2);
+  grown.set(column);
+  return grown;
+}

@@ -1,0 +1,29 @@
+import type { CacheStore } from "./cache-store.js";
+
+/** Checks per round, and rounds per tick at most: a tick looks at no more than 1,024 entries. */
+const CHECKS_PER_ROUND = 64;
+const MAX_ROUNDS = 16;
+
+/**
+ * Removes expired entries in the background, every `intervalMs`, on a timer
+ * that does not keep the process alive. Each tick goes on for another round
+ * only while a round still finds a quarter of what it looks at expired (as
+ * Redis does), so it keeps up with a wave of expiries without ever holding
+ * the event loop for long. The store is held weakly: a store nobody uses is
+ * collected, and its timer stops. Returns a function that stops it.
+ */
+export function reclaimInBackground(store: CacheStore<unknown>, intervalMs: number): () => void {
+  const held = new WeakRef(store);
+  const timer = setInterval(() => {
+    const current = held.deref();
+    if (!current) {
+      clearInterval(timer);
+      return;
+    }
+    for (let round = 0; round < MAX_ROUNDS; round++) {
+      if (current.reclaimExpired(CHECKS_PER_ROUND) < CHECKS_PER_ROUND / 4) break;
+    }
+  }, intervalMs);
+  timer.unref();
+  return () => clearInterval(timer);
+}
