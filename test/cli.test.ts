@@ -52,6 +52,15 @@ describe("the llmcache command", function () {
       ["an unknown flag", ["--max-size", "3"], {}, /^llmcache: Unknown option '--max-size'/],
       ["a flag without its value", ["--port"], {}, /^llmcache: Option '--port <value>' argument missing/],
       ["a stray argument", ["extra"], {}, /^llmcache: Unexpected argument 'extra'/],
+      ["a --max-bytes that is not a size", ["--max-bytes", "lots"], {}, /^llmcache: invalid --max-bytes "lots": must be a size such as 4096, 64KiB, 512MiB or 2GB/],
+      ["--max-bytes 0", ["--max-bytes", "0MiB"], {}, /^llmcache: invalid --max-bytes "0MiB": must be at least 1 byte/],
+      ["LLMCACHE_MAX_BYTES with an unknown unit", [], { LLMCACHE_MAX_BYTES: "5 parsecs" }, /^llmcache: invalid LLMCACHE_MAX_BYTES "5 parsecs": must be a size/],
+      ["a --default-ttl without a unit", ["--default-ttl", "60"], {}, /^llmcache: invalid --default-ttl "60": must be a duration with its unit, such as 500ms, 30s, 10m, 1h or 7d/],
+      ["an unknown --policy", ["--policy", "lfu"], {}, /^llmcache: invalid --policy "lfu": policy must be "fifo" or "lru", got "lfu"/],
+      ["a --namespace-limit without a name", ["--namespace-limit", "maxsize=3"], {}, /^llmcache: invalid --namespace-limit "maxsize=3": expected NAME:maxsize=N,max-bytes=SIZE,default-ttl=DURATION/],
+      ["a --namespace-limit with an unknown limit", ["--namespace-limit", "a:size=3"], {}, /^llmcache: invalid --namespace-limit "a:size=3": "size=3" is not maxsize=N, max-bytes=SIZE or default-ttl=DURATION/],
+      ["a namespace maxsize of 0", ["--namespace-limit", "a:maxsize=0"], {}, /^llmcache: invalid --namespace-limit a:maxsize "0": maxsize must be greater than 0/],
+      ["a bad LLMCACHE_NAMESPACE_LIMITS", [], { LLMCACHE_NAMESPACE_LIMITS: "a:default-ttl=5;b:max-bytes=1KiB" }, /^llmcache: invalid LLMCACHE_NAMESPACE_LIMITS a:default-ttl "5": must be a duration/],
     ];
     for (const [name, args, env, message] of cases) {
       it(`refuses ${name}`, async () => {
@@ -87,6 +96,19 @@ describe("the llmcache command", function () {
       try {
         assert.equal(server.address, `127.0.0.1:${port}`);
         assert.equal((await llmcache(["lookup", "--address", server.address, "p", "llm"])).stdout, "null\n");
+      } finally {
+        await server.stop();
+      }
+    });
+
+    it("takes per-namespace limits from LLMCACHE_NAMESPACE_LIMITS", async () => {
+      const server = await startServerProcess([], { LLMCACHE_NAMESPACE_LIMITS: "tiny:maxsize=1;other:max-bytes=1MiB,default-ttl=1h" });
+      try {
+        const at = ["--address", server.address, "--namespace", "tiny"];
+        await llmcache(["update", ...at, "a", "llm", "a"]);
+        await llmcache(["update", ...at, "b", "llm", "b"]);
+        assert.equal((await llmcache(["lookup", ...at, "a", "llm"])).stdout, "null\n", "tiny holds one entry");
+        assert.equal((await llmcache(["lookup", ...at, "b", "llm"])).stdout, '[{"text":"b"}]\n');
       } finally {
         await server.stop();
       }
@@ -193,10 +215,55 @@ describe("the llmcache command", function () {
       assert.equal((await llmcache(["lookup", "--address", server.address, "x", "llm"])).stdout, "null\n");
     });
 
+    it("stores only if absent with --if-absent, printing whether it did", async () => {
+      const args = ["update", "--address", server.address, "--namespace", "cli-if-absent", "--if-absent", "p", "llm"];
+      assert.equal((await llmcache([...args, "first"])).stdout, "true\n");
+      assert.equal((await llmcache([...args, "second"])).stdout, "false\n");
+      const lookup = await llmcache(["lookup", "--address", server.address, "--namespace", "cli-if-absent", "p", "llm"]);
+      assert.equal(lookup.stdout, '[{"text":"first"}]\n');
+    });
+
+    it("looks up and clears within a namespace, bypasses on request, and clears all namespaces", async () => {
+      const at = ["--address", server.address];
+      await llmcache(["update", ...at, "--namespace", "ns1", "k", "llm", "one"]);
+      await llmcache(["update", ...at, "--namespace", "ns2", "k", "llm", "two"]);
+      assert.equal((await llmcache(["lookup", ...at, "--namespace", "ns1", "k", "llm"])).stdout, '[{"text":"one"}]\n');
+      assert.equal((await llmcache(["lookup", ...at, "--namespace", "ns1", "--bypass", "k", "llm"])).stdout, "null\n");
+      await llmcache(["clear", ...at, "--namespace", "ns1"]);
+      assert.equal((await llmcache(["lookup", ...at, "--namespace", "ns1", "k", "llm"])).stdout, "null\n");
+      assert.equal((await llmcache(["lookup", ...at, "--namespace", "ns2", "k", "llm"])).stdout, '[{"text":"two"}]\n');
+      await llmcache(["clear", ...at, "--all-namespaces"]);
+      assert.equal((await llmcache(["lookup", ...at, "--namespace", "ns2", "k", "llm"])).stdout, "null\n");
+    });
+
+    it("expires an entry stored with --ttl", async () => {
+      await llmcache(["update", "--address", server.address, "--ttl", "50ms", "brief", "llm", "soon gone"]);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      assert.equal((await llmcache(["lookup", "--address", server.address, "brief", "llm"])).stdout, "null\n");
+    });
+
+    it("prints the statistics as JSON", async () => {
+      const at = ["--address", server.address];
+      await llmcache(["update", ...at, "--namespace", "counted", "k", "llm", "v"]);
+      await llmcache(["lookup", ...at, "--namespace", "counted", "k", "llm"]);
+      await llmcache(["lookup", ...at, "--namespace", "counted", "missing", "llm"]);
+      const run = await llmcache(["stats", ...at]);
+      assert.equal(run.code, 0, run.stderr);
+      const { total, namespaces } = JSON.parse(run.stdout);
+      assert.deepEqual(
+        { entries: namespaces.counted.entries, hits: namespaces.counted.hits, misses: namespaces.counted.misses, hitRatio: namespaces.counted.hitRatio },
+        { entries: 1, hits: 1, misses: 1, hitRatio: 0.5 },
+      );
+      assert.ok(total.hits >= 1 && total.entries >= 1);
+    });
+
     it("refuses a wrong number of arguments and bad JSON with exit code 2", async () => {
       assertOneLineError(await llmcache(["lookup", "--address", server.address, "only prompt"]), 2, /^llmcache: lookup takes PROMPT and LLM_STRING, got 1 arguments/);
       assertOneLineError(await llmcache(["update", "--address", server.address, "p", "llm", "--generations", "[{"]), 2, /^llmcache: --generations is not valid JSON: /);
       assertOneLineError(await llmcache(["update", "--address", server.address, "p", "llm", "text", "--generations", "[]"]), 2, /^llmcache: give either TEXT arguments or --generations, not both/);
+      assertOneLineError(await llmcache(["update", "--address", server.address, "--ttl", "1s", "--never-expires", "p", "llm"]), 2, /^llmcache: give either --ttl or --never-expires, not both/);
+      assertOneLineError(await llmcache(["update", "--address", server.address, "--ttl", "soon", "p", "llm"]), 2, /^llmcache: invalid --ttl "soon": must be a duration/);
+      assertOneLineError(await llmcache(["clear", "--address", server.address, "--namespace", "a", "--all-namespaces"]), 2, /^llmcache: give either --namespace or --all-namespaces, not both/);
     });
 
     it("refuses generations that are not generations with exit code 1", async () => {
