@@ -1,23 +1,48 @@
 import type { DescMethod } from "@bufbuild/protobuf";
-import type { handleBidiStreamingCall, handleUnaryCall } from "@grpc/grpc-js";
+import { status, type handleBidiStreamingCall, type handleUnaryCall, type ServerDuplexStream } from "@grpc/grpc-js";
 import { methodPath } from "../rpc/service-definition.js";
+import type { Authenticator } from "./auth/authenticator.js";
+import type { Principal } from "./auth/principal.js";
 import { toStatus } from "./status.js";
+
+/** A method's work on one request message, for a caller with these rights. */
+export type MethodImplementation = (request: Buffer, principal: Principal) => Buffer;
+
+/** What the server is told about each call, for its metrics and logs. */
+export interface CallObserver {
+  callEnded(method: string, code: status, seconds: number): void;
+  /** An unexpected failure: logged, never shown to the caller. */
+  failed(path: string, error: unknown): void;
+}
+
+/** What every handler shares: who is calling, who is watching, and the streams to end when draining. */
+export interface HandlerContext {
+  authenticator: Authenticator;
+  observer: CallObserver;
+  /** The streams open now: ended, after their current message, when the server drains. */
+  streams: Set<ServerDuplexStream<Buffer, Buffer>>;
+  isDraining(): boolean;
+}
 
 /**
  * Adapts a byte-level implementation to grpc-js's unary handler. Every
- * unary method goes through here, so every one answers failures alike (see
- * toStatus).
+ * unary method goes through here, so every one authenticates, answers
+ * failures (see toStatus) and reports to the observer alike.
  */
-export function unaryHandler(method: DescMethod, implementation: (request: Buffer) => Buffer): handleUnaryCall<Buffer, Buffer> {
+export function unaryHandler(method: DescMethod, implementation: MethodImplementation, context: HandlerContext): handleUnaryCall<Buffer, Buffer> {
   const path = methodPath(method);
   return (call, callback) => {
+    const started = performance.now();
     let response: Buffer;
     try {
-      response = implementation(call.request);
+      response = implementation(call.request, context.authenticator.authenticate(call.metadata));
     } catch (error) {
-      callback(toStatus(path, error));
+      const failure = toStatus(path, error, context.observer.failed);
+      context.observer.callEnded(method.name, failure.code, (performance.now() - started) / 1000);
+      callback(failure);
       return;
     }
+    context.observer.callEnded(method.name, status.OK, (performance.now() - started) / 1000);
     callback(null, response);
   };
 }
@@ -27,29 +52,59 @@ export function unaryHandler(method: DescMethod, implementation: (request: Buffe
  * each request message with one response message, in order. A request that
  * cannot be answered at all ends the stream with its status. When the
  * client stops reading, the server stops reading too, so a client cannot
- * make it hold an unbounded backlog of replies.
+ * make it hold an unbounded backlog of replies. A draining server ends the
+ * stream once the message in hand is answered.
  */
-export function streamHandler(
-  method: DescMethod,
-  implementation: (request: Buffer) => Buffer,
-): handleBidiStreamingCall<Buffer, Buffer> {
+export function streamHandler(method: DescMethod, implementation: MethodImplementation, context: HandlerContext): handleBidiStreamingCall<Buffer, Buffer> {
   const path = methodPath(method);
   return (call) => {
+    const started = performance.now();
+    let ended = false;
+    const end = (code: status) => {
+      if (ended) return;
+      ended = true;
+      context.streams.delete(call);
+      context.observer.callEnded(method.name, code, (performance.now() - started) / 1000);
+    };
+    let principal: Principal;
+    try {
+      principal = context.authenticator.authenticate(call.metadata);
+    } catch (error) {
+      const failure = toStatus(path, error, context.observer.failed);
+      end(failure.code);
+      call.emit("error", failure);
+      return;
+    }
+    if (context.isDraining()) {
+      end(status.UNAVAILABLE);
+      call.emit("error", { code: status.UNAVAILABLE, details: "the server is shutting down" });
+      return;
+    }
+    context.streams.add(call);
     call.on("data", (request: Buffer) => {
       let response: Buffer;
       try {
-        response = implementation(request);
+        response = implementation(request, principal);
       } catch (error) {
-        call.emit("error", toStatus(path, error));
+        const failure = toStatus(path, error, context.observer.failed);
+        end(failure.code);
+        call.emit("error", failure);
         return;
       }
       if (!call.write(response)) {
         call.pause();
         call.once("drain", () => call.resume());
       }
+      if (context.isDraining()) {
+        end(status.OK);
+        call.end();
+      }
     });
-    call.on("end", () => call.end());
+    call.on("end", () => {
+      end(status.OK);
+      call.end();
+    });
     // A client that cancels or disconnects: there is no one left to answer.
-    call.on("error", () => {});
+    call.on("error", () => end(status.CANCELLED));
   };
 }

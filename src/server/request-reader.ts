@@ -12,6 +12,7 @@ import {
   UpdateRequestSchema,
 } from "../../gen/llmcache/v1/cache_pb.js";
 import { DecodeError, decodeProblem } from "../rpc/codec.js";
+import { checkLimit, LimitExceededError, type RequestLimits } from "./request-limits.js";
 import { expectWireType, lengthDelimited, readerOf } from "../rpc/wire-reader.js";
 import { fieldSize, tag, WIRE_LENGTH_DELIMITED, writeFieldHeader } from "../rpc/wire-writer.js";
 
@@ -46,7 +47,7 @@ export interface WireUpdate {
 export type WireOperation =
   | { id: number; kind: "lookup"; lookup: WireLookup }
   | { id: number; kind: "update"; update: WireUpdate }
-  | { id: number; kind: "invalid"; problem: DecodeError };
+  | { id: number; kind: "invalid"; problem: DecodeError | LimitExceededError };
 
 const LOOKUP = LookupRequestSchema.field;
 const UPDATE = UpdateRequestSchema.field;
@@ -61,23 +62,23 @@ const STORED_GENERATION_TAG = tag(LookupResponseSchema.field.generations.number,
  * by decoding them with protobuf-es, so what is stored decodes for every
  * client. Unknown fields are skipped, as protobuf requires.
  */
-export function readLookupRequest(bytes: Buffer): WireLookup {
-  return reading(LookupRequestSchema.typeName, () => readLookup(bytes, 0, bytes.length));
+export function readLookupRequest(bytes: Buffer, limits: RequestLimits): WireLookup {
+  return reading(LookupRequestSchema.typeName, () => readLookup(bytes, 0, bytes.length, limits));
 }
 
-export function readUpdateRequest(bytes: Buffer): WireUpdate {
-  return reading(UpdateRequestSchema.typeName, () => readUpdate(bytes, 0, bytes.length));
+export function readUpdateRequest(bytes: Buffer, limits: RequestLimits): WireUpdate {
+  return reading(UpdateRequestSchema.typeName, () => readUpdate(bytes, 0, bytes.length, limits));
 }
 
-export function readBatchLookupRequest(bytes: Buffer): WireLookup[] {
+export function readBatchLookupRequest(bytes: Buffer, limits: RequestLimits): WireLookup[] {
   return reading(BatchLookupRequestSchema.typeName, () =>
-    readRepeated(bytes, BatchLookupRequestSchema.field.lookups.number, "lookups", (start, end) => readLookup(bytes, start, end)),
+    readRepeated(bytes, BatchLookupRequestSchema.field.lookups.number, "lookups", (start, end) => readLookup(bytes, start, end, limits)),
   );
 }
 
-export function readBatchUpdateRequest(bytes: Buffer): WireUpdate[] {
+export function readBatchUpdateRequest(bytes: Buffer, limits: RequestLimits): WireUpdate[] {
   return reading(BatchUpdateRequestSchema.typeName, () =>
-    readRepeated(bytes, BatchUpdateRequestSchema.field.updates.number, "updates", (start, end) => readUpdate(bytes, start, end)),
+    readRepeated(bytes, BatchUpdateRequestSchema.field.updates.number, "updates", (start, end) => readUpdate(bytes, start, end, limits)),
   );
 }
 
@@ -86,13 +87,13 @@ export function readBatchUpdateRequest(bytes: Buffer): WireUpdate[] {
  * operation that carries its problem, so that it can be answered on its own;
  * only a malformed envelope, where ids cannot be trusted, throws.
  */
-export function readStreamRequest(bytes: Buffer): WireOperation[] {
+export function readStreamRequest(bytes: Buffer, limits: RequestLimits): WireOperation[] {
   return reading(StreamRequestSchema.typeName, () =>
-    readRepeated(bytes, StreamRequestSchema.field.operations.number, "operations", (start, end) => readOperation(bytes, start, end)),
+    readRepeated(bytes, StreamRequestSchema.field.operations.number, "operations", (start, end) => readOperation(bytes, start, end, limits)),
   );
 }
 
-function readOperation(bytes: Buffer, start: number, end: number): WireOperation {
+function readOperation(bytes: Buffer, start: number, end: number, limits: RequestLimits): WireOperation {
   const reader = readerOf(bytes, start, end);
   let id = 0;
   let body: { kind: "lookup" | "update"; start: number; end: number } | undefined;
@@ -115,16 +116,16 @@ function readOperation(bytes: Buffer, start: number, end: number): WireOperation
   }
   try {
     return body.kind === "lookup"
-      ? { id, kind: "lookup", lookup: reading(LookupRequestSchema.typeName, () => readLookup(bytes, body.start, body.end)) }
-      : { id, kind: "update", update: reading(UpdateRequestSchema.typeName, () => readUpdate(bytes, body.start, body.end)) };
+      ? { id, kind: "lookup", lookup: reading(LookupRequestSchema.typeName, () => readLookup(bytes, body.start, body.end, limits)) }
+      : { id, kind: "update", update: reading(UpdateRequestSchema.typeName, () => readUpdate(bytes, body.start, body.end, limits)) };
   } catch (error) {
-    if (error instanceof DecodeError) return { id, kind: "invalid", problem: error };
+    if (error instanceof DecodeError || error instanceof LimitExceededError) return { id, kind: "invalid", problem: error };
     throw error;
   }
 }
 
 /** Reads a LookupRequest from bytes[start, end). */
-function readLookup(bytes: Buffer, start: number, end: number): WireLookup {
+function readLookup(bytes: Buffer, start: number, end: number, limits: RequestLimits): WireLookup {
   const reader = readerOf(bytes, start, end);
   const lookup: WireLookup = { namespace: "", prompt: "", llmString: "", bypass: false };
   while (reader.pos < end) {
@@ -135,11 +136,12 @@ function readLookup(bytes: Buffer, start: number, end: number): WireLookup {
     else if (field === LOOKUP.bypass.number) lookup.bypass = readBool(reader, wireType, "bypass");
     else reader.skip(wireType, field);
   }
+  checkKeyLimits(lookup, limits);
   return lookup;
 }
 
 /** Reads an UpdateRequest from bytes[start, end). */
-function readUpdate(bytes: Buffer, start: number, end: number): WireUpdate {
+function readUpdate(bytes: Buffer, start: number, end: number, limits: RequestLimits): WireUpdate {
   const reader = readerOf(bytes, start, end);
   let namespace = "";
   let prompt = "";
@@ -165,6 +167,8 @@ function readUpdate(bytes: Buffer, start: number, end: number): WireUpdate {
     else if (field === UPDATE.onlyIfAbsent.number) onlyIfAbsent = readBool(reader, wireType, "only_if_absent");
     else reader.skip(wireType, field);
   }
+  checkKeyLimits({ namespace, prompt, llmString }, limits);
+  checkLimit(limits, "maxGenerations", "the number of generations", generations.length);
   return {
     namespace,
     prompt,
@@ -174,6 +178,13 @@ function readUpdate(bytes: Buffer, start: number, end: number): WireUpdate {
     noStore,
     onlyIfAbsent,
   };
+}
+
+/** The key strings hold one character per byte: their lengths are their sizes. */
+function checkKeyLimits({ namespace, prompt, llmString }: { namespace: string; prompt: string; llmString: string }, limits: RequestLimits): void {
+  checkLimit(limits, "maxPromptBytes", "the prompt's size in bytes", prompt.length);
+  checkLimit(limits, "maxLlmStringBytes", "the llm_string's size in bytes", llmString.length);
+  checkLimit(limits, "maxNamespaceBytes", "the namespace's size in bytes", namespace.length);
 }
 
 function readString(bytes: Buffer, reader: BinaryReader, wireType: WireType, name: string): string {
@@ -225,17 +236,19 @@ function readRepeated<T>(bytes: Buffer, fieldNumber: number, name: string, readI
       items.push(readItem(start, end));
     } catch (error) {
       if (error instanceof DecodeError) throw new DecodeError(`${name}[${items.length}]: ${error.message}`);
+      if (error instanceof LimitExceededError) throw new LimitExceededError(`${name}[${items.length}]`, error);
       throw error;
     }
   }
   return items;
 }
 
-/** Runs a reader, turning its every failure into a DecodeError that names the message. */
+/** Runs a reader, turning its every failure into a DecodeError that names the message (a limit stays a limit). */
 function reading<T>(typeName: string, read: () => T): T {
   try {
     return read();
   } catch (error) {
+    if (error instanceof LimitExceededError) throw error;
     throw new DecodeError(`cannot decode ${typeName}: ${error instanceof DecodeError ? error.message : decodeProblem(error)}`, {
       cause: error,
     });

@@ -9,7 +9,10 @@ import {
 } from "../../gen/llmcache/v1/cache_pb.js";
 import { CacheStore } from "../../src/engine/cache-store.js";
 import { byteServiceDefinition } from "../../src/rpc/service-definition.js";
+import { Authenticator } from "../../src/server/auth/authenticator.js";
+import { ANYONE } from "../../src/server/auth/principal.js";
 import { cacheServiceHandlers, cacheServiceMethods } from "../../src/server/cache-service.js";
+import { DEFAULT_REQUEST_LIMITS } from "../../src/server/request-limits.js";
 
 export type StreamResultInit = MessageInitShape<typeof StreamResultSchema>;
 
@@ -39,8 +42,14 @@ export async function startScriptedServer(
   options: { port?: number; answer?: (operation: StreamOperation) => ScriptedAnswer | undefined } = {},
 ): Promise<ScriptedServer> {
   const store = new CacheStore<string>();
-  const realHandlers = cacheServiceHandlers(store);
-  const realStream = cacheServiceMethods(store)[CacheService.method.stream.localName]!;
+  const context = {
+    authenticator: new Authenticator(undefined),
+    observer: { callEnded() {}, failed() {} },
+    streams: new Set<ServerDuplexStream<Buffer, Buffer>>(),
+    isDraining: () => false,
+  };
+  const realHandlers = cacheServiceHandlers(store, DEFAULT_REQUEST_LIMITS, context);
+  const realStream = cacheServiceMethods(store, DEFAULT_REQUEST_LIMITS)[CacheService.method.stream.localName]!;
   const streamMessages: StreamOperation[][] = [];
   const unaryCalls: Record<string, number> = {};
 
@@ -62,7 +71,7 @@ export async function startScriptedServer(
           call.write(
             scripted?.result
               ? Buffer.from(toBinary(StreamResponseSchema, create(StreamResponseSchema, { results: [scripted.result] })))
-              : realStream(Buffer.from(toBinary(StreamRequestSchema, create(StreamRequestSchema, { operations: [operation] })))),
+              : realStream(Buffer.from(toBinary(StreamRequestSchema, create(StreamRequestSchema, { operations: [operation] }))), ANYONE),
           );
         };
         if (scripted?.delayMs) setTimeout(send, scripted.delayMs);

@@ -1,0 +1,45 @@
+/** Limits on what one request may carry, beyond grpc-js's limit on a whole message. */
+export interface RequestLimits {
+  /** Longest prompt, in UTF-8 bytes. */
+  maxPromptBytes: number;
+  /** Longest llm_string, in UTF-8 bytes. */
+  maxLlmStringBytes: number;
+  /** Longest namespace name, in UTF-8 bytes. */
+  maxNamespaceBytes: number;
+  /** Most generations in one entry. */
+  maxGenerations: number;
+}
+
+export const DEFAULT_REQUEST_LIMITS: RequestLimits = {
+  maxPromptBytes: 2 * 1024 * 1024,
+  maxLlmStringBytes: 256 * 1024,
+  maxNamespaceBytes: 256,
+  maxGenerations: 1000,
+};
+
+/** The command-line flag of each limit, for messages that tell the caller which one they hit. */
+export const LIMIT_FLAGS: Record<keyof RequestLimits, string> = {
+  maxPromptBytes: "--max-prompt-bytes",
+  maxLlmStringBytes: "--max-llm-string-bytes",
+  maxNamespaceBytes: "--max-namespace-bytes",
+  maxGenerations: "--max-generations",
+};
+
+/** A request over one of the server's limits: RESOURCE_EXHAUSTED, naming the limit. */
+export class LimitExceededError extends Error {
+  override readonly name = "LimitExceededError";
+
+  /** `where` prefixes the message of another LimitExceededError: "updates[3]: ...". */
+  constructor(where: string, inner: LimitExceededError);
+  constructor(message: string);
+  constructor(messageOrWhere: string, inner?: LimitExceededError) {
+    super(inner ? `${messageOrWhere}: ${inner.message}` : messageOrWhere);
+  }
+}
+
+/** Throws LimitExceededError if `size` is over the limit. */
+export function checkLimit(limits: RequestLimits, limit: keyof RequestLimits, what: string, size: number): void {
+  if (size > limits[limit]) {
+    throw new LimitExceededError(`${what} is ${size}, over the limit of ${limits[limit]} (${LIMIT_FLAGS[limit]})`);
+  }
+}
