@@ -69,7 +69,7 @@ describe("the llmcache command", function () {
     }
 
     it("refuses an unknown command", async () => {
-      assertOneLineError(await llmcache(["serv"]), 2, /^llmcache: unknown command "serv" \(commands: serve, lookup, update, clear, stats\)/);
+      assertOneLineError(await llmcache(["serv"]), 2, /^llmcache: unknown command "serv" \(commands: serve, lookup, update, clear, stats, hash-token\)/);
     });
 
     it("reports a port already in use with exit code 1", async () => {

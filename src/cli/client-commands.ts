@@ -1,13 +1,23 @@
+import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { CacheClient, DEFAULT_ADDRESS } from "../client/cache-client.js";
 import type { Generation } from "../generation.js";
 import { integerSetting, parsedSetting, parsingFlags, setting, UsageError } from "./settings.js";
 import { parseDuration } from "./units.js";
+import { sha256 } from "../server/auth/token-file.js";
 
 const connectionFlags = {
   address: { type: "string" },
   "timeout-ms": { type: "string" },
+  token: { type: "string" },
+  "tls-ca": { type: "string" },
+  "tls-cert": { type: "string" },
+  "tls-key": { type: "string" },
+  "tls-server-name": { type: "string" },
+  tls: { type: "boolean" },
 } as const;
+
+type ConnectionValues = { [K in keyof typeof connectionFlags]?: (typeof connectionFlags)[K]["type"] extends "boolean" ? boolean : string };
 
 /** `llmcache lookup PROMPT LLM_STRING`: prints the generations as JSON, or null on a miss. */
 export async function lookupCommand(args: string[]): Promise<void> {
@@ -72,20 +82,43 @@ export async function clearCommand(args: string[]): Promise<void> {
   await withClient(values, (client) => client.aclear({ namespace: values.namespace, allNamespaces: values["all-namespaces"] }));
 }
 
+/** `llmcache hash-token`: reads a token on standard input and prints its SHA-256, for an auth file. */
+export async function hashTokenCommand(args: string[]): Promise<void> {
+  parsingFlags(() => parseArgs({ args, options: {} }));
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  const token = Buffer.concat(chunks).toString("utf8").trim();
+  if (token.length === 0 || /\s/.test(token)) throw new UsageError("give one token, without spaces, on standard input");
+  console.log(sha256(token).toString("hex"));
+}
+
 /** `llmcache stats`: prints the server's statistics as JSON. */
 export async function statsCommand(args: string[]): Promise<void> {
   const { values } = parsingFlags(() => parseArgs({ args, options: connectionFlags }));
   await withClient(values, async (client) => console.log(JSON.stringify(await client.astats(), null, 2)));
 }
 
-async function withClient(
-  values: { address?: string | undefined; "timeout-ms"?: string | undefined },
-  use: (client: CacheClient) => Promise<void>,
-): Promise<void> {
-  const timeout = setting("timeout-ms", values["timeout-ms"], "LLMCACHE_TIMEOUT_MS");
+async function withClient(values: ConnectionValues, use: (client: CacheClient) => Promise<void>): Promise<void> {
+  const given = (flag: keyof ConnectionValues & string) =>
+    setting(flag, values[flag] as string | undefined, `LLMCACHE_${flag.toUpperCase().replace(/-/g, "_")}`);
+  const timeout = given("timeout-ms");
+  const file = (flag: "tls-ca" | "tls-cert" | "tls-key") => {
+    const path = given(flag);
+    if (!path) return undefined;
+    try {
+      return readFileSync(path.raw, "utf8");
+    } catch (error) {
+      throw new UsageError(`cannot read ${path.source} ${path.raw}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    }
+  };
+  const [ca, cert, key] = [file("tls-ca"), file("tls-cert"), file("tls-key")];
+  const serverName = given("tls-server-name")?.raw;
+  const tls = values.tls || /^(1|true|yes)$/i.test(process.env.LLMCACHE_TLS ?? "") || ca || cert || key || serverName;
   const client = new CacheClient({
-    address: setting("address", values.address, "LLMCACHE_ADDRESS")?.raw ?? DEFAULT_ADDRESS,
+    address: given("address")?.raw ?? DEFAULT_ADDRESS,
     timeoutMs: timeout ? integerSetting(timeout, positive) : undefined,
+    token: given("token")?.raw,
+    tls: tls ? { ca, cert, key, serverName } : undefined,
   });
   try {
     await use(client);

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { clearCommand, lookupCommand, statsCommand, updateCommand } from "./client-commands.js";
+import { clearCommand, hashTokenCommand, lookupCommand, statsCommand, updateCommand } from "./client-commands.js";
 import { serveCommand } from "./serve-command.js";
 import { UsageError } from "./settings.js";
 
@@ -7,18 +7,31 @@ const USAGE = `Usage:
   llmcache serve [--host HOST] [--port PORT] [--maxsize N] [--max-bytes SIZE]
                  [--default-ttl DURATION] [--policy fifo|lru]
                  [--namespace-limit NAME:maxsize=N,max-bytes=SIZE,default-ttl=DURATION]...
-  llmcache lookup [--address HOST:PORT] [--namespace NS] [--bypass] PROMPT LLM_STRING
-  llmcache update [--address HOST:PORT] [--namespace NS] [--ttl DURATION | --never-expires]
+                 [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]] [--auth-file FILE]
+                 [--insecure] [--metrics-port PORT] [--log-level LEVEL] [--snapshot FILE]
+                 [--snapshot-interval DURATION] [--shutdown-grace DURATION]
+                 [--max-message-bytes SIZE] [--max-prompt-bytes SIZE]
+                 [--max-llm-string-bytes SIZE] [--max-namespace-bytes SIZE]
+                 [--max-generations N] [--max-concurrent-streams N]
+                 [--keepalive-time DURATION] [--keepalive-timeout DURATION]
+  llmcache lookup [CONNECTION] [--namespace NS] [--bypass] PROMPT LLM_STRING
+  llmcache update [CONNECTION] [--namespace NS] [--ttl DURATION | --never-expires]
                   [--no-store] [--if-absent] PROMPT LLM_STRING [TEXT...] [--generations JSON]
-  llmcache clear [--address HOST:PORT] [--namespace NS | --all-namespaces]
-  llmcache stats [--address HOST:PORT]
+  llmcache clear [CONNECTION] [--namespace NS | --all-namespaces]
+  llmcache stats [CONNECTION]
+  llmcache hash-token < TOKEN_FILE
+
+CONNECTION: [--address HOST:PORT] [--token TOKEN] [--tls] [--tls-ca FILE]
+            [--tls-cert FILE --tls-key FILE] [--tls-server-name NAME] [--timeout-ms MS]
 
 serve listens on 127.0.0.1:50051 by default (--port 0 picks a free port). With
 no limit given it holds any number of entries, for ever, evicting nothing.
 SIZE is bytes with an optional unit (512MiB, 2GB); DURATION has a unit (500ms,
-30s, 10m, 1h, 7d). Its settings can also come from LLMCACHE_HOST, LLMCACHE_PORT,
-LLMCACHE_MAXSIZE, LLMCACHE_MAX_BYTES, LLMCACHE_DEFAULT_TTL, LLMCACHE_POLICY and
-LLMCACHE_NAMESPACE_LIMITS (";" between namespaces); a flag wins.
+30s, 10m, 1h, 7d). Every flag can also come from its environment variable,
+LLMCACHE_ and the flag in capitals (--max-bytes: LLMCACHE_MAX_BYTES), and the
+namespace limits from LLMCACHE_NAMESPACE_LIMITS (";" between them); a flag
+wins. Beyond loopback, serve needs TLS and tokens or client certificates, or
+--insecure. SIGHUP reloads the auth file.
 
 lookup prints the generations as JSON, or null on a miss; update --if-absent
 prints whether it stored (true or false); stats prints JSON. The client
@@ -31,6 +44,7 @@ const commands: Record<string, (args: string[]) => Promise<void>> = {
   update: updateCommand,
   clear: clearCommand,
   stats: statsCommand,
+  "hash-token": hashTokenCommand,
 };
 
 async function main([command, ...args]: string[]): Promise<void> {

@@ -1,57 +1,141 @@
 import { logVerbosity, setLogVerbosity } from "@grpc/grpc-js";
+import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { checkMaxsize, checkPolicy, type Limits } from "../engine/limits.js";
-import { DEFAULT_HOST, DEFAULT_PORT, startServer } from "../server/server.js";
+import { checkLogLevel, createLogger } from "../server/logger.js";
+import { DEFAULT_HOST, DEFAULT_PORT, startServer, type ServerOptions } from "../server/server.js";
 import { checkPort, integerSetting, parsedSetting, parsingFlags, setting, UsageError, type Setting } from "./settings.js";
 import { parseBytes, parseDuration } from "./units.js";
 
-/** `llmcache serve`: runs a server until SIGINT or SIGTERM. */
+const FLAGS = {
+  host: { type: "string" },
+  port: { type: "string" },
+  maxsize: { type: "string" },
+  "max-bytes": { type: "string" },
+  "default-ttl": { type: "string" },
+  policy: { type: "string" },
+  "namespace-limit": { type: "string", multiple: true },
+  "tls-cert": { type: "string" },
+  "tls-key": { type: "string" },
+  "tls-client-ca": { type: "string" },
+  insecure: { type: "boolean" },
+  "auth-file": { type: "string" },
+  "metrics-port": { type: "string" },
+  "log-level": { type: "string" },
+  "max-message-bytes": { type: "string" },
+  "max-prompt-bytes": { type: "string" },
+  "max-llm-string-bytes": { type: "string" },
+  "max-namespace-bytes": { type: "string" },
+  "max-generations": { type: "string" },
+  "max-concurrent-streams": { type: "string" },
+  "keepalive-time": { type: "string" },
+  "keepalive-timeout": { type: "string" },
+  snapshot: { type: "string" },
+  "snapshot-interval": { type: "string" },
+  "shutdown-grace": { type: "string" },
+} as const;
+
+type Flag = Exclude<keyof typeof FLAGS, "namespace-limit" | "insecure">;
+
+/** `llmcache serve`: runs a server until SIGINT or SIGTERM; SIGHUP reloads the auth file. */
 export async function serveCommand(args: string[]): Promise<void> {
-  const { values } = parsingFlags(() =>
-    parseArgs({
-      args,
-      options: {
-        host: { type: "string" },
-        port: { type: "string" },
-        maxsize: { type: "string" },
-        "max-bytes": { type: "string" },
-        "default-ttl": { type: "string" },
-        policy: { type: "string" },
-        "namespace-limit": { type: "string", multiple: true },
-      },
-    }),
-  );
+  const { values } = parsingFlags(() => parseArgs({ args, options: FLAGS }));
+  // A flag, else its LLMCACHE_* variable (--max-bytes: LLMCACHE_MAX_BYTES).
+  const given = (flag: Flag): Setting | undefined => setting(flag, values[flag], `LLMCACHE_${flag.toUpperCase().replace(/-/g, "_")}`);
+  const integer = (flag: Flag, check?: (n: number) => number | undefined) => optional(given(flag), (value) => integerSetting(value, check ?? positive));
+  const bytes = (flag: Flag) => optional(given(flag), (value) => parsedSetting(value, parseBytes));
+  const duration = (flag: Flag) => optional(given(flag), (value) => parsedSetting(value, parseDuration));
+  const file = (flag: Flag) => optional(given(flag), readSettingFile);
+
+  const logger = createLogger(optional(given("log-level"), (value) => parsedSetting(value, checkLogLevel)) ?? "info");
   // grpc-js logs a failed bind on its own, in a second line; this command
   // reports its errors itself. GRPC_VERBOSITY still turns grpc-js's logs on.
   if (process.env.GRPC_VERBOSITY === undefined) setLogVerbosity(logVerbosity.NONE);
-  const port = setting("port", values.port, "LLMCACHE_PORT");
-  const policy = setting("policy", values.policy, "LLMCACHE_POLICY");
-  const server = await startServer({
-    host: setting("host", values.host, "LLMCACHE_HOST")?.raw ?? DEFAULT_HOST,
-    port: port ? integerSetting(port, checkPort) : DEFAULT_PORT,
-    ...limitSettings({
-      maxsize: setting("maxsize", values.maxsize, "LLMCACHE_MAXSIZE"),
-      maxBytes: setting("max-bytes", values["max-bytes"], "LLMCACHE_MAX_BYTES"),
-      defaultTtl: setting("default-ttl", values["default-ttl"], "LLMCACHE_DEFAULT_TTL"),
-    }),
-    policy: policy ? parsedSetting(policy, checkPolicy) : undefined,
+
+  const tlsCert = file("tls-cert");
+  const tlsKey = file("tls-key");
+  const clientCa = file("tls-client-ca");
+  if ((tlsCert === undefined) !== (tlsKey === undefined)) throw new UsageError("give --tls-cert and --tls-key together");
+  if (clientCa !== undefined && tlsCert === undefined) throw new UsageError("--tls-client-ca needs --tls-cert and --tls-key");
+
+  const options: ServerOptions = {
+    host: given("host")?.raw ?? DEFAULT_HOST,
+    port: integer("port", checkPort) ?? DEFAULT_PORT,
+    ...limitSettings({ maxsize: given("maxsize"), maxBytes: given("max-bytes"), defaultTtl: given("default-ttl") }),
+    policy: optional(given("policy"), (value) => parsedSetting(value, checkPolicy)),
     namespaces: namespaceLimits(values["namespace-limit"]),
-  });
+    tls: tlsCert && tlsKey ? { cert: tlsCert, key: tlsKey, clientCa } : undefined,
+    insecure: values.insecure ?? /^(1|true|yes)$/i.test(process.env.LLMCACHE_INSECURE ?? ""),
+    authFile: given("auth-file")?.raw,
+    metricsPort: integer("metrics-port", checkPort),
+    maxMessageBytes: bytes("max-message-bytes"),
+    requestLimits: {
+      maxPromptBytes: bytes("max-prompt-bytes"),
+      maxLlmStringBytes: bytes("max-llm-string-bytes"),
+      maxNamespaceBytes: bytes("max-namespace-bytes"),
+      maxGenerations: integer("max-generations"),
+    },
+    maxConcurrentStreams: integer("max-concurrent-streams"),
+    keepaliveTimeMs: duration("keepalive-time"),
+    keepaliveTimeoutMs: duration("keepalive-timeout"),
+    snapshotPath: given("snapshot")?.raw,
+    snapshotIntervalMs: duration("snapshot-interval"),
+    logger,
+  };
+  dropUndefined(options.requestLimits!);
+  const graceMs = duration("shutdown-grace");
+  const server = await startServer(dropUndefined(options));
 
   let stopping = false;
   const stop = (signal: NodeJS.Signals) => {
     if (stopping) {
-      console.error(`llmcache: ${signal} again, stopping now`);
+      logger.warn({ signal }, `${signal} again, stopping now`);
       process.exit(1);
     }
     stopping = true;
-    console.error(`llmcache: ${signal} received, finishing calls in flight`);
-    server.shutdown().then(() => process.exit(0));
+    logger.info({ signal }, `${signal} received, finishing calls in flight`);
+    server.shutdown(graceMs).then(
+      () => process.exit(0),
+      (error: unknown) => {
+        logger.error({ err: error }, "shutdown failed");
+        process.exit(1);
+      },
+    );
   };
   process.on("SIGINT", stop);
   process.on("SIGTERM", stop);
+  process.on("SIGHUP", () => {
+    try {
+      server.reloadAuth();
+    } catch (error) {
+      logger.error({ err: error }, "auth file not reloaded: the tokens in force stay");
+    }
+  });
   // Printed last: whoever waits for this line may signal at once.
-  console.log(`llmcache listening on ${server.address}`);
+  console.log(`llmcache listening on ${server.address}${server.metricsPort === undefined ? "" : ` (metrics on port ${server.metricsPort})`}`);
+}
+
+function optional<T>(value: Setting | undefined, read: (value: Setting) => T): T | undefined {
+  return value === undefined ? undefined : read(value);
+}
+
+function positive(n: number): number {
+  if (n <= 0) throw new RangeError("must be greater than 0");
+  return n;
+}
+
+function readSettingFile(value: Setting): Buffer {
+  try {
+    return readFileSync(value.raw);
+  } catch (error) {
+    throw new UsageError(`cannot read ${value.source} ${value.raw}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+  }
+}
+
+/** Leaves out the settings not given, so that the server's defaults apply. */
+function dropUndefined<T extends object>(object: T): T {
+  for (const key of Object.keys(object) as (keyof T)[]) if (object[key] === undefined) delete object[key];
+  return object;
 }
 
 function limitSettings(given: { maxsize?: Setting; maxBytes?: Setting; defaultTtl?: Setting }): Limits {
@@ -69,7 +153,8 @@ function limitSettings(given: { maxsize?: Setting; maxBytes?: Setting; defaultTt
  */
 function namespaceLimits(flags: string[] | undefined): Record<string, Limits> | undefined {
   const fromEnv = process.env.LLMCACHE_NAMESPACE_LIMITS;
-  const specs = flags?.map((raw) => ({ raw, source: "--namespace-limit" })) ??
+  const specs =
+    flags?.map((raw) => ({ raw, source: "--namespace-limit" })) ??
     (fromEnv ? fromEnv.split(";").filter((raw) => raw.trim()).map((raw) => ({ raw, source: "LLMCACHE_NAMESPACE_LIMITS" })) : []);
   if (specs.length === 0) return undefined;
   const limits: Record<string, Limits> = {};

@@ -2,7 +2,7 @@ import { status } from "@grpc/grpc-js";
 import { workerData } from "node:worker_threads";
 import { ENTRY_TOO_LARGE_REASON, EntryTooLargeError } from "../engine/entry-too-large-error.js";
 import { asBuffer } from "../rpc/codec.js";
-import { openChannel } from "../rpc/channel.js";
+import { callMetadata, openChannel } from "../rpc/channel.js";
 import { CacheError } from "../rpc/errors.js";
 import { callUnary } from "../rpc/unary-call.js";
 import type { BlockingReply, BlockingRequest, WorkerStart } from "./blocking-protocol.js";
@@ -15,7 +15,7 @@ const client = openChannel(channel);
 port.on("message", async ({ id, path, request, timeoutMs }: BlockingRequest) => {
   let reply: BlockingReply;
   try {
-    const response = await callUnary(client, path, asBuffer(request), { timeoutMs });
+    const response = await callUnary(client, path, asBuffer(request), { timeoutMs, metadata: callMetadata(channel) });
     reply = { id, ok: true, response };
   } catch (error) {
     if (error instanceof EntryTooLargeError) {

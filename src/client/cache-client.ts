@@ -13,7 +13,7 @@ import {
 } from "../call-options.js";
 import type { CacheStats } from "../engine/stats.js";
 import { checkKey, copyGenerations, type Generation } from "../generation.js";
-import { openChannel, type ChannelSettings } from "../rpc/channel.js";
+import { callMetadata, openChannel, type ChannelSettings } from "../rpc/channel.js";
 import { asBuffer, DecodeError, decodeMessage, encodeMessage } from "../rpc/codec.js";
 import { CacheError } from "../rpc/errors.js";
 import { methodPath } from "../rpc/service-definition.js";
@@ -31,6 +31,14 @@ import { decodeBatchLookupResponse, decodeLookupResponse, decodeUpdateResponse }
 export interface CacheClientOptions {
   /** host:port of an llmcache server. Default "127.0.0.1:50051". */
   address?: string;
+  /** A bearer token from the server's auth file, sent with every call. */
+  token?: string;
+  /**
+   * TLS: `true` for a server whose certificate the system's roots trust, or
+   * PEM text for its CA, and for mutual TLS the client's cert and key.
+   * Default: plain text.
+   */
+  tls?: boolean | { ca?: string | Buffer; cert?: string | Buffer; key?: string | Buffer; serverName?: string };
   /** Deadline of each call, in milliseconds. Default 5000. */
   timeoutMs?: number;
   /** The namespace of the calls that do not name one. Default "". */
@@ -87,6 +95,7 @@ export class CacheClient implements BaseCache {
   readonly address: string;
   readonly timeoutMs: number;
   readonly namespace: string;
+  readonly #settings: ChannelSettings;
   readonly #channel: Client;
   readonly #blocking: BlockingCaller;
   readonly #stream: OperationStream | undefined;
@@ -96,11 +105,13 @@ export class CacheClient implements BaseCache {
     this.address = options.address ?? DEFAULT_ADDRESS;
     this.timeoutMs = checkTimeout(options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
     this.namespace = options.namespace === undefined ? "" : checkNamespace(options.namespace);
-    const settings: ChannelSettings = { address: this.address };
-    this.#channel = openChannel(settings);
-    this.#blocking = new BlockingCaller(settings);
+    this.#settings = channelSettings(this.address, options);
+    this.#channel = openChannel(this.#settings);
+    this.#blocking = new BlockingCaller(this.#settings);
     const batching = options.batching ?? true;
-    if (batching !== false) this.#stream = new OperationStream(this.#channel, batching === true ? {} : batching);
+    if (batching !== false) {
+      this.#stream = new OperationStream(this.#channel, () => callMetadata(this.#settings), batching === true ? {} : batching);
+    }
   }
 
   alookup(prompt: string, llmString: string, options?: LookupOptions & CallOptions): Promise<Generation[] | null> {
@@ -247,7 +258,11 @@ export class CacheClient implements BaseCache {
       if (outcome.kind === "update") return outcome.stored as R;
       throw callFailure(method.name, status.INTERNAL, `the server answered a ${streamKind} with ${outcome.kind}`);
     }
-    const reply = await callUnary(this.#channel, methodPath(method), request, { timeoutMs, signal: options.signal });
+    const reply = await callUnary(this.#channel, methodPath(method), request, {
+      timeoutMs,
+      signal: options.signal,
+      metadata: callMetadata(this.#settings),
+    });
     return decodeReply(method, decode, reply);
   }
 
@@ -276,6 +291,15 @@ export class CacheClient implements BaseCache {
   #checkOpen(): void {
     if (this.#closed) throw new CacheError("FAILED_PRECONDITION", "the client is closed");
   }
+}
+
+function channelSettings(address: string, { token, tls }: CacheClientOptions): ChannelSettings {
+  if (token !== undefined && (typeof token !== "string" || token.length === 0 || /\s/.test(token))) {
+    throw new TypeError("token must be a non-empty string without spaces");
+  }
+  const text = (value: string | Buffer | undefined) => (value === undefined ? undefined : value.toString());
+  const clientTls = tls === true ? {} : tls ? { ca: text(tls.ca), cert: text(tls.cert), key: text(tls.key), serverName: tls.serverName } : undefined;
+  return { address, token, tls: clientTls };
 }
 
 function statsOperation(): Operation<CacheStatsReport> {

@@ -75,8 +75,11 @@ export class OperationStream {
   #deadlineTimerAt = Infinity;
   #idleTimer: NodeJS.Timeout | undefined;
 
-  constructor(channel: Client, options: BatchingOptions = {}) {
+  readonly #metadata: () => Metadata;
+
+  constructor(channel: Client, metadata: () => Metadata, options: BatchingOptions = {}) {
     this.#channel = channel;
+    this.#metadata = metadata;
     this.#windowMs = options.windowMs ?? 0;
   }
 
@@ -162,7 +165,7 @@ export class OperationStream {
 
   #openCall(): ClientDuplexStream<Buffer, Buffer> {
     if (this.#call) return this.#call;
-    const call = this.#channel.makeBidiStreamRequest(PATH, passBytes, passBytes, new Metadata());
+    const call = this.#channel.makeBidiStreamRequest(PATH, passBytes, passBytes, this.#metadata());
     call.on("data", (response: Buffer) => this.#receive(call, response));
     call.on("error", (error: ServiceError) => this.#broken(call, error));
     call.on("end", () => this.#fail(call, status.UNAVAILABLE, "the server ended the stream"));

@@ -22,8 +22,35 @@ export interface StoreOptions extends Limits {
 export interface SetOptions {
   /** How long the entry lives, in ms; Infinity: for ever. Default: the namespace's, else the store's default. */
   ttlMs?: number;
+  /** When the entry expires on the store's clock, instead of ttlMs: for entries restored from a snapshot. */
+  expiresAt?: number;
   /** Store only if no live entry holds the pair. */
   onlyIfAbsent?: boolean;
+}
+
+/** An entry as a snapshot holds it. */
+export interface StoredEntry<V> {
+  namespace: string;
+  prompt: string;
+  llmString: string;
+  value: V;
+  /** Its key and value bytes, as given to set (without the fixed overhead). */
+  bytes: number;
+  /** On the store's clock; Infinity: never. */
+  expiresAt: number;
+}
+
+/**
+ * Walks the entries in eviction order, oldest (or least recently used)
+ * first, a step at a time, while the store goes on changing between steps:
+ * an entry removed or moved before the walk reaches it moves the walk on to
+ * the next, so no step ever lands on a removed entry. An entry moved to the
+ * newest end (lru) may be met twice; the later is the newer.
+ */
+export interface StoreWalk<V> {
+  next(): StoredEntry<V> | undefined;
+  /** Stops the walk; the store stops keeping it up to date. */
+  close(): void;
 }
 
 /** Why an entry leaves: the counter it adds to. */
@@ -101,6 +128,8 @@ export class CacheStore<V> {
   #newest: Slot = NONE;
   #freeSlots: Slot[] = [];
   #slotsUsed = 0;
+  /** The open walks, each at the slot it will yield next. */
+  readonly #walks = new Set<{ slot: Slot }>();
 
   constructor(options: StoreOptions = {}) {
     this.limits = checkLimits(options);
@@ -165,7 +194,7 @@ export class CacheStore<V> {
     }
     const accounted = bytes + ENTRY_OVERHEAD_BYTES;
     this.#checkFits(space, accounted);
-    const expiresAt = ttlMs === Infinity ? Infinity : this.#now() + ttlMs;
+    const expiresAt = options.expiresAt ?? (ttlMs === Infinity ? Infinity : this.#now() + ttlMs);
 
     if (slot !== undefined) {
       const grown = accounted - this.#sizes[slot]!;
@@ -200,6 +229,7 @@ export class CacheStore<V> {
 
   /** Removes every entry of a namespace, or of all namespaces. Limits and counters stay. */
   clear(namespace?: string): void {
+    for (const walk of this.#walks) if (namespace === undefined) walk.slot = NONE;
     if (namespace !== undefined) {
       const space = this.#namespaces.get(namespace);
       while (space && space.oldest !== NONE) this.#remove(space.oldest, "cleared");
@@ -252,6 +282,29 @@ export class CacheStore<V> {
       }
     }
     return removed;
+  }
+
+  /** A walk through the entries in eviction order (see StoreWalk). */
+  walk(): StoreWalk<V> {
+    const position = { slot: this.#oldest };
+    this.#walks.add(position);
+    return {
+      next: () => {
+        const slot = position.slot;
+        if (slot === NONE) return undefined;
+        position.slot = this.#newer[slot]!;
+        const group = this.#groupOf[slot]!;
+        return {
+          namespace: group.namespace.name,
+          prompt: this.#prompts[slot]!,
+          llmString: group.llmString,
+          value: this.#values[slot]!,
+          bytes: this.#sizes[slot]! - ENTRY_OVERHEAD_BYTES,
+          expiresAt: this.#expiresAt[slot]!,
+        };
+      },
+      close: () => this.#walks.delete(position),
+    };
   }
 
   /** Statistics in total and for each namespace that has held an entry, been looked up, or has limits. */
@@ -328,6 +381,7 @@ export class CacheStore<V> {
   }
 
   #remove(slot: Slot, why: Removal): void {
+    this.#stepWalksPast(slot);
     const group = this.#groupOf[slot]!;
     const space = group.namespace;
     group.slots.delete(this.#prompts[slot]!);
@@ -361,9 +415,15 @@ export class CacheStore<V> {
     return this.#slotsUsed++;
   }
 
+  /** Walks about to yield this slot move on to the next: it is leaving its place. */
+  #stepWalksPast(slot: Slot): void {
+    for (const walk of this.#walks) if (walk.slot === slot) walk.slot = this.#newer[slot]!;
+  }
+
   /** Moves an entry to the newest end of both lists: it was just used. */
   #touch(slot: Slot): void {
-    if (slot === this.#newest && slot === this.#groupOf[slot]!.namespace.newest) return;
+    if (slot === this.#newest) return;
+    this.#stepWalksPast(slot);
     const space = this.#groupOf[slot]!.namespace;
     this.#unlink(slot, space);
     this.#link(slot, space);

@@ -6,6 +6,7 @@ import { CacheError, statusName } from "./errors.js";
 export interface UnaryCallOptions {
   /** The call's deadline, from now. */
   timeoutMs: number;
+  metadata: Metadata;
   /** Aborting it cancels the call, which then rejects with CANCELLED. */
   signal?: AbortSignal | undefined;
 }
@@ -27,7 +28,7 @@ export function callUnary(client: Client, path: string, request: Buffer, options
       passBytes,
       passBytes,
       request,
-      new Metadata(),
+      options.metadata,
       { deadline: Date.now() + options.timeoutMs },
       (error: ServiceError | null, response?: Buffer) => {
         signal?.removeEventListener("abort", onAbort);

@@ -1,21 +1,54 @@
-import { Server, ServerCredentials } from "@grpc/grpc-js";
+import { Server, type ServerDuplexStream } from "@grpc/grpc-js";
 import { CacheService } from "../../gen/llmcache/v1/cache_pb.js";
 import { CacheStore, type StoreOptions } from "../engine/cache-store.js";
 import { reclaimInBackground } from "../engine/reclaimer.js";
 import { byteServiceDefinition } from "../rpc/service-definition.js";
+import { Authenticator } from "./auth/authenticator.js";
 import { asKeyBytes, cacheServiceHandlers } from "./cache-service.js";
+import { addIntrospection } from "./introspection.js";
+import { createLogger, type Logger } from "./logger.js";
+import type { CallObserver } from "./method-handlers.js";
+import { ServerMetrics } from "./metrics.js";
+import { DEFAULT_REQUEST_LIMITS, type RequestLimits } from "./request-limits.js";
+import { loadSnapshot, writeSnapshot } from "./snapshot.js";
+import { checkExposure, serverCredentials, ServerSetupError, type TlsSettings } from "./transport-security.js";
 
 /**
- * Where to listen, and the cache's limits and policy (see CacheStore): with
- * none of those given, LangChain's InMemoryCache with no size limit.
+ * Where to listen, how to let callers in, the cache's limits and policy
+ * (see CacheStore), and what to keep and show. With none of the cache
+ * settings given, LangChain's InMemoryCache with no size limit.
  */
 export interface ServerOptions extends Omit<StoreOptions, "now"> {
   /** Address to listen on. Default 127.0.0.1. */
   host?: string;
   /** Port to listen on; 0 picks a free one. Default 50051. */
   port?: number;
+  /** Serve over TLS, and with clientCa require client certificates. */
+  tls?: TlsSettings;
+  /** A YAML or JSON file of bearer tokens and their rights (see TokenFile); reloadAuth() reads it again. */
+  authFile?: string;
+  /** Allow listening beyond loopback without TLS and authentication. */
+  insecure?: boolean;
+  /** Limits on what one request may carry; each defaults to DEFAULT_REQUEST_LIMITS's. */
+  requestLimits?: Partial<RequestLimits>;
+  /** Largest request message, in bytes. Default 4 MiB. */
+  maxMessageBytes?: number;
+  /** Most calls at once on one connection. Default 1000. */
+  maxConcurrentStreams?: number;
+  /** Ping a connection idle this long, in ms. Default 2 hours. */
+  keepaliveTimeMs?: number;
+  /** Close a connection whose ping goes unanswered this long, in ms. Default 20 s. */
+  keepaliveTimeoutMs?: number;
+  /** Serve Prometheus metrics at http://host:metricsPort/metrics (0 picks a port). Default: none. */
+  metricsPort?: number;
+  /** Keep the cache in this file across restarts (see snapshot.ts). Default: none. */
+  snapshotPath?: string;
+  /** How often to write the snapshot, in ms. Default 5 minutes; it is always written on shutdown. */
+  snapshotIntervalMs?: number;
   /** How often to look for expired entries, in ms. Default 100. */
   reclaimIntervalMs?: number;
+  /** Where the server logs (pino). Default: nothing. */
+  logger?: Logger;
 }
 
 export interface RunningServer {
@@ -24,9 +57,16 @@ export interface RunningServer {
   readonly port: number;
   /** host:port, ready for a client (IPv6 hosts in brackets). */
   readonly address: string;
+  /** The metrics port actually bound, if metrics are served. */
+  readonly metricsPort: number | undefined;
+  /** Reads the auth file again; returns how many tokens it holds. On failure the old tokens stay and this throws. */
+  reloadAuth(): number;
+  /** Writes the snapshot now, if there is a snapshot path. */
+  snapshot(): Promise<void>;
   /**
-   * Stops accepting calls and lets the calls in flight finish; those still
-   * running after `graceMs` are cancelled.
+   * Drains and stops: health turns NOT_SERVING, new calls are refused and
+   * open streams ended after the message in hand; calls in flight get
+   * `graceMs` to finish, then are cancelled; the snapshot is written last.
    */
   shutdown(graceMs?: number): Promise<void>;
 }
@@ -34,35 +74,103 @@ export interface RunningServer {
 export const DEFAULT_HOST = "127.0.0.1";
 export const DEFAULT_PORT = 50051;
 const DEFAULT_SHUTDOWN_GRACE_MS = 10_000;
+const DEFAULT_SNAPSHOT_INTERVAL_MS = 5 * 60_000;
 
 export async function startServer(options: ServerOptions = {}): Promise<RunningServer> {
   const host = options.host ?? DEFAULT_HOST;
+  const logger = options.logger ?? createLogger("silent");
+  const authenticator = new Authenticator(options.authFile);
+  checkExposure({ host, tls: options.tls, tokens: authenticator.enabled, insecure: options.insecure ?? false });
+
   // The store holds names and keys as their UTF-8 bytes (see request-reader.ts), limits' names included.
   const namespaces = Object.fromEntries(Object.entries(options.namespaces ?? {}).map(([name, limits]) => [asKeyBytes(name), limits]));
   const store = new CacheStore<string>({ ...options, namespaces });
-  const stopReclaiming = reclaimInBackground(store, options.reclaimIntervalMs ?? 100);
-  const server = new Server();
-  server.addService(byteServiceDefinition(CacheService), cacheServiceHandlers(store));
+  if (options.snapshotPath) await restore(store, options.snapshotPath, logger);
+
+  const metrics = new ServerMetrics(store);
+  const observer: CallObserver = {
+    callEnded: (method, code, seconds) => metrics.callEnded(method, code, seconds),
+    failed: (path, error) => logger.error({ err: error, method: path }, "call failed"),
+  };
+  const streams = new Set<ServerDuplexStream<Buffer, Buffer>>();
+  let draining = false;
+  const server = new Server({
+    "grpc.max_receive_message_length": options.maxMessageBytes ?? 4 * 1024 * 1024,
+    "grpc.max_concurrent_streams": options.maxConcurrentStreams ?? 1000,
+    "grpc.keepalive_time_ms": options.keepaliveTimeMs ?? 2 * 60 * 60_000,
+    "grpc.keepalive_timeout_ms": options.keepaliveTimeoutMs ?? 20_000,
+  });
+  const limits = { ...DEFAULT_REQUEST_LIMITS, ...options.requestLimits };
+  server.addService(
+    byteServiceDefinition(CacheService),
+    cacheServiceHandlers(store, limits, { authenticator, observer, streams, isDraining: () => draining }),
+  );
+  const health = addIntrospection(server);
 
   const requested = hostPort(host, options.port ?? DEFAULT_PORT);
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(requested, ServerCredentials.createInsecure(), (error, bound) =>
-      error ? reject(new Error(`cannot listen on ${requested}: ${error.message}`, { cause: error })) : resolve(bound),
+    server.bindAsync(requested, serverCredentials(options.tls), (error, bound) =>
+      error ? reject(new ServerSetupError(`cannot listen on ${requested}: ${error.message}`, { cause: error })) : resolve(bound),
     );
   });
+  const metricsServer = options.metricsPort === undefined ? undefined : await metrics.serve(host, options.metricsPort);
+
+  const stopReclaiming = reclaimInBackground(store, options.reclaimIntervalMs ?? 100);
+  let snapshotting: Promise<void> | undefined;
+  const snapshot = async () => {
+    if (!options.snapshotPath) return;
+    // One at a time: a snapshot still being written when the next is due is the next.
+    snapshotting ??= writeSnapshot(store, options.snapshotPath)
+      .then((written) => logger.info({ snapshot: options.snapshotPath, ...written }, "snapshot written"))
+      .finally(() => (snapshotting = undefined));
+    return snapshotting;
+  };
+  const snapshotTimer = options.snapshotPath
+    ? setInterval(() => snapshot().catch((error) => logger.error({ err: error }, "snapshot failed")), options.snapshotIntervalMs ?? DEFAULT_SNAPSHOT_INTERVAL_MS)
+    : undefined;
+  snapshotTimer?.unref();
+
+  health.setServing("SERVING");
+  logger.info({ address: hostPort(host, port), tls: Boolean(options.tls), mutualTls: Boolean(options.tls?.clientCa), tokens: authenticator.enabled, metricsPort: metricsServer?.port }, "serving");
 
   return {
     host,
     port,
     address: hostPort(host, port),
-    shutdown: (graceMs = DEFAULT_SHUTDOWN_GRACE_MS) => {
+    metricsPort: metricsServer?.port,
+    reloadAuth() {
+      const tokens = authenticator.reload();
+      logger.info({ tokens }, "auth file reloaded");
+      return tokens;
+    },
+    snapshot,
+    async shutdown(graceMs = DEFAULT_SHUTDOWN_GRACE_MS) {
+      draining = true;
+      health.setServing("NOT_SERVING");
+      logger.info({ openStreams: streams.size }, "draining");
+      // The server answers a stream's message as it arrives: one waiting for
+      // its next message has nothing in flight and can end now.
+      for (const call of streams) call.end();
+      await stopServer(server, graceMs);
       stopReclaiming();
-      return shutdown(server, graceMs);
+      clearInterval(snapshotTimer);
+      await snapshotting?.catch(() => {});
+      await snapshot();
+      await metricsServer?.close();
+      logger.info("stopped");
     },
   };
 }
 
-function shutdown(server: Server, graceMs: number): Promise<void> {
+async function restore(store: CacheStore<string>, path: string, logger: Logger): Promise<void> {
+  const loaded = await loadSnapshot(store, path);
+  if (loaded.kind === "loaded") logger.info({ snapshot: path, ...loaded }, "snapshot loaded");
+  else if (loaded.kind === "corrupt") {
+    logger.error({ snapshot: path, problem: loaded.problem, movedTo: loaded.movedTo }, "snapshot unusable: set aside, starting empty");
+  }
+}
+
+function stopServer(server: Server, graceMs: number): Promise<void> {
   return new Promise((resolve) => {
     const force = setTimeout(() => server.forceShutdown(), graceMs);
     server.tryShutdown(() => {

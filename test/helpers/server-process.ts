@@ -45,7 +45,7 @@ export async function startServerProcess(args: string[] = [], env: NodeJS.Proces
     const timer = setTimeout(() => reject(new Error(`server did not start within 10 s; stderr: ${stderr}`)), 10_000);
     child.stdout!.on("data", (chunk) => {
       stdout += chunk;
-      const match = /^llmcache listening on (\S+)$/m.exec(stdout);
+      const match = /^llmcache listening on (\S+)/m.exec(stdout);
       if (match) {
         clearTimeout(timer);
         resolve(match[1]!);

@@ -1,0 +1,31 @@
+import { loadSync } from "@grpc/proto-loader";
+import { ReflectionService } from "@grpc/reflection";
+import type { Server } from "@grpc/grpc-js";
+import { HealthImplementation } from "grpc-health-check";
+import { fileURLToPath } from "node:url";
+import { CacheService } from "../../gen/llmcache/v1/cache_pb.js";
+
+// The .proto files ship with the package; reflection serves their descriptors.
+const PROTO_ROOT = fileURLToPath(new URL("../../../proto", import.meta.url));
+const CACHE_PROTO = "llmcache/v1/cache.proto";
+
+export type ServingStatus = "SERVING" | "NOT_SERVING";
+
+/**
+ * The standard services generic tools expect: grpc.health.v1.Health, for
+ * the server as a whole ("") and for CacheService, and server reflection,
+ * so that grpcurl and the like can list and call the service without the
+ * .proto at hand. Health starts NOT_SERVING.
+ */
+export function addIntrospection(server: Server): { setServing(status: ServingStatus): void } {
+  const health = new HealthImplementation({ "": "NOT_SERVING", [CacheService.typeName]: "NOT_SERVING" });
+  health.addToServer(server);
+  const definition = loadSync(CACHE_PROTO, { includeDirs: [PROTO_ROOT] });
+  new ReflectionService(definition).addToServer(server);
+  return {
+    setServing(status) {
+      health.setStatus("", status);
+      health.setStatus(CacheService.typeName, status);
+    },
+  };
+}

@@ -1,0 +1,91 @@
+import { createServer, type Server as HttpServer } from "node:http";
+import type { status } from "@grpc/grpc-js";
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { CacheStore } from "../engine/cache-store.js";
+import { statusName } from "../rpc/errors.js";
+
+/**
+ * Prometheus metrics of one server: calls by method and status, call
+ * latency, and the store's own figures (read from its statistics at scrape
+ * time, in total: namespace names are the callers' and would make the
+ * label set unbounded), with Node's defaults (event-loop lag, heap, CPU).
+ */
+export class ServerMetrics {
+  readonly registry = new Registry();
+  readonly #calls: Counter<"method" | "code">;
+  readonly #latency: Histogram<"method">;
+
+  constructor(store: CacheStore<unknown>) {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry, prefix: "llmcache_" });
+    this.#calls = new Counter({ name: "llmcache_calls_total", help: "Calls by method and gRPC status code.", labelNames: ["method", "code"], registers });
+    this.#latency = new Histogram({
+      name: "llmcache_call_duration_seconds",
+      help: "Time from a call's start to its status, by method (streams: their whole life).",
+      labelNames: ["method"],
+      buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1, 10],
+      registers,
+    });
+    const total = () => store.stats().total;
+    // The store counts for itself; at each scrape the metrics take its figures.
+    gaugeFrom(registers, "llmcache_entries", "Entries held.", () => total().entries);
+    gaugeFrom(registers, "llmcache_bytes", "Accounted bytes held.", () => total().bytes);
+    counterFrom(registers, "llmcache_hits_total", "Lookups that found a live entry.", () => total().hits);
+    counterFrom(registers, "llmcache_misses_total", "Lookups that found none.", () => total().misses);
+    counterFrom(registers, "llmcache_bypasses_total", "Lookups that asked to skip the cache.", () => total().bypasses);
+    counterFrom(registers, "llmcache_expirations_total", "Lookups that found their entry expired.", () => total().expirations);
+    new Counter({
+      name: "llmcache_evictions_total",
+      help: "Entries evicted, by cause: size (maxsize), bytes (max bytes), ttl (expired).",
+      labelNames: ["cause"],
+      registers,
+      collect() {
+        const evictions = total().evictions;
+        this.reset();
+        for (const cause of ["size", "bytes", "ttl"] as const) this.inc({ cause }, evictions[cause]);
+      },
+    });
+  }
+
+  callEnded(method: string, code: status, seconds: number): void {
+    this.#calls.inc({ method, code: statusName(code) });
+    this.#latency.observe({ method }, seconds);
+  }
+
+  /** Serves GET /metrics on its own HTTP port; resolves with the port bound. */
+  async serve(host: string, port: number): Promise<{ port: number; close(): Promise<void> }> {
+    const server: HttpServer = createServer((request, response) => {
+      if (request.method !== "GET" || request.url?.split("?")[0] !== "/metrics") {
+        response.writeHead(404, { "content-type": "text/plain" }).end("not found: metrics are at /metrics\n");
+        return;
+      }
+      this.registry.metrics().then(
+        (text) => response.writeHead(200, { "content-type": this.registry.contentType }).end(text),
+        (error: Error) => response.writeHead(500, { "content-type": "text/plain" }).end(`${error.message}\n`),
+      );
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(port, host, () => resolve());
+    });
+    const bound = (server.address() as { port: number }).port;
+    return { port: bound, close: () => new Promise((resolve) => server.close(() => resolve())) };
+  }
+}
+
+function gaugeFrom(registers: Registry[], name: string, help: string, read: () => number): void {
+  new Gauge({ name, help, registers, collect() { this.set(read()); } });
+}
+
+/** A counter whose value is a count kept elsewhere: at each scrape it is set to that count. */
+function counterFrom(registers: Registry[], name: string, help: string, read: () => number): void {
+  new Counter({
+    name,
+    help,
+    registers,
+    collect() {
+      this.reset();
+      this.inc(read());
+    },
+  });
+}
