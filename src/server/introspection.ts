@@ -1,7 +1,8 @@
 import { loadSync } from "@grpc/proto-loader";
 import { ReflectionService } from "@grpc/reflection";
 import type { Server } from "@grpc/grpc-js";
-import { HealthImplementation } from "grpc-health-check";
+import { HealthImplementation, protoPath as healthProtoPath } from "grpc-health-check";
+import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { CacheService } from "../../gen/llmcache/v1/cache_pb.js";
 
@@ -20,7 +21,8 @@ export type ServingStatus = "SERVING" | "NOT_SERVING";
 export function addIntrospection(server: Server): { setServing(status: ServingStatus): void } {
   const health = new HealthImplementation({ "": "NOT_SERVING", [CacheService.typeName]: "NOT_SERVING" });
   health.addToServer(server);
-  const definition = loadSync(CACHE_PROTO, { includeDirs: [PROTO_ROOT] });
+  // Reflection describes what its definition holds: our contract, and health's, so tools see both.
+  const definition = loadSync([CACHE_PROTO, "health.proto"], { keepCase: true, includeDirs: [PROTO_ROOT, dirname(healthProtoPath)] });
   new ReflectionService(definition).addToServer(server);
   return {
     setServing(status) {

@@ -15,6 +15,8 @@ export interface ServerProcess {
   readonly address: string;
   /** Everything the server wrote to stderr so far. */
   stderr(): string;
+  /** Everything the server wrote to stdout so far. */
+  stdout(): string;
   /** Sends the signal, unless the process has exited already, and waits for it to exit. */
   stop(signal?: NodeJS.Signals): Promise<Exit>;
   /** Waits for the process to exit. */
@@ -60,6 +62,7 @@ export async function startServerProcess(args: string[] = [], env: NodeJS.Proces
     child,
     address,
     stderr: () => stderr,
+    stdout: () => stdout,
     stop(signal = "SIGTERM") {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
       return exited;
