@@ -1,6 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
-import { readFileSync } from "node:fs";
 import { createServer, type AddressInfo } from "node:net";
 import { fileURLToPath } from "node:url";
 
@@ -18,9 +17,6 @@ const EMPTY_SERVER = fileURLToPath(new URL("./empty-server.js", import.meta.url)
 export function startLlmcache(args: string[] = [], nodeFlags: string[] = []): Promise<RunningProcess> {
   return startPrinting(process.execPath, [...nodeFlags, CLI, "serve", "--port", "0", ...args], /listening on (\S+)/);
 }
-
-/** Flags for a server whose garbage can be collected on SIGUSR2 (see gc-on-signal.ts). */
-export const COLLECTABLE = ["--expose-gc", "--import", fileURLToPath(new URL("./gc-on-signal.js", import.meta.url))];
 
 /** Has the process collect its garbage, and waits until it has. */
 export async function collectGarbage(running: RunningProcess): Promise<void> {
@@ -45,12 +41,6 @@ export async function startRedis(): Promise<RunningProcess> {
   });
   await waitForOutput(child, /Ready to accept connections/);
   return wrap(child, `127.0.0.1:${port}`);
-}
-
-/** Resident memory of a process, in bytes (VmRSS). */
-export function residentBytes(pid: number): number {
-  const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-  return Number(match![1]) * 1024;
 }
 
 export async function freePort(): Promise<number> {
@@ -96,3 +86,5 @@ function wrap(child: ChildProcess, address: string): RunningProcess {
     },
   };
 }
+
+export { COLLECTABLE, residentBytes } from "../test/helpers/memory.js";

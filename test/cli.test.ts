@@ -101,6 +101,18 @@ describe("the llmcache command", function () {
       }
     });
 
+    it("warns, with the figure, when V8 may hold far more than the byte budget", async () => {
+      const server = await startServerProcess(["--max-bytes", "64MiB"]);
+      const bounded = await startServerProcess(["--max-bytes", "64MiB"], {}, ["--max-old-space-size=176"]);
+      try {
+        assert.match(server.stderr(), /start node with --max-old-space-size=176 \(NODE_OPTIONS\) to bound it/);
+        assert.doesNotMatch(bounded.stderr(), /max-old-space-size/);
+      } finally {
+        await server.stop();
+        await bounded.stop();
+      }
+    });
+
     it("takes per-namespace limits from LLMCACHE_NAMESPACE_LIMITS", async () => {
       const server = await startServerProcess([], { LLMCACHE_NAMESPACE_LIMITS: "tiny:maxsize=1;other:max-bytes=1MiB,default-ttl=1h" });
       try {

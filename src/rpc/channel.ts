@@ -33,6 +33,9 @@ export function openChannel(settings: ChannelSettings): Client {
     // grpc-js keeps every message of a call for a possible retry until the
     // call commits; the calls here are never retried by grpc-js.
     "grpc.enable_retries": 0,
+    // After a cache server restarts, clients should be back within seconds,
+    // not after grpc-js's default of up to two minutes between attempts.
+    "grpc.max_reconnect_backoff_ms": 5_000,
   };
   const tls = settings.tls;
   if (tls?.serverName) options["grpc.ssl_target_name_override"] = tls.serverName;

@@ -31,9 +31,12 @@ export function killLeftoverServers(): void {
   running.clear();
 }
 
-/** Starts `llmcache serve --port 0 ...args` as a child process and waits for its "listening on" line. */
-export async function startServerProcess(args: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<ServerProcess> {
-  const child = spawn(process.execPath, [CLI, "serve", "--port", "0", ...args], {
+/**
+ * Starts `llmcache serve --port 0 ...args` as a child process (`--port`
+ * later in args wins) and waits for its "listening on" line.
+ */
+export async function startServerProcess(args: string[] = [], env: NodeJS.ProcessEnv = {}, nodeFlags: string[] = []): Promise<ServerProcess> {
+  const child = spawn(process.execPath, [...nodeFlags, CLI, "serve", "--port", "0", ...args], {
     env: { ...process.env, ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
