@@ -4,6 +4,7 @@ import {
   CacheService,
   CacheStatsSchema,
   ClearRequestSchema,
+  StatsRequestSchema,
   StatsResponseSchema,
   type CacheStats as WireCacheStats,
 } from "../../gen/llmcache/v1/cache_pb.js";
@@ -112,7 +113,8 @@ export function cacheServiceMethods(
     },
     [stream.localName]: (request, principal) =>
       encodeStreamResponse(readStreamRequest(request, limits).map((operation) => execute(operation, principal))),
-    [stats.localName]: (_request, principal) => {
+    [stats.localName]: (request, principal) => {
+      decodeMessage(StatsRequestSchema, request);
       if (!principal.canReadStats()) throw new CacheError("PERMISSION_DENIED", `token "${principal.name}" may not read the statistics`);
       const report = store.stats();
       const namespaces: Record<string, WireCacheStats> = {};

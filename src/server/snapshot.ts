@@ -1,4 +1,4 @@
-import { createHash, type Hash } from "node:crypto";
+import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { open, rename, stat, unlink } from "node:fs/promises";
 import { dirname } from "node:path";

@@ -3,16 +3,8 @@ import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { status } from "@grpc/grpc-js";
 import { CacheClient, CacheError, type Generation } from "../../src/index.js";
+import { isCacheError } from "../helpers/assertions.js";
 import { startScriptedServer, type ScriptedServer } from "../helpers/scripted-server.js";
-
-function isCacheError(code: string, message: RegExp) {
-  return (error: unknown) => {
-    assert.ok(error instanceof CacheError, `a CacheError, got ${error}`);
-    assert.equal(error.code, code);
-    assert.match(error.message, message);
-    return true;
-  };
-}
 
 const textOf = (i: number): Generation[] => [{ text: `answer ${i}` }];
 

@@ -1,16 +1,8 @@
 import assert from "node:assert/strict";
-import { CacheClient, CacheError, startServer } from "../../src/index.js";
+import { CacheClient, startServer } from "../../src/index.js";
+import { isCacheError } from "../helpers/assertions.js";
 import { startServerProcess, type ServerProcess } from "../helpers/server-process.js";
 import { closedPort, startSilentListener, startStalledGrpcServer } from "../helpers/stalled-server.js";
-
-function isCacheError(code: string, message: RegExp) {
-  return (error: unknown) => {
-    assert.ok(error instanceof CacheError, `a CacheError, got ${error}`);
-    assert.equal(error.code, code);
-    assert.match(error.message, message);
-    return true;
-  };
-}
 
 async function elapsedMs(run: () => unknown): Promise<number> {
   const start = performance.now();

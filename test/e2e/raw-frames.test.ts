@@ -105,6 +105,14 @@ describe("the server, given raw frames", function () {
     assert.equal(reply.status, status.RESOURCE_EXHAUSTED);
   });
 
+  it("answers INVALID_ARGUMENT for bytes that are not a ClearRequest or a StatsRequest", async () => {
+    for (const method of ["Clear", "Stats"]) {
+      const reply = await rawCall(server.address, `/llmcache.v1.CacheService/${method}`, grpcFrame(Buffer.from([0x0a, 0x05, 0x61])));
+      assert.equal(reply.status, status.INVALID_ARGUMENT, method);
+      assert.equal(reply.message, `cannot decode llmcache.v1.${method}Request: premature EOF`);
+    }
+  });
+
   it("answers UNIMPLEMENTED for a method the service does not have", async () => {
     const reply = await rawCall(server.address, "/llmcache.v1.CacheService/Nope", grpcFrame(Buffer.alloc(0)));
     assert.equal(reply.status, status.UNIMPLEMENTED);
