@@ -1,11 +1,16 @@
 import assert from "node:assert/strict";
+import { create, toBinary } from "@bufbuild/protobuf";
 import { Redis } from "ioredis";
-import { CacheClient } from "../src/index.js";
+import { LookupResponseSchema } from "../gen/llmcache/v1/cache_pb.js";
+import { CacheClient, ENTRY_OVERHEAD_BYTES } from "../src/index.js";
 import { collectGarbage, COLLECTABLE, residentBytes, startLlmcache, type RunningProcess } from "./processes.js";
 import { progress, type Row } from "./results.js";
 import { generationOf, langchainRedisValue, LLM_STRING, missPromptOf, promptOf } from "./workload.js";
 
 const CHUNK = 1000;
+/** What an entry's own bytes are on the server: its prompt, and its generation as stored (encoded, with its field header). */
+const KEY_AND_VALUE_BYTES =
+  Buffer.byteLength(promptOf(0)) + toBinary(LookupResponseSchema, create(LookupResponseSchema, { generations: [{ text: generationOf(500)[0]!.text }] })).length;
 
 /**
  * Memory per entry for `entries` entries of a 200 B prompt, one 300 B
@@ -45,7 +50,10 @@ export async function memoryBench(options: { redisPort: number; entries: number;
       anchor: "redis-server used_memory",
       unit: "B/entry",
       value: llmcache.perEntry,
-      note: `server resident after loading: ${(llmcache.resident / 2 ** 20).toFixed(0)} MiB${caveat}`,
+      note:
+        `server resident after loading: ${(llmcache.resident / 2 ** 20).toFixed(0)} MiB; ` +
+        `${Math.round(llmcache.perEntry - KEY_AND_VALUE_BYTES)} B per entry beyond its prompt and stored generations ` +
+        `(ENTRY_OVERHEAD_BYTES is ${ENTRY_OVERHEAD_BYTES})${caveat}`,
     },
   ];
 }

@@ -72,6 +72,17 @@ describe("the llmcache command", function () {
       assertOneLineError(await llmcache(["serv"]), 2, /^llmcache: unknown command "serv" \(commands: serve, lookup, update, clear, stats, hash-token\)/);
     });
 
+    it("reports a metrics port already in use with exit code 1, and does not stay listening", async () => {
+      const first = await startServerProcess(["--metrics-port", "0"]);
+      try {
+        const metricsPort = /metrics on port (\d+)/.exec(first.stdout())![1]!;
+        const run = await llmcache(["serve", "--port", "0", "--metrics-port", metricsPort]);
+        assertOneLineError(run, 1, new RegExp(`^llmcache: cannot serve metrics on 127\\.0\\.0\\.1:${metricsPort}: listen EADDRINUSE`));
+      } finally {
+        await first.stop();
+      }
+    });
+
     it("reports a port already in use with exit code 1", async () => {
       const first = await startServerProcess();
       try {

@@ -47,7 +47,8 @@ interface Operation {
   request: Uint8Array;
   timeoutMs: number;
   deadline: number;
-  sent: boolean;
+  /** The stream it was sent on; undefined while it waits to be sent. */
+  sentOn: ClientDuplexStream<Buffer, Buffer> | undefined;
   resolve(result: StreamOutcome): void;
   reject(error: Error): void;
   signal: AbortSignal | undefined;
@@ -102,7 +103,7 @@ export class OperationStream {
         request,
         timeoutMs,
         deadline: Date.now() + timeoutMs,
-        sent: false,
+        sentOn: undefined,
         resolve,
         reject,
         signal,
@@ -156,7 +157,7 @@ export class OperationStream {
         batch = [];
         batchBytes = 0;
       }
-      operation.sent = true;
+      operation.sentOn = call;
       batch.push(operation);
       batchBytes += size;
     }
@@ -184,7 +185,7 @@ export class OperationStream {
     }
     for (const result of results) {
       const operation = this.#operations.get(result.id);
-      if (operation?.sent) this.#settle(operation, result);
+      if (operation?.sentOn === call) this.#settle(operation, result);
     }
     if (this.#operations.size === 0) this.#endWhenIdle(call);
   }
@@ -199,11 +200,15 @@ export class OperationStream {
     else this.#fail(call, error.code, error.details);
   }
 
-  /** Fails what the broken stream carried; what it did not carry yet goes on the next one. */
+  /**
+   * Fails what the broken stream carried, and only that: operations sent on a
+   * newer stream (after an idle one was ended, say) are not its to fail, and
+   * those not sent yet go on the next one.
+   */
   #fail(call: ClientDuplexStream<Buffer, Buffer>, code: number, details: string): void {
     if (this.#call === call) this.#call = undefined;
     for (const operation of this.#operations.values()) {
-      if (operation.sent) this.#settle(operation, callFailure(operation.label, code, details));
+      if (operation.sentOn === call) this.#settle(operation, callFailure(operation.label, code, details));
     }
   }
 

@@ -20,10 +20,10 @@ export interface CheckedLimits {
 /**
  * Added to each entry's key and value bytes when it is accounted: what an
  * entry costs the server beyond those bytes (a Map slot, string headers,
- * per-slot columns, heap slack). `npm run bench` measures it: 908 resident
- * bytes per entry for a 200 B prompt and 505 B of stored generations.
+ * per-slot columns, heap slack). `npm run bench` measures it: 928 resident
+ * bytes per entry for a 200 B prompt and 505 B of stored generations, so 223.
  */
-export const ENTRY_OVERHEAD_BYTES = 200;
+export const ENTRY_OVERHEAD_BYTES = 224;
 
 export function checkLimits(limits: Limits, where = ""): CheckedLimits {
   if (typeof limits !== "object" || limits === null) throw new TypeError(`${where}limits must be an object`);

@@ -113,7 +113,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
       error ? reject(new ServerSetupError(`cannot listen on ${requested}: ${error.message}`, { cause: error })) : resolve(bound),
     );
   });
-  const metricsServer = options.metricsPort === undefined ? undefined : await metrics.serve(host, options.metricsPort);
+  const metricsServer = options.metricsPort === undefined ? undefined : await serveMetrics(metrics, host, options.metricsPort, server);
 
   const stopReclaiming = reclaimInBackground(store, options.reclaimIntervalMs ?? 100);
   let snapshotting: Promise<void> | undefined;
@@ -167,6 +167,16 @@ async function restore(store: CacheStore<string>, path: string, logger: Logger):
   if (loaded.kind === "loaded") logger.info({ snapshot: path, ...loaded }, "snapshot loaded");
   else if (loaded.kind === "corrupt") {
     logger.error({ snapshot: path, problem: loaded.problem, movedTo: loaded.movedTo }, "snapshot unusable: set aside, starting empty");
+  }
+}
+
+/** Serves the metrics, or stops the gRPC server already listening and says why it cannot. */
+async function serveMetrics(metrics: ServerMetrics, host: string, port: number, server: Server) {
+  try {
+    return await metrics.serve(host, port);
+  } catch (error) {
+    server.forceShutdown();
+    throw new ServerSetupError(`cannot serve metrics on ${hostPort(host, port)}: ${(error as Error).message}`, { cause: error });
   }
 }
 

@@ -39,7 +39,12 @@ export interface SnapshotWritten {
  * snapshot holds each entry as it was when reached (see CacheStore.walk).
  * Expired entries are left out.
  */
-export async function writeSnapshot(store: CacheStore<string>, path: string, now: () => number = Date.now): Promise<SnapshotWritten> {
+export async function writeSnapshot(
+  store: CacheStore<string>,
+  path: string,
+  now: () => number = Date.now,
+  sliceMs = SLICE_MS,
+): Promise<SnapshotWritten> {
   const temporary = `${path}.tmp-${process.pid}`;
   const file = await open(temporary, "w", 0o600);
   const walk = store.walk();
@@ -58,7 +63,7 @@ export async function writeSnapshot(store: CacheStore<string>, path: string, now
       const sliceStart = performance.now();
       const records: Buffer[] = [];
       const time = now();
-      while (performance.now() - sliceStart < SLICE_MS) {
+      while (performance.now() - sliceStart < sliceMs) {
         const entry = walk.next();
         if (!entry) {
           done = true;

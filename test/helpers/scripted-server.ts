@@ -39,7 +39,12 @@ export interface ScriptedServer {
  * that may answer a stream operation its own way or late.
  */
 export async function startScriptedServer(
-  options: { port?: number; answer?: (operation: StreamOperation) => ScriptedAnswer | undefined } = {},
+  options: {
+    port?: number;
+    answer?: (operation: StreamOperation) => ScriptedAnswer | undefined;
+    /** How long the server waits, once a client has ended its side of a stream, before it ends its own. */
+    endDelayMs?: number;
+  } = {},
 ): Promise<ScriptedServer> {
   const store = new CacheStore<string>();
   const context = {
@@ -78,7 +83,7 @@ export async function startScriptedServer(
         else send();
       }
     });
-    call.on("end", () => call.end());
+    call.on("end", () => setTimeout(() => call.end(), options.endDelayMs ?? 0));
     call.on("error", () => {});
   };
 
