@@ -1,7 +1,7 @@
 import { Metadata, status, type Client, type ServiceError } from "@grpc/grpc-js";
 import { passBytes } from "./codec.js";
 import { ENTRY_TOO_LARGE_REASON, EntryTooLargeError } from "../engine/entry-too-large-error.js";
-import { CacheError, statusName } from "./errors.js";
+import { CacheError, REASON_TRAILER, statusName } from "./errors.js";
 
 export interface UnaryCallOptions {
   /** The call's deadline, from now. */
@@ -39,9 +39,6 @@ export function callUnary(client: Client, path: string, request: Buffer, options
     signal?.addEventListener("abort", onAbort, { once: true });
   });
 }
-
-/** The trailer in which a server gives a failure's machine-readable reason. */
-export const REASON_TRAILER = "llmcache-reason";
 
 /**
  * The error a failed call rejects with: a CacheError, "Lookup failed:

@@ -1,8 +1,7 @@
 import { Metadata, status, type StatusObject } from "@grpc/grpc-js";
 import { ENTRY_TOO_LARGE_REASON, EntryTooLargeError } from "../engine/entry-too-large-error.js";
 import { DecodeError } from "../rpc/codec.js";
-import { CacheError } from "../rpc/errors.js";
-import { REASON_TRAILER } from "../rpc/unary-call.js";
+import { CacheError, REASON_TRAILER } from "../rpc/errors.js";
 import { LimitExceededError } from "./request-limits.js";
 
 
