@@ -16,6 +16,19 @@ export function copyJson(value: unknown, path: string): JsonValue {
 }
 
 /**
+ * Deep-copies JSON that copyJson has already checked: the same result,
+ * without checking every string and member again. For values a cache holds
+ * and hands out over and over.
+ */
+export function cloneJson<T extends JsonValue>(value: T): T {
+  if (typeof value !== "object" || value === null) return value;
+  if (Array.isArray(value)) return value.map((item) => cloneJson(item)) as T;
+  const copy: JsonObject = {};
+  for (const key of Object.keys(value)) setMember(copy, key, cloneJson(value[key]!));
+  return copy as T;
+}
+
+/**
  * How deeply JSON may nest. Each level costs two levels of protobuf message
  * nesting in google.protobuf.Struct, and decoders stop at 100; this bound
  * also turns a cycle into an error instead of a stack overflow.

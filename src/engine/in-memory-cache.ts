@@ -9,6 +9,7 @@ import {
   type UpdateOptions,
 } from "../call-options.js";
 import { checkKey, copyGenerations, type Generation } from "../generation.js";
+import { cloneJson, type JsonValue } from "../json.js";
 import { CacheStore, type StoreOptions } from "./cache-store.js";
 import { reclaimInBackground } from "./reclaimer.js";
 
@@ -60,7 +61,8 @@ export class InMemoryCache implements BaseCache {
       return null;
     }
     const generations = this.#store.get(namespace, prompt, llmString);
-    return generations === undefined ? null : copyGenerations(generations);
+    // Stored copies were checked on the way in: handing one out needs a copy, not another check.
+    return generations === undefined ? null : cloneJson(generations as unknown as JsonValue) as unknown as Generation[];
   }
 
   update(prompt: string, llmString: string, generations: Generation[], options?: UpdateOptions): void {
