@@ -1,8 +1,7 @@
-import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { CacheClient, DEFAULT_ADDRESS } from "../client/cache-client.js";
 import type { Generation } from "../generation.js";
-import { integerSetting, parsedSetting, parsingFlags, setting, UsageError } from "./settings.js";
+import { integerSetting, parsedSetting, parsingFlags, readSettingFile, setting, UsageError } from "./settings.js";
 import { parseDuration } from "./units.js";
 import { sha256 } from "../server/auth/token-file.js";
 
@@ -99,17 +98,11 @@ export async function statsCommand(args: string[]): Promise<void> {
 }
 
 async function withClient(values: ConnectionValues, use: (client: CacheClient) => Promise<void>): Promise<void> {
-  const given = (flag: keyof ConnectionValues & string) =>
-    setting(flag, values[flag] as string | undefined, `LLMCACHE_${flag.toUpperCase().replace(/-/g, "_")}`);
+  const given = (flag: keyof ConnectionValues & string) => setting(flag, values[flag] as string | undefined);
   const timeout = given("timeout-ms");
   const file = (flag: "tls-ca" | "tls-cert" | "tls-key") => {
     const path = given(flag);
-    if (!path) return undefined;
-    try {
-      return readFileSync(path.raw, "utf8");
-    } catch (error) {
-      throw new UsageError(`cannot read ${path.source} ${path.raw}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
-    }
+    return path && readSettingFile(path).toString("utf8");
   };
   const [ca, cert, key] = [file("tls-ca"), file("tls-cert"), file("tls-key")];
   const serverName = given("tls-server-name")?.raw;

@@ -1,11 +1,10 @@
 import { logVerbosity, setLogVerbosity } from "@grpc/grpc-js";
-import { readFileSync } from "node:fs";
 import { getHeapStatistics } from "node:v8";
 import { parseArgs } from "node:util";
 import { checkMaxsize, checkPolicy, type Limits } from "../engine/limits.js";
 import { checkLogLevel, createLogger } from "../server/logger.js";
 import { DEFAULT_HOST, DEFAULT_PORT, startServer, type ServerOptions } from "../server/server.js";
-import { checkPort, integerSetting, parsedSetting, parsingFlags, setting, UsageError, type Setting } from "./settings.js";
+import { checkPort, integerSetting, parsedSetting, parsingFlags, readSettingFile, setting, UsageError, type Setting } from "./settings.js";
 import { parseBytes, parseDuration } from "./units.js";
 
 const FLAGS = {
@@ -42,7 +41,7 @@ type Flag = Exclude<keyof typeof FLAGS, "namespace-limit" | "insecure">;
 export async function serveCommand(args: string[]): Promise<void> {
   const { values } = parsingFlags(() => parseArgs({ args, options: FLAGS }));
   // A flag, else its LLMCACHE_* variable (--max-bytes: LLMCACHE_MAX_BYTES).
-  const given = (flag: Flag): Setting | undefined => setting(flag, values[flag], `LLMCACHE_${flag.toUpperCase().replace(/-/g, "_")}`);
+  const given = (flag: Flag): Setting | undefined => setting(flag, values[flag]);
   const integer = (flag: Flag, check?: (n: number) => number | undefined) => optional(given(flag), (value) => integerSetting(value, check ?? positive));
   const bytes = (flag: Flag) => optional(given(flag), (value) => parsedSetting(value, parseBytes));
   const duration = (flag: Flag) => optional(given(flag), (value) => parsedSetting(value, parseDuration));
@@ -147,14 +146,6 @@ function optional<T>(value: Setting | undefined, read: (value: Setting) => T): T
 function positive(n: number): number {
   if (n <= 0) throw new RangeError("must be greater than 0");
   return n;
-}
-
-function readSettingFile(value: Setting): Buffer {
-  try {
-    return readFileSync(value.raw);
-  } catch (error) {
-    throw new UsageError(`cannot read ${value.source} ${value.raw}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
-  }
 }
 
 /** Leaves out the settings not given, so that the server's defaults apply. */

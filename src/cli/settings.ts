@@ -1,3 +1,5 @@
+import { readFileSync } from "node:fs";
+
 
 /** A mistake in how the program was called: reported in one line, exit code 2. */
 export class UsageError extends Error {
@@ -22,10 +24,24 @@ export interface Setting {
   source: string;
 }
 
-export function setting(flag: string, flagValue: string | undefined, envName: string): Setting | undefined {
+export function setting(flag: string, flagValue: string | undefined, envName = envNameOf(flag)): Setting | undefined {
   if (flagValue !== undefined) return { raw: flagValue, source: `--${flag}` };
   const fromEnv = process.env[envName];
   return fromEnv ? { raw: fromEnv, source: envName } : undefined;
+}
+
+/** The environment variable of a flag: --max-bytes is LLMCACHE_MAX_BYTES. */
+function envNameOf(flag: string): string {
+  return `LLMCACHE_${flag.toUpperCase().replace(/-/g, "_")}`;
+}
+
+/** Reads the file a setting names; a file that cannot be read is a UsageError naming the setting. */
+export function readSettingFile(value: Setting): Buffer {
+  try {
+    return readFileSync(value.raw);
+  } catch (error) {
+    throw new UsageError(`cannot read ${value.source} ${value.raw}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+  }
 }
 
 /** Reads an integer setting; `check` may throw to refuse a value, with a message naming the rule. */
