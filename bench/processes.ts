@@ -20,7 +20,7 @@ export function startLlmcache(args: string[] = [], nodeFlags: string[] = []): Pr
 
 /** Has the process collect its garbage, and waits until it has. */
 export async function collectGarbage(running: RunningProcess): Promise<void> {
-  const done = waitForOutput(running.child, /collected\n$/);
+  const done = waitForOutput(running.child, /collected \d+\n$/);
   running.child.kill("SIGUSR2");
   await done;
 }
