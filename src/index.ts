@@ -3,7 +3,8 @@ export type { BaseCache, CacheStatsReport } from "./base-cache.js";
 export type { ClearOptions, LookupOptions, UpdateOptions } from "./call-options.js";
 export { InMemoryCache, type InMemoryCacheOptions } from "./engine/in-memory-cache.js";
 export { EntryTooLargeError } from "./engine/entry-too-large-error.js";
-export { ENTRY_OVERHEAD_BYTES, type EvictionPolicy, type Limits } from "./engine/limits.js";
+export { ENTRY_OVERHEAD_BYTES, GROUP_OVERHEAD_BYTES, NAMESPACE_OVERHEAD_BYTES, type EvictionPolicy, type Limits } from "./engine/limits.js";
+export { TooManyNamespacesError } from "./engine/too-many-namespaces-error.js";
 export type { CacheStats } from "./engine/stats.js";
 export {
   CacheClient,

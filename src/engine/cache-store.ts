@@ -1,20 +1,27 @@
 import { EntryTooLargeError } from "./entry-too-large-error.js";
 import {
   checkLimits,
+  checkMaxNamespaces,
   checkPolicy,
   checkTtl,
   ENTRY_OVERHEAD_BYTES,
+  GROUP_OVERHEAD_BYTES,
+  IDLE_NAMESPACES_KEPT,
+  NAMESPACE_OVERHEAD_BYTES,
   type CheckedLimits,
   type EvictionPolicy,
   type Limits,
 } from "./limits.js";
-import { addStats, newCounters, toStats, type CacheStats, type Counters } from "./stats.js";
+import { newCounters, toStats, type CacheStats, type Counter, type Counters } from "./stats.js";
+import { TooManyNamespacesError } from "./too-many-namespaces-error.js";
 
 export interface StoreOptions extends Limits {
   /** "fifo" (the default, LangChain's): the oldest inserted goes first. "lru": the least recently used. */
   policy?: EvictionPolicy | null;
   /** Limits of particular namespaces, on top of the store's own. */
   namespaces?: Record<string, Limits> | null;
+  /** Most namespaces that may hold entries at once (see TooManyNamespacesError). Default DEFAULT_MAX_NAMESPACES. */
+  maxNamespaces?: number | null;
   /** The clock, in milliseconds; tests pass a fake one. Default Date.now. */
   now?: () => number;
 }
@@ -53,6 +60,17 @@ export interface StoreWalk<V> {
   close(): void;
 }
 
+/** Most namespaces listed one by one in stats(); the total always counts them all. */
+export const STATS_NAMESPACES_LISTED = 1_000;
+
+export interface StatsReport {
+  total: CacheStats;
+  /** By namespace: the first STATS_NAMESPACES_LISTED the store knows (see stats()). */
+  namespaces: Record<string, CacheStats>;
+  /** How many more namespaces the store knows than are listed. */
+  namespacesNotListed: number;
+}
+
 /** Why an entry leaves: the counter it adds to. */
 type Removal = "size" | "bytes" | "ttl" | "expired" | "cleared";
 
@@ -60,15 +78,19 @@ type Removal = "size" | "bytes" | "ttl" | "expired" | "cleared";
 type Slot = number;
 const NONE: Slot = -1;
 const INITIAL_CAPACITY = 16;
+const NO_LIMITS: CheckedLimits = { maxsize: undefined, maxBytes: undefined, defaultTtlMs: undefined };
 
 interface Namespace {
   readonly name: string;
   readonly limits: CheckedLimits;
+  /** Limits of its own were configured: its record is kept for as long as the store. */
+  readonly configured: boolean;
   /** llm_string → its group. */
   readonly groups: Map<string, Group>;
   oldest: Slot;
   newest: Slot;
   entries: number;
+  /** Its entries' accounted bytes, its groups' and, while it holds entries, its record's. */
   bytes: number;
   readonly counters: Counters;
 }
@@ -101,13 +123,29 @@ interface Group {
  * entries cost a million small integers in the maps. The llm_string is held
  * once per group; a key is the prompt string as given, so two pairs meet
  * only if both parts are equal.
+ *
+ * Accounted bytes are meant to bound the heap whatever the shape of the
+ * entries: each entry's bytes and ENTRY_OVERHEAD_BYTES, each group's
+ * GROUP_OVERHEAD_BYTES and each namespace's NAMESPACE_OVERHEAD_BYTES (and
+ * name) while it holds entries, all within the byte budgets. Namespaces
+ * that hold nothing and have no limits cost no budget: at most
+ * IDLE_NAMESPACES_KEPT of them are kept, and at most maxNamespaces may
+ * hold entries. The totals are kept as they change, so stats() does not
+ * grow with the number of namespaces.
  */
 export class CacheStore<V> {
   readonly policy: EvictionPolicy;
   readonly limits: CheckedLimits;
   readonly #namespaceLimits: ReadonlyMap<string, CheckedLimits>;
   readonly #now: () => number;
+  readonly maxNamespaces: number;
   readonly #namespaces = new Map<string, Namespace>();
+  /** The records of namespaces that hold nothing and have no limits, least recently used first. */
+  readonly #idle = new Map<string, Namespace>();
+  /** How many namespaces hold entries. */
+  #liveNamespaces = 0;
+  /** Every namespace's counters added up, dropped records' included. */
+  readonly #totals = newCounters();
   #size = 0;
   #bytes = 0;
 
@@ -137,6 +175,7 @@ export class CacheStore<V> {
     this.#namespaceLimits = new Map(
       Object.entries(options.namespaces ?? {}).map(([name, limits]) => [name, checkLimits(limits, `namespaces["${name}"].`)]),
     );
+    this.maxNamespaces = checkMaxNamespaces(options.maxNamespaces ?? undefined);
     this.#now = options.now ?? Date.now;
     for (const name of this.#namespaceLimits.keys()) this.#namespace(name);
   }
@@ -151,34 +190,36 @@ export class CacheStore<V> {
     const space = this.#namespace(namespace);
     const slot = space.groups.get(llmString)?.slots.get(prompt);
     if (slot === undefined) {
-      space.counters.misses++;
+      this.#count(space, "misses");
       return undefined;
     }
     if (this.#expired(slot)) {
       this.#remove(slot, "expired");
-      space.counters.misses++;
+      this.#count(space, "misses");
       return undefined;
     }
-    space.counters.hits++;
+    this.#count(space, "hits");
     if (this.policy === "lru") this.#touch(slot);
     return this.#values[slot];
   }
 
   /** Counts a lookup that skipped the cache. */
   bypass(namespace: string): void {
-    this.#namespace(namespace).counters.bypasses++;
+    this.#count(this.#namespace(namespace), "bypasses");
   }
 
   /** Counts an update that asked not to be stored. */
   skipStore(namespace: string): void {
-    this.#namespace(namespace).counters.updatesNotStored++;
+    this.#count(this.#namespace(namespace), "updatesNotStored");
   }
 
   /**
    * Stores a value whose key and value take `bytes` bytes, and returns
    * whether it did (false only for onlyIfAbsent with a live entry there).
    * Throws EntryTooLargeError, storing and evicting nothing, when the entry
-   * alone exceeds a byte budget.
+   * alone (with a group and a namespace of its own) exceeds a byte budget,
+   * and TooManyNamespacesError when it would be the first entry of a
+   * namespace and maxNamespaces namespaces already hold entries.
    */
   set(namespace: string, prompt: string, llmString: string, value: V, bytes: number, options: SetOptions = {}): boolean {
     const space = this.#namespace(namespace);
@@ -189,11 +230,14 @@ export class CacheStore<V> {
       slot = undefined;
     }
     if (slot !== undefined && options.onlyIfAbsent) {
-      space.counters.updatesNotStored++;
+      this.#count(space, "updatesNotStored");
       return false;
     }
     const accounted = bytes + ENTRY_OVERHEAD_BYTES;
     this.#checkFits(space, accounted);
+    if (slot === undefined && space.entries === 0 && this.#liveNamespaces >= this.maxNamespaces) {
+      throw new TooManyNamespacesError(this.maxNamespaces);
+    }
     const expiresAt = options.expiresAt ?? (ttlMs === Infinity ? Infinity : this.#now() + ttlMs);
 
     if (slot !== undefined) {
@@ -201,17 +245,24 @@ export class CacheStore<V> {
       this.#values[slot] = value;
       this.#sizes[slot] = accounted;
       this.#expiresAt[slot] = expiresAt;
-      space.bytes += grown;
-      this.#bytes += grown;
+      this.#addBytes(space, grown);
       if (this.policy === "lru") this.#touch(slot);
       this.#makeRoom(space, 0, 0, slot);
       return true;
     }
 
-    this.#makeRoom(space, 1, accounted, NONE);
-    // Looked up again: making room may have removed the group.
+    // Making room may remove the entry's group, or empty its namespace, and
+    // so raise what the entry needs: make room again until it is enough.
+    for (let needed = 0; accounted + this.#structureCost(space, llmString) > needed; ) {
+      needed = accounted + this.#structureCost(space, llmString);
+      this.#makeRoom(space, 1, needed, NONE);
+    }
+    if (space.entries === 0) this.#becomeLive(space);
     let group = space.groups.get(llmString);
-    if (!group) space.groups.set(llmString, (group = { namespace: space, llmString, slots: new Map() }));
+    if (!group) {
+      space.groups.set(llmString, (group = { namespace: space, llmString, slots: new Map() }));
+      this.#addBytes(space, GROUP_OVERHEAD_BYTES);
+    }
     const added = this.#allocate();
     group.slots.set(prompt, added);
     this.#prompts[added] = prompt;
@@ -221,9 +272,8 @@ export class CacheStore<V> {
     this.#expiresAt[added] = expiresAt;
     this.#link(added, space);
     space.entries++;
-    space.bytes += accounted;
     this.#size++;
-    this.#bytes += accounted;
+    this.#addBytes(space, accounted);
     return true;
   }
 
@@ -235,10 +285,12 @@ export class CacheStore<V> {
       while (space && space.oldest !== NONE) this.#remove(space.oldest, "cleared");
       return;
     }
-    for (const space of this.#namespaces.values()) {
+    for (const space of [...this.#namespaces.values()]) {
+      const held = space.entries > 0;
       space.groups.clear();
       space.oldest = space.newest = NONE;
       space.entries = space.bytes = 0;
+      if (held) this.#becomeEmpty(space);
     }
     this.#prompts = [];
     this.#groupOf = [];
@@ -307,26 +359,87 @@ export class CacheStore<V> {
     };
   }
 
-  /** Statistics in total and for each namespace that has held an entry, been looked up, or has limits. */
-  stats(): { total: CacheStats; namespaces: Record<string, CacheStats> } {
+  /**
+   * Statistics in total (everything since the store was made, in constant
+   * time) and for the first `listed` namespaces the store knows, in the
+   * order it came to know them: those with limits of their own, those that
+   * hold entries, and the most recently used of the others.
+   */
+  stats(listed = STATS_NAMESPACES_LISTED): StatsReport {
     const namespaces: Record<string, CacheStats> = {};
-    let total = toStats(0, 0, newCounters());
+    let count = 0;
     for (const space of this.#namespaces.values()) {
-      const stats = toStats(space.entries, space.bytes, space.counters);
-      namespaces[space.name] = stats;
-      total = addStats(total, stats);
+      if (count++ === listed) break;
+      namespaces[space.name] = toStats(space.entries, space.bytes, space.counters);
     }
-    return { total, namespaces };
+    return {
+      total: toStats(this.#size, this.#bytes, this.#totals),
+      namespaces,
+      namespacesNotListed: Math.max(0, this.#namespaces.size - listed),
+    };
   }
 
+  /** The namespace's record, made if need be; one that holds nothing is now the most recently used. */
   #namespace(name: string): Namespace {
     let space = this.#namespaces.get(name);
     if (!space) {
-      const limits = this.#namespaceLimits.get(name) ?? { maxsize: undefined, maxBytes: undefined, defaultTtlMs: undefined };
-      space = { name, limits, groups: new Map(), oldest: NONE, newest: NONE, entries: 0, bytes: 0, counters: newCounters() };
+      const limits = this.#namespaceLimits.get(name);
+      space = {
+        name,
+        limits: limits ?? NO_LIMITS,
+        configured: limits !== undefined,
+        groups: new Map(),
+        oldest: NONE,
+        newest: NONE,
+        entries: 0,
+        bytes: 0,
+        counters: newCounters(),
+      };
       this.#namespaces.set(name, space);
+      this.#keepIdle(space);
+    } else if (this.#idle.delete(name)) {
+      this.#idle.set(name, space);
     }
     return space;
+  }
+
+  #count(space: Namespace, counter: Counter): void {
+    space.counters[counter]++;
+    this.#totals[counter]++;
+  }
+
+  #addBytes(space: Namespace, bytes: number): void {
+    space.bytes += bytes;
+    this.#bytes += bytes;
+  }
+
+  /** What storing a first entry for llmString costs beyond the entry: its group, and its namespace's record. */
+  #structureCost(space: Namespace, llmString: string): number {
+    const group = space.groups.has(llmString) ? 0 : GROUP_OVERHEAD_BYTES;
+    return group + (space.entries === 0 ? namespaceRecordBytes(space.name) : 0);
+  }
+
+  /** A namespace about to hold its first entry: its record counts against the budgets. */
+  #becomeLive(space: Namespace): void {
+    this.#idle.delete(space.name);
+    this.#liveNamespaces++;
+    this.#addBytes(space, namespaceRecordBytes(space.name));
+  }
+
+  /** A namespace whose last entry left (its bytes are 0 by now). */
+  #becomeEmpty(space: Namespace): void {
+    this.#liveNamespaces--;
+    this.#keepIdle(space);
+  }
+
+  /** Keeps the record of a namespace that holds nothing, dropping the least recently used such record past the limit. */
+  #keepIdle(space: Namespace): void {
+    if (space.configured) return;
+    this.#idle.set(space.name, space);
+    if (this.#idle.size <= IDLE_NAMESPACES_KEPT) return;
+    const [oldest] = this.#idle.keys();
+    this.#idle.delete(oldest!);
+    this.#namespaces.delete(oldest!);
   }
 
   #expired(slot: Slot): boolean {
@@ -337,10 +450,12 @@ export class CacheStore<V> {
 
   /** Throws EntryTooLargeError if an entry of `bytes` bytes could never fit the namespace. */
   checkFits(namespace: string, bytes: number): void {
-    this.#checkFits(this.#namespace(namespace), bytes + ENTRY_OVERHEAD_BYTES);
+    this.#checkFits({ name: namespace, limits: this.#namespaceLimits.get(namespace) ?? NO_LIMITS }, bytes + ENTRY_OVERHEAD_BYTES);
   }
 
-  #checkFits(space: Namespace, accounted: number): void {
+  /** Whether the entry fits in an empty store, with a group and a namespace record of its own. */
+  #checkFits(space: Pick<Namespace, "name" | "limits">, entryBytes: number): void {
+    const accounted = entryBytes + GROUP_OVERHEAD_BYTES + namespaceRecordBytes(space.name);
     if (space.limits.maxBytes !== undefined && accounted > space.limits.maxBytes) {
       throw EntryTooLargeError.forBudget(accounted, space.limits.maxBytes, space.name);
     }
@@ -385,20 +500,23 @@ export class CacheStore<V> {
     const group = this.#groupOf[slot]!;
     const space = group.namespace;
     group.slots.delete(this.#prompts[slot]!);
-    if (group.slots.size === 0) space.groups.delete(group.llmString);
+    let freed = this.#sizes[slot]!;
+    if (group.slots.size === 0) {
+      space.groups.delete(group.llmString);
+      freed += GROUP_OVERHEAD_BYTES;
+    }
     this.#unlink(slot, space);
-    const size = this.#sizes[slot]!;
     space.entries--;
-    space.bytes -= size;
     this.#size--;
-    this.#bytes -= size;
+    if (space.entries === 0) freed += namespaceRecordBytes(space.name);
+    this.#addBytes(space, -freed);
+    if (space.entries === 0) this.#becomeEmpty(space);
     this.#prompts[slot] = this.#groupOf[slot] = this.#values[slot] = undefined;
     this.#freeSlots.push(slot);
-    const counters = space.counters;
-    if (why === "size") counters.evictedSize++;
-    else if (why === "bytes") counters.evictedBytes++;
-    else if (why === "ttl") counters.evictedTtl++;
-    else if (why === "expired") counters.expirations++;
+    if (why === "size") this.#count(space, "evictedSize");
+    else if (why === "bytes") this.#count(space, "evictedBytes");
+    else if (why === "ttl") this.#count(space, "evictedTtl");
+    else if (why === "expired") this.#count(space, "expirations");
   }
 
   #allocate(): Slot {
@@ -458,6 +576,11 @@ export class CacheStore<V> {
     if (namespaceNewer === NONE) space.newest = namespaceOlder;
     else this.#namespaceOlder[namespaceNewer] = namespaceOlder;
   }
+}
+
+/** A namespace's record, with its name: a name is a latin1 string of its UTF-8 bytes on the server, so its length is close to its size. */
+function namespaceRecordBytes(name: string): number {
+  return NAMESPACE_OVERHEAD_BYTES + name.length;
 }
 
 function grow<T extends Int32Array<ArrayBuffer> | Float64Array<ArrayBuffer>>(column: T): T {

@@ -25,6 +25,33 @@ export interface CheckedLimits {
  */
 export const ENTRY_OVERHEAD_BYTES = 224;
 
+/**
+ * Added once for each distinct llm_string of a namespace (the group that
+ * holds it once for all its entries: an object, a Map and its slot in the
+ * namespace). Measured on the heap after a full collection: entries that
+ * each have an llm_string of their own cost about 260 bytes more than
+ * entries that share one.
+ */
+export const GROUP_OVERHEAD_BYTES = 320;
+
+/**
+ * Added, with the name's bytes, for each namespace that holds entries: its
+ * record (counters, list ends, the Map of its groups). Measured on the heap:
+ * about 420 bytes a namespace beyond its entries and groups.
+ */
+export const NAMESPACE_OVERHEAD_BYTES = 512;
+
+/** Most namespaces that may hold entries at once, unless the store is told otherwise. */
+export const DEFAULT_MAX_NAMESPACES = 10_000;
+
+/**
+ * How many records of namespaces that hold no entries and have no limits of
+ * their own are kept (their statistics, for a while): the least recently
+ * used go first. They are what a lookup in a namespace never written makes,
+ * so a caller naming new namespaces cannot grow the store without bound.
+ */
+export const IDLE_NAMESPACES_KEPT = 1_000;
+
 export function checkLimits(limits: Limits, where = ""): CheckedLimits {
   if (typeof limits !== "object" || limits === null) throw new TypeError(`${where}limits must be an object`);
   return {
@@ -61,4 +88,9 @@ function checkPositiveInteger(value: unknown, name: string): number | undefined 
   }
   if (value <= 0) throw new RangeError(`${name} must be greater than 0`);
   return value;
+}
+
+/** A limit on how many namespaces may hold entries: a whole number above 0, or undefined for the default. */
+export function checkMaxNamespaces(maxNamespaces: unknown): number {
+  return checkPositiveInteger(maxNamespaces, "maxNamespaces") ?? DEFAULT_MAX_NAMESPACES;
 }

@@ -2,8 +2,8 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { CacheStore, type StoreOptions } from "../../src/engine/cache-store.js";
 import { EntryTooLargeError } from "../../src/engine/entry-too-large-error.js";
-import { ENTRY_OVERHEAD_BYTES, type EvictionPolicy } from "../../src/engine/limits.js";
-import { newCounters, toStats, type Counters } from "../../src/engine/stats.js";
+import { ENTRY_OVERHEAD_BYTES, GROUP_OVERHEAD_BYTES, NAMESPACE_OVERHEAD_BYTES, type EvictionPolicy } from "../../src/engine/limits.js";
+import { addStats, newCounters, toStats, type Counters } from "../../src/engine/stats.js";
 import { fakeClock } from "../helpers/fake-clock.js";
 
 /**
@@ -91,7 +91,8 @@ class ModelStore {
       return false;
     }
     const size = bytes + ENTRY_OVERHEAD_BYTES;
-    if ((own.maxBytes !== undefined && size > own.maxBytes) || (this.limits.maxBytes !== undefined && size > this.limits.maxBytes)) {
+    const alone = size + GROUP_OVERHEAD_BYTES + NAMESPACE_OVERHEAD_BYTES + namespace.length;
+    if ((own.maxBytes !== undefined && alone > own.maxBytes) || (this.limits.maxBytes !== undefined && alone > this.limits.maxBytes)) {
       throw new EntryTooLargeError("too large");
     }
     const ttl = ttlMs ?? own.defaultTtlMs ?? this.limits.defaultTtlMs ?? Infinity;
@@ -102,16 +103,32 @@ class ModelStore {
       this.makeRoom(namespace, 0, 0, entry);
       return true;
     }
-    this.makeRoom(namespace, 1, size, undefined);
+    // What the entry adds: itself, and its group and namespace record if it is their first.
+    const added = () => this.bytesOf([...this.entries, entry]) - this.bytesOf(this.entries);
+    for (let needed = 0; added() > needed; ) {
+      needed = added();
+      this.makeRoom(namespace, 1, needed, undefined);
+    }
     this.entries.push(entry);
     return true;
+  }
+
+  /** Accounted bytes of some entries: theirs, each distinct llm_string's group, each namespace's record. */
+  bytesOf(entries: ModelEntry[]): number {
+    const groups = new Set(entries.map((e) => JSON.stringify([e.namespace, e.llmString])));
+    const namespaces = new Set(entries.map((e) => e.namespace));
+    return (
+      entries.reduce((total, e) => total + e.size, 0) +
+      groups.size * GROUP_OVERHEAD_BYTES +
+      [...namespaces].reduce((total, name) => total + NAMESPACE_OVERHEAD_BYTES + name.length, 0)
+    );
   }
 
   makeRoom(namespace: string, entries: number, bytes: number, keep: ModelEntry | undefined): void {
     const own = this.namespaceLimits[namespace] ?? {};
     for (;;) {
       const inNamespace = this.entries.filter((e) => e.namespace === namespace);
-      const sum = (list: ModelEntry[]) => list.reduce((total, e) => total + e.size, 0);
+      const sum = (list: ModelEntry[]) => this.bytesOf(list);
       let scope: ModelEntry[];
       let counter: keyof Counters;
       if (own.maxsize !== undefined && inNamespace.length + entries > own.maxsize) [scope, counter] = [inNamespace, "evictedSize"];
@@ -135,7 +152,7 @@ class ModelStore {
     const namespaces: Record<string, ReturnType<typeof toStats>> = {};
     for (const [name, counters] of this.counters) {
       const held = this.entries.filter((e) => e.namespace === name);
-      namespaces[name] = toStats(held.length, held.reduce((total, e) => total + e.size, 0), counters);
+      namespaces[name] = toStats(held.length, this.bytesOf(held), counters);
     }
     return namespaces;
   }
@@ -211,7 +228,9 @@ describe("CacheStore against a reference model", function () {
                 model.count(command.namespace).bypasses++;
                 break;
             }
-            assert.deepEqual(store.stats().namespaces, model.stats(), where);
+            const stats = store.stats();
+            assert.deepEqual(stats.namespaces, model.stats(), where);
+            assert.deepEqual(stats.total, Object.values(model.stats()).reduce(addStats, toStats(0, 0, newCounters())), `${where}: the running totals`);
           });
         }),
         { numRuns: 300 },

@@ -1,12 +1,14 @@
 import assert from "node:assert/strict";
 import { CacheStore, type StoreOptions } from "../../src/engine/cache-store.js";
 import { EntryTooLargeError } from "../../src/engine/entry-too-large-error.js";
-import { ENTRY_OVERHEAD_BYTES } from "../../src/engine/limits.js";
+import { ENTRY_OVERHEAD_BYTES, GROUP_OVERHEAD_BYTES, NAMESPACE_OVERHEAD_BYTES } from "../../src/engine/limits.js";
 import { fakeClock } from "../helpers/fake-clock.js";
 
 /** Bytes that make an entry's accounted size exactly `accounted`. */
 const sized = (accounted: number) => accounted - ENTRY_OVERHEAD_BYTES;
 const ENTRY = 300; // the accounted size of most entries below
+/** What a namespace's record and one group cost on top of the entries: every entry below shares the llm_string "llm". */
+const STRUCTURE = (namespace = "") => NAMESPACE_OVERHEAD_BYTES + namespace.length + GROUP_OVERHEAD_BYTES;
 
 function storeWith(options: StoreOptions = {}) {
   const clock = fakeClock();
@@ -45,23 +47,27 @@ describe("CacheStore", () => {
 
   describe("byte budget", () => {
     it("evicts the oldest until the new entry fits, counted as byte evictions", () => {
-      const { store, set, get } = storeWith({ maxBytes: 3 * ENTRY });
+      const { store, set, get } = storeWith({ maxBytes: 3 * ENTRY + STRUCTURE() });
       set("a");
       set("b");
       set("c");
       set("d", { accounted: 2 * ENTRY });
       assert.deepEqual([get("a"), get("b"), get("c"), get("d")], [undefined, undefined, "value of c", "value of d"]);
       const { total } = store.stats();
-      assert.equal(total.bytes, 3 * ENTRY);
+      assert.equal(total.bytes, 3 * ENTRY + STRUCTURE());
       assert.deepEqual(total.evictions, { size: 0, bytes: 2, ttl: 0 });
     });
 
     it("refuses an entry larger than the whole budget, storing and evicting nothing", () => {
-      const { store, set, get } = storeWith({ maxBytes: 1000 });
+      const { store, set, get } = storeWith({ maxBytes: 1000 + STRUCTURE() });
       set("a");
       assert.throws(() => set("huge", { accounted: 1001 }), (error: unknown) => {
         assert.ok(error instanceof EntryTooLargeError);
-        assert.equal(error.message, "entry too large: 1001 bytes accounted, more than the cache's byte budget of 1000");
+        assert.equal(
+          error.message,
+          `entry too large: ${1001 + STRUCTURE()} bytes accounted, more than the cache's byte budget of ${1000 + STRUCTURE()}`,
+          "the entry with a group and a namespace record of its own",
+        );
         assert.equal(error.code, "RESOURCE_EXHAUSTED");
         return true;
       });
@@ -73,7 +79,7 @@ describe("CacheStore", () => {
     });
 
     it("makes room for a replacement that grew by evicting others, never the entry itself", () => {
-      const { set, get } = storeWith({ maxBytes: 3 * ENTRY });
+      const { set, get } = storeWith({ maxBytes: 3 * ENTRY + STRUCTURE() });
       set("a");
       set("b");
       set("c");
@@ -82,7 +88,7 @@ describe("CacheStore", () => {
     });
 
     it("applies maxsize and maxBytes together, whichever binds first", () => {
-      const { store, set, get } = storeWith({ maxsize: 3, maxBytes: 4 * ENTRY });
+      const { store, set, get } = storeWith({ maxsize: 3, maxBytes: 4 * ENTRY + STRUCTURE() });
       for (const key of ["a", "b", "c", "d"]) set(key);
       assert.deepEqual(store.stats().total.evictions, { size: 1, bytes: 0, ttl: 0 }, "a went for the count");
       set("big", { accounted: 3 * ENTRY });
@@ -200,10 +206,10 @@ describe("CacheStore", () => {
     });
 
     it("refuses an entry larger than a namespace's budget, naming the namespace", () => {
-      const { store } = storeWith({ namespaces: { tiny: { maxBytes: 500 } } });
+      const { store } = storeWith({ namespaces: { tiny: { maxBytes: 500 + STRUCTURE("tiny") } } });
       assert.throws(() => store.set("tiny", "p", "llm", "x", sized(501)), {
         name: "EntryTooLargeError",
-        message: 'entry too large: 501 bytes accounted, more than the byte budget of namespace "tiny" of 500',
+        message: `entry too large: ${501 + STRUCTURE("tiny")} bytes accounted, more than the byte budget of namespace "tiny" of ${500 + STRUCTURE("tiny")}`,
       });
       assert.equal(store.set("", "p", "llm", "x", sized(501)), true, "other namespaces have no such budget");
     });
@@ -228,7 +234,7 @@ describe("CacheStore", () => {
     const { total, namespaces } = store.stats();
     assert.deepEqual(namespaces[""], {
       entries: 2,
-      bytes: 500,
+      bytes: 500 + STRUCTURE(),
       hits: 2,
       misses: 2,
       bypasses: 1,
@@ -239,7 +245,7 @@ describe("CacheStore", () => {
     });
     assert.deepEqual(namespaces.n, {
       entries: 1,
-      bytes: 400,
+      bytes: 400 + STRUCTURE("n"),
       hits: 1,
       misses: 0,
       bypasses: 0,
@@ -250,7 +256,7 @@ describe("CacheStore", () => {
     });
     assert.deepEqual(total, {
       entries: 3,
-      bytes: 900,
+      bytes: 900 + STRUCTURE() + STRUCTURE("n"),
       hits: 3,
       misses: 2,
       bypasses: 1,

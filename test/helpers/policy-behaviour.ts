@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { EntryTooLargeError, type BaseCache, type Generation, type Limits } from "../../src/index.js";
+import { EntryTooLargeError, GROUP_OVERHEAD_BYTES, NAMESPACE_OVERHEAD_BYTES, type BaseCache, type Generation, type Limits } from "../../src/index.js";
 
 export interface PolicySettings extends Limits {
   policy?: "fifo" | "lru";
@@ -14,8 +14,8 @@ export interface PolicyCache {
 
 /** Text whose generation takes about 1 KB whether stored as JSON (in process) or as protobuf (on a server). */
 const kilobyte = (label: string): Generation[] => [{ text: label.padEnd(1000, ".") }];
-/** Budget for three such entries (about 1.2 KB accounted each) but not four. */
-const THREE_ENTRIES = 3750;
+/** Budget for three such entries (about 1.2 KB accounted each, all in one namespace with one llm_string) but not four. */
+const THREE_ENTRIES = 3750 + NAMESPACE_OVERHEAD_BYTES + GROUP_OVERHEAD_BYTES;
 
 /**
  * The policies of a shared tier, as one suite that runs against every cache
@@ -72,7 +72,7 @@ export function policyBehaviour(cacheWith: (settings: PolicySettings) => Promise
     await assert.rejects(cache.aupdate("huge", "llm", [{ text: "x".repeat(5000) }]), (error: unknown) => {
       assert.ok(error instanceof EntryTooLargeError, String(error));
       assert.equal(error.code, "RESOURCE_EXHAUSTED");
-      assert.match(error.message, /entry too large: \d+ bytes accounted, more than the cache's byte budget of 3750$/);
+      assert.match(error.message, new RegExp(`entry too large: \\d+ bytes accounted, more than the cache's byte budget of ${THREE_ENTRIES}$`));
       return true;
     });
     assert.deepEqual(await cache.alookup("small", "llm"), [{ text: "s" }]);
