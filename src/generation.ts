@@ -1,5 +1,6 @@
 import { copyChatMessage, type ChatMessage } from "./chat-message.js";
 import { checkString, copyJsonObject, describe, isPlainObject, type JsonObject } from "./json.js";
+import { checkGenerationNesting } from "./nesting.js";
 
 /**
  * One output of a model, as LangChain JS writes it: a Generation, or a
@@ -43,5 +44,6 @@ function copyGeneration(value: unknown, path: string): Generation {
     copy.generationInfo = copyJsonObject(generationInfo, `${path}.generationInfo`);
   }
   if (message !== undefined && message !== null) copy.message = copyChatMessage(message, `${path}.message`);
+  checkGenerationNesting(copy, path);
   return copy;
 }

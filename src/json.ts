@@ -29,11 +29,12 @@ export function cloneJson<T extends JsonValue>(value: T): T {
 }
 
 /**
- * How deeply JSON may nest. Each level costs two levels of protobuf message
- * nesting in google.protobuf.Struct, and decoders stop at 100; this bound
- * also turns a cycle into an error instead of a stack overflow.
+ * How deeply JSON may nest while it is copied: a guard that turns a cycle
+ * into an error instead of a stack overflow. What may be stored is bounded
+ * more tightly by how deep protobuf runtimes read (see nesting.ts): about
+ * 32 objects, fewer in some places of a message.
  */
-export const MAX_JSON_DEPTH = 32;
+export const MAX_JSON_DEPTH = 100;
 
 /** As copyJson, for a value that must be a JSON object. */
 export function copyJsonObject(value: unknown, path: string): JsonObject {

@@ -2,6 +2,7 @@ import { fromBinary } from "@bufbuild/protobuf";
 import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
 import { isUtf8 } from "node:buffer";
 import {
+  type Generation,
   BatchLookupRequestSchema,
   BatchUpdateRequestSchema,
   GenerationSchema,
@@ -11,7 +12,9 @@ import {
   StreamRequestSchema,
   UpdateRequestSchema,
 } from "../../gen/llmcache/v1/cache_pb.js";
+import { checkGenerationNesting } from "../nesting.js";
 import { DecodeError, decodeProblem } from "../rpc/codec.js";
+import { fromWireGeneration } from "../rpc/generation-codec.js";
 import { checkLimit, LimitExceededError, type RequestLimits } from "./request-limits.js";
 import { expectWireType, lengthDelimited, readerOf } from "../rpc/wire-reader.js";
 import { fieldSize, tag, WIRE_LENGTH_DELIMITED, writeFieldHeader } from "../rpc/wire-writer.js";
@@ -161,7 +164,7 @@ function readUpdate(bytes: Buffer, start: number, end: number, limits: RequestLi
       generations.push(lengthDelimited(reader));
     } else if (field === UPDATE.ttlMs.number) {
       expectWireType(wireType, WireType.Varint, "ttl_ms");
-      ttlMs = Number(reader.uint64());
+      ttlMs = readTtlMs(reader);
     } else if (field === UPDATE.neverExpires.number) neverExpires = readBool(reader, wireType, "never_expires");
     else if (field === UPDATE.noStore.number) noStore = readBool(reader, wireType, "no_store");
     else if (field === UPDATE.onlyIfAbsent.number) onlyIfAbsent = readBool(reader, wireType, "only_if_absent");
@@ -192,6 +195,17 @@ function readString(bytes: Buffer, reader: BinaryReader, wireType: WireType, nam
   return utf8AsLatin1(bytes, lengthDelimited(reader), name);
 }
 
+/** The largest ttl_ms that milliseconds on the server's clock can hold exactly. */
+const MAX_TTL_MS = BigInt(Number.MAX_SAFE_INTEGER);
+
+function readTtlMs(reader: BinaryReader): number {
+  const ttlMs = BigInt(reader.uint64());
+  if (ttlMs > MAX_TTL_MS) {
+    throw new DecodeError(`ttl_ms is ${ttlMs}, over the largest allowed, ${MAX_TTL_MS} (set never_expires for an entry that never expires)`);
+  }
+  return Number(ttlMs);
+}
+
 function readBool(reader: BinaryReader, wireType: WireType, name: string): boolean {
   expectWireType(wireType, WireType.Varint, name);
   return reader.bool();
@@ -205,10 +219,16 @@ function readBool(reader: BinaryReader, wireType: WireType, name: string): boole
 function storedGenerations(bytes: Buffer, spans: [number, number][]): string {
   let size = 0;
   spans.forEach(([start, end], i) => {
+    let generation: Generation;
     try {
-      fromBinary(GenerationSchema, bytes.subarray(start, end));
+      generation = fromBinary(GenerationSchema, bytes.subarray(start, end));
     } catch (error) {
       throw new DecodeError(`generations[${i}]: ${decodeProblem(error)}`);
+    }
+    try {
+      checkGenerationNesting(fromWireGeneration(generation), `generations[${i}]`);
+    } catch (error) {
+      throw new DecodeError(error instanceof Error ? error.message : String(error));
     }
     size += fieldSize(STORED_GENERATION_TAG, end - start);
   });

@@ -45,6 +45,24 @@ describe("the server, given raw frames", function () {
     assert.deepEqual(response.generations.map((g) => g.text), ["still here"]);
   });
 
+  for (const ttlMs of [2n ** 53n, 2n ** 63n, 2n ** 64n - 1n]) {
+    it(`answers INVALID_ARGUMENT naming ttl_ms for a ttl_ms of ${ttlMs}, never INTERNAL`, async () => {
+      const request = toBinary(UpdateRequestSchema, create(UpdateRequestSchema, { prompt: "p", llmString: "llm", generations: [{ text: "t" }], ttlMs }));
+      const reply = await rawCall(server.address, UPDATE, grpcFrame(request));
+      assert.equal(reply.status, status.INVALID_ARGUMENT, reply.message);
+      assert.equal(
+        reply.message,
+        `cannot decode llmcache.v1.UpdateRequest: ttl_ms is ${ttlMs}, over the largest allowed, 9007199254740991 (set never_expires for an entry that never expires)`,
+      );
+    });
+  }
+
+  it("stores an entry with the largest ttl_ms allowed", async () => {
+    const request = toBinary(UpdateRequestSchema, create(UpdateRequestSchema, { prompt: "long", llmString: "llm", generations: [{ text: "t" }], ttlMs: 2n ** 53n - 1n }));
+    assert.equal((await rawCall(server.address, UPDATE, grpcFrame(request))).status, status.OK);
+    assert.deepEqual(await client.alookup("long", "llm"), [{ text: "t" }]);
+  });
+
   it("answers INVALID_ARGUMENT for garbage bytes", async () => {
     const reply = await rawCall(server.address, LOOKUP, grpcFrame(Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f])));
     assert.equal(reply.status, status.INVALID_ARGUMENT);

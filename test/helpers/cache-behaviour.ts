@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import type { BaseCache, Generation } from "../../src/index.js";
+import { copyGenerations } from "../../src/generation.js";
 import { chatGenerations } from "../fixtures/generations.js";
 
 /** The cache under test, reached through either its blocking or its async methods. */
@@ -223,14 +224,47 @@ export function cacheBehaviour(cacheWith: (maxsize?: number) => Promise<CacheUnd
       });
     }
 
-    it("refuses a cycle and nesting deeper than 32 levels", async () => {
+    it("refuses a cycle, and nesting deeper than protobuf runtimes read", async () => {
       const cache = await cacheWith();
       const cyclic: Record<string, unknown> = {};
       cyclic.self = cyclic;
-      await assert.rejects(cache.update("p", "llm", [{ text: "x", generationInfo: cyclic as never }]), /nests deeper than 32 levels \(or contains itself\)/);
+      await assert.rejects(cache.update("p", "llm", [{ text: "x", generationInfo: cyclic as never }]), /nests deeper than 100 levels \(or contains itself\)/);
       let deep: unknown = 1;
       for (let i = 0; i < 40; i++) deep = { d: deep };
-      await assert.rejects(cache.update("p", "llm", [{ text: "x", generationInfo: deep as never }]), /generationInfo(\.d)+ nests deeper than 32 levels/);
+      await assert.rejects(cache.update("p", "llm", [{ text: "x", generationInfo: deep as never }]), /generations\[0\]\.generationInfo nests 120 protobuf message levels below its generation, over the limit of 97/);
     });
+
+    // Levels below the generation, as protobuf counts them: a JSON object is
+    // a Struct, a map entry and a Value; a list a ListValue and a Value.
+    const nested = (objects: number, leaf: unknown = "leaf"): Record<string, unknown> => {
+      let value: unknown = leaf;
+      for (let i = 0; i < objects; i++) value = { k: value };
+      return value as Record<string, unknown>;
+    };
+    // [place, a generation nesting `objects` objects there, the most objects every runtime reads there, their levels]
+    const deepestPlaces: [string, (objects: number) => Generation, number, number][] = [
+      ["generationInfo", (n) => ({ text: "x", generationInfo: nested(n) as never }), 32, 96],
+      ["message.additional_kwargs", (n) => ({ text: "x", message: { type: "ai", content: "", additional_kwargs: nested(n) as never } }), 32, 97],
+      ["message.tool_calls[0].args", (n) => ({ text: "x", message: { type: "ai", content: "", tool_calls: [{ name: "f", args: nested(n) as never }] } }), 31, 95],
+      ["message.artifact", (n) => ({ text: "x", message: { type: "tool", content: "", tool_call_id: "t", artifact: nested(n) as never } }), 31, 95],
+      ["message.content", (n) => ({ text: "x", message: { type: "ai", content: [nested(n) as never] } }), 31, 96],
+      ["message.extra fields", (n) => ({ text: "x", message: { type: "ai", content: "", custom: nested(n - 1) } }), 32, 97],
+    ];
+    for (const [place, generation, objects, levels] of deepestPlaces) {
+      it(`stores ${place} at the deepest nesting every protobuf runtime reads, and refuses one level more`, async () => {
+        const cache = await cacheWith();
+        await cache.update("deepest", "llm", [generation(objects)]);
+        assert.deepEqual(await cache.lookup("deepest", "llm"), copyGenerations([generation(objects)]), "as a lookup gives it back");
+        await assert.rejects(cache.update("too deep", "llm", [generation(objects + 1)]), (error: Error) => {
+          assert.ok(error instanceof TypeError, `a TypeError, got ${error}`);
+          assert.equal(
+            error.message,
+            `generations[0].${place} nests ${levels + 3} protobuf message levels below its generation, over the limit of 97 ` +
+              "(protobuf runtimes such as Python's refuse messages nested more than 101 levels deep)",
+          );
+          return true;
+        });
+      });
+    }
   });
 }
