@@ -13,12 +13,19 @@ const CACHE_PROTO = "llmcache/v1/cache.proto";
 export type ServingStatus = "SERVING" | "NOT_SERVING";
 
 /**
+ * The health name of the snapshots, known only when the server keeps one:
+ * NOT_SERVING while the latest write failed. The server as a whole still
+ * serves then, so "" and CacheService do not follow it.
+ */
+export const SNAPSHOTS_HEALTH_NAME = "llmcache.v1.Snapshots";
+
+/**
  * The standard services generic tools expect: grpc.health.v1.Health, for
  * the server as a whole ("") and for CacheService, and server reflection,
  * so that grpcurl and the like can list and call the service without the
  * .proto at hand. Health starts NOT_SERVING.
  */
-export function addIntrospection(server: Server): { setServing(status: ServingStatus): void } {
+export function addIntrospection(server: Server): { setServing(status: ServingStatus): void; setSnapshotsServing(status: ServingStatus): void } {
   const health = new HealthImplementation({ "": "NOT_SERVING", [CacheService.typeName]: "NOT_SERVING" });
   health.addToServer(server);
   // Reflection describes what its definition holds: our contract, and health's, so tools see both.
@@ -28,6 +35,9 @@ export function addIntrospection(server: Server): { setServing(status: ServingSt
     setServing(status) {
       health.setStatus("", status);
       health.setStatus(CacheService.typeName, status);
+    },
+    setSnapshotsServing(status) {
+      health.setStatus(SNAPSHOTS_HEALTH_NAME, status);
     },
   };
 }

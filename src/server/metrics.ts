@@ -14,6 +14,8 @@ export class ServerMetrics {
   readonly registry = new Registry();
   readonly #calls: Counter<"method" | "code">;
   readonly #latency: Histogram<"method">;
+  readonly #snapshotFailures: Counter;
+  readonly #snapshotWrittenAt: Gauge;
 
   constructor(store: CacheStore<unknown>) {
     const registers = [this.registry];
@@ -45,11 +47,26 @@ export class ServerMetrics {
         for (const cause of ["size", "bytes", "ttl"] as const) this.inc({ cause }, evictions[cause]);
       },
     });
+    // The log says why a snapshot failed; these let an alert see that it does, or how stale the last one is.
+    this.#snapshotFailures = new Counter({ name: "llmcache_snapshot_failures_total", help: "Snapshot writes that failed.", registers });
+    this.#snapshotWrittenAt = new Gauge({
+      name: "llmcache_snapshot_last_success_timestamp_seconds",
+      help: "When a snapshot was last written, in seconds since the epoch; 0 until the first.",
+      registers,
+    });
   }
 
   callEnded(method: string, code: status, seconds: number): void {
     this.#calls.inc({ method, code: statusName(code) });
     this.#latency.observe({ method }, seconds);
+  }
+
+  snapshotWritten(atMs = Date.now()): void {
+    this.#snapshotWrittenAt.set(atMs / 1000);
+  }
+
+  snapshotFailed(): void {
+    this.#snapshotFailures.inc();
   }
 
   /** Serves GET /metrics on its own HTTP port; resolves with the port bound. */

@@ -10,7 +10,7 @@ import { createLogger, type Logger } from "./logger.js";
 import type { CallObserver } from "./method-handlers.js";
 import { ServerMetrics } from "./metrics.js";
 import { DEFAULT_REQUEST_LIMITS, type RequestLimits } from "./request-limits.js";
-import { loadSnapshot, writeSnapshot } from "./snapshot.js";
+import { loadSnapshot, prepareSnapshotDirectory, writeSnapshot } from "./snapshot.js";
 import { checkExposure, serverCredentials, ServerSetupError, type TlsSettings } from "./transport-security.js";
 
 /**
@@ -121,7 +121,19 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     if (!options.snapshotPath) return;
     // One at a time: a snapshot still being written when the next is due is the next.
     snapshotting ??= writeSnapshot(store, options.snapshotPath)
-      .then((written) => logger.info({ snapshot: options.snapshotPath, ...written }, "snapshot written"))
+      .then(
+        (written) => {
+          metrics.snapshotWritten();
+          health.setSnapshotsServing("SERVING");
+          logger.info({ snapshot: options.snapshotPath, ...written }, "snapshot written");
+        },
+        (error: unknown) => {
+          // The server still serves: only the snapshots' own health name turns.
+          metrics.snapshotFailed();
+          health.setSnapshotsServing("NOT_SERVING");
+          throw error;
+        },
+      )
       .finally(() => (snapshotting = undefined));
     return snapshotting;
   };
@@ -129,6 +141,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     ? setInterval(() => snapshot().catch((error) => logger.error({ err: error }, "snapshot failed")), options.snapshotIntervalMs ?? DEFAULT_SNAPSHOT_INTERVAL_MS)
     : undefined;
   snapshotTimer?.unref();
+  if (options.snapshotPath) health.setSnapshotsServing("SERVING"); // its directory was found writable at start
 
   health.setServing("SERVING");
   logger.info({ address: hostPort(host, port), tls: Boolean(options.tls), mutualTls: Boolean(options.tls?.clientCa), tokens: authenticator.enabled, metricsPort: metricsServer?.port }, "serving");
@@ -162,7 +175,10 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   };
 }
 
+/** Checks the snapshot's directory (throwing SnapshotSetupError), then loads the snapshot. */
 async function restore(store: CacheStore<string>, path: string, logger: Logger): Promise<void> {
+  const { removed } = await prepareSnapshotDirectory(path);
+  if (removed.length > 0) logger.warn({ snapshot: path, removed }, "removed temporary files of interrupted snapshot writes");
   const loaded = await loadSnapshot(store, path);
   if (loaded.kind === "loaded") logger.info({ snapshot: path, ...loaded }, "snapshot loaded");
   else if (loaded.kind === "corrupt") {
