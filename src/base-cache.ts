@@ -35,5 +35,8 @@ export interface BaseCache {
 
 export interface CacheStatsReport {
   total: CacheStats;
+  /** At most 1,000 namespaces: those with limits, those holding entries, then the most recently used others. */
   namespaces: Record<string, CacheStats>;
+  /** How many namespaces the cache knows beyond those listed. */
+  namespacesNotListed: number;
 }

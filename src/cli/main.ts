@@ -12,7 +12,10 @@ const USAGE = `Usage:
                  [--snapshot-interval DURATION] [--shutdown-grace DURATION]
                  [--max-message-bytes SIZE] [--max-prompt-bytes SIZE]
                  [--max-llm-string-bytes SIZE] [--max-namespace-bytes SIZE]
-                 [--max-generations N] [--max-concurrent-streams N]
+                 [--max-generations N] [--max-reply-bytes SIZE] [--max-namespaces N]
+                 [--max-concurrent-streams N] [--max-connections N]
+                 [--handshake-timeout DURATION] [--idle-timeout DURATION]
+                 [--max-unread-bytes SIZE] [--max-unread-bytes-total SIZE]
                  [--keepalive-time DURATION] [--keepalive-timeout DURATION]
   llmcache lookup [CONNECTION] [--namespace NS] [--bypass] PROMPT LLM_STRING
   llmcache update [CONNECTION] [--namespace NS] [--ttl DURATION | --never-expires]

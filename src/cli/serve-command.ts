@@ -4,6 +4,7 @@ import { parseArgs } from "node:util";
 import { checkMaxsize, checkPolicy, type Limits } from "../engine/limits.js";
 import { checkLogLevel, createLogger } from "../server/logger.js";
 import { DEFAULT_HOST, DEFAULT_PORT, startServer, type ServerOptions } from "../server/server.js";
+import { SnapshotSetupError } from "../server/snapshot.js";
 import { checkPort, integerSetting, parsedSetting, parsingFlags, readSettingFile, setting, UsageError, type Setting } from "./settings.js";
 import { parseBytes, parseDuration } from "./units.js";
 
@@ -28,6 +29,13 @@ const FLAGS = {
   "max-namespace-bytes": { type: "string" },
   "max-generations": { type: "string" },
   "max-concurrent-streams": { type: "string" },
+  "max-reply-bytes": { type: "string" },
+  "max-namespaces": { type: "string" },
+  "max-connections": { type: "string" },
+  "handshake-timeout": { type: "string" },
+  "idle-timeout": { type: "string" },
+  "max-unread-bytes": { type: "string" },
+  "max-unread-bytes-total": { type: "string" },
   "keepalive-time": { type: "string" },
   "keepalive-timeout": { type: "string" },
   snapshot: { type: "string" },
@@ -58,6 +66,7 @@ export async function serveCommand(args: string[]): Promise<void> {
   if ((tlsCert === undefined) !== (tlsKey === undefined)) throw new UsageError("give --tls-cert and --tls-key together");
   if (clientCa !== undefined && tlsCert === undefined) throw new UsageError("--tls-client-ca needs --tls-cert and --tls-key");
 
+  const snapshot = given("snapshot");
   const options: ServerOptions = {
     host: given("host")?.raw ?? DEFAULT_HOST,
     port: integer("port", checkPort) ?? DEFAULT_PORT,
@@ -74,18 +83,32 @@ export async function serveCommand(args: string[]): Promise<void> {
       maxLlmStringBytes: bytes("max-llm-string-bytes"),
       maxNamespaceBytes: bytes("max-namespace-bytes"),
       maxGenerations: integer("max-generations"),
+      maxReplyBytes: bytes("max-reply-bytes"),
     },
+    maxNamespaces: integer("max-namespaces"),
     maxConcurrentStreams: integer("max-concurrent-streams"),
+    connectionLimits: {
+      maxConnections: integer("max-connections"),
+      handshakeTimeoutMs: duration("handshake-timeout"),
+      idleTimeoutMs: duration("idle-timeout"),
+      maxUnreadBytes: bytes("max-unread-bytes"),
+      maxUnreadBytesTotal: bytes("max-unread-bytes-total"),
+    },
     keepaliveTimeMs: duration("keepalive-time"),
     keepaliveTimeoutMs: duration("keepalive-timeout"),
-    snapshotPath: given("snapshot")?.raw,
+    snapshotPath: snapshot?.raw,
     snapshotIntervalMs: duration("snapshot-interval"),
     logger,
   };
   dropUndefined(options.requestLimits!);
+  dropUndefined(options.connectionLimits!);
   const graceMs = duration("shutdown-grace");
   if (typeof options.maxBytes === "number") warnOfHeapHeadroom(options.maxBytes, logger);
-  const server = await startServer(dropUndefined(options));
+  const server = await startServer(dropUndefined(options)).catch((error: unknown) => {
+    // The server checks the snapshot's directory before it listens; its error names no flag, so say which setting gave the path.
+    if (error instanceof SnapshotSetupError && snapshot) throw new UsageError(`cannot write ${snapshot.source} ${snapshot.raw}: ${error.reason}`, { cause: error });
+    throw error;
+  });
 
   let stopping = false;
   const stop = (signal: NodeJS.Signals) => {

@@ -307,10 +307,11 @@ function statsOperation(): Operation<CacheStatsReport> {
     method: CacheService.method.stats,
     request: Buffer.alloc(0),
     decode(reply) {
-      const { total, namespaces } = decodeMessage(StatsResponseSchema, reply);
+      const { total, namespaces, namespacesNotListed } = decodeMessage(StatsResponseSchema, reply);
       return {
         total: fromWireStats(total),
         namespaces: Object.fromEntries(Object.entries(namespaces).map(([name, stats]) => [name, fromWireStats(stats)])),
+        namespacesNotListed: Number(namespacesNotListed),
       };
     },
   };

@@ -14,8 +14,9 @@ import { asBuffer, decodeMessage } from "../rpc/codec.js";
 import { CacheError } from "../rpc/errors.js";
 import { methodPath } from "../rpc/service-definition.js";
 import type { Principal } from "./auth/principal.js";
-import { streamHandler, unaryHandler, type HandlerContext, type MethodImplementation } from "./method-handlers.js";
-import type { RequestLimits } from "./request-limits.js";
+import { asKeyBytes, fromKeyBytes } from "./key-bytes.js";
+import { streamHandler, unaryHandler, type HandlerContext, type MethodImplementation, type StreamImplementation } from "./method-handlers.js";
+import { checkLimit, type RequestLimits } from "./request-limits.js";
 import {
   readBatchLookupRequest,
   readBatchUpdateRequest,
@@ -26,19 +27,26 @@ import {
   type WireOperation,
   type WireUpdate,
 } from "./request-reader.js";
-import { encodeBatchLookupResponse, encodeLookupResponse, encodeStreamResponse, encodeUpdateResponse, type WireResult } from "./response-writer.js";
+import {
+  batchLookupResponseSize,
+  encodeBatchLookupResponse,
+  encodeLookupResponse,
+  encodeStreamResponses,
+  encodeUpdateResponse,
+  lookupResponseSize,
+  type WireResult,
+} from "./response-writer.js";
 import { toFailure } from "./status.js";
 
 const EMPTY = Buffer.alloc(0);
 
 /** The grpc-js handlers of llmcache.v1.CacheService over a store. */
 export function cacheServiceHandlers(store: CacheStore<string>, limits: RequestLimits, context: HandlerContext): UntypedServiceImplementation {
-  const methods = cacheServiceMethods(store, limits, context.observer.failed);
+  const { unary, stream } = cacheServiceMethods(store, limits, context.observer.failed);
   const handlers: UntypedServiceImplementation = {};
   for (const method of CacheService.methods) {
-    const implementation = methods[method.localName]!;
     handlers[method.localName] =
-      method.methodKind === "bidi_streaming" ? streamHandler(method, implementation, context) : unaryHandler(method, implementation, context);
+      method.methodKind === "bidi_streaming" ? streamHandler(method, stream, context) : unaryHandler(method, unary[method.localName]!, context);
   }
   return handlers;
 }
@@ -48,13 +56,15 @@ export function cacheServiceHandlers(store: CacheStore<string>, limits: RequestL
  * key's bytes, its generations' bytes (see request-reader.ts): the store
  * never sees a decoded message, and no caller ever shares its values. Each
  * operation is checked against the caller's rights on its namespace. The
- * stream's method answers one request message of the stream.
+ * stream's method answers one request message of the stream. No reply is
+ * larger than limits.maxReplyBytes: a lookup or batch that would pass it is
+ * refused, and a stream's results are spread over several messages.
  */
 export function cacheServiceMethods(
   store: CacheStore<string>,
   limits: RequestLimits,
   logFailure?: (path: string, error: unknown) => void,
-): Record<string, MethodImplementation> {
+): { unary: Record<string, MethodImplementation>; stream: StreamImplementation } {
   const { lookup, update, clear, batchLookup, batchUpdate, stream, stats } = CacheService.method;
   const streamPath = methodPath(stream);
 
@@ -74,11 +84,18 @@ export function cacheServiceMethods(
     return store.set(namespace, prompt, llmString, generations, entryBytes({ prompt, llmString, generations }), { ttlMs, onlyIfAbsent });
   }
 
+  function checkReply(size: number): void {
+    checkLimit(limits, "maxReplyBytes", "the reply's size in bytes", size);
+  }
+
   function execute(operation: WireOperation, principal: Principal): WireResult {
     try {
       switch (operation.kind) {
-        case "lookup":
-          return { id: operation.id, kind: "lookup", stored: get(operation.lookup, principal) };
+        case "lookup": {
+          const stored = get(operation.lookup, principal);
+          checkReply(lookupResponseSize(stored));
+          return { id: operation.id, kind: "lookup", stored };
+        }
         case "update":
           return { id: operation.id, kind: "update", stored: set(operation.update, principal) };
         case "invalid":
@@ -89,8 +106,12 @@ export function cacheServiceMethods(
     }
   }
 
-  return {
-    [lookup.localName]: (request, principal) => encodeLookupResponse(get(readLookupRequest(request, limits), principal)),
+  const unary: Record<string, MethodImplementation> = {
+    [lookup.localName]: (request, principal) => {
+      const stored = get(readLookupRequest(request, limits), principal);
+      checkReply(lookupResponseSize(stored));
+      return encodeLookupResponse(stored);
+    },
     [update.localName]: (request, principal) => encodeUpdateResponse(set(readUpdateRequest(request, limits), principal)),
     [clear.localName]: (request, principal) => {
       const { namespace, allNamespaces } = decodeMessage(ClearRequestSchema, request);
@@ -99,8 +120,11 @@ export function cacheServiceMethods(
       store.clear(target);
       return EMPTY;
     },
-    [batchLookup.localName]: (request, principal) =>
-      encodeBatchLookupResponse(readBatchLookupRequest(request, limits).map((entry) => get(entry, principal))),
+    [batchLookup.localName]: (request, principal) => {
+      const results = readBatchLookupRequest(request, limits).map((entry) => get(entry, principal));
+      checkReply(batchLookupResponseSize(results));
+      return encodeBatchLookupResponse(results);
+    },
     [batchUpdate.localName]: (request, principal) => {
       // Read and check all first: a malformed, forbidden or oversized update anywhere applies none of them.
       const updates = readBatchUpdateRequest(request, limits);
@@ -111,8 +135,6 @@ export function cacheServiceMethods(
       for (const entry of updates) set(entry, principal);
       return EMPTY;
     },
-    [stream.localName]: (request, principal) =>
-      encodeStreamResponse(readStreamRequest(request, limits).map((operation) => execute(operation, principal))),
     [stats.localName]: (request, principal) => {
       decodeMessage(StatsRequestSchema, request);
       if (!principal.canReadStats()) throw new CacheError("PERMISSION_DENIED", `token "${principal.name}" may not read the statistics`);
@@ -121,9 +143,20 @@ export function cacheServiceMethods(
       for (const [name, namespaceStats] of Object.entries(report.namespaces)) {
         namespaces[fromKeyBytes(name)] = toWireStats(namespaceStats);
       }
-      return asBuffer(toBinary(StatsResponseSchema, create(StatsResponseSchema, { total: toWireStats(report.total), namespaces })));
+      return asBuffer(
+        toBinary(
+          StatsResponseSchema,
+          create(StatsResponseSchema, { total: toWireStats(report.total), namespaces, namespacesNotListed: BigInt(report.namespacesNotListed) }),
+        ),
+      );
     },
   };
+  const streamMessage: StreamImplementation = (request, principal) =>
+    encodeStreamResponses(
+      readStreamRequest(request, limits).map((operation) => execute(operation, principal)),
+      limits.maxReplyBytes,
+    );
+  return { unary, stream: streamMessage };
 }
 
 /** The key and value strings hold one character per byte: their lengths are their sizes. */
@@ -134,15 +167,6 @@ function entryBytes({ prompt, llmString, generations }: Pick<WireUpdate, "prompt
 function denied(principal: Principal, right: string, namespace: string | undefined): CacheError {
   const where = namespace === undefined ? "every namespace" : `namespace "${fromKeyBytes(namespace)}"`;
   return new CacheError("PERMISSION_DENIED", `token "${principal.name}" may not ${right} ${where}`);
-}
-
-/** A name as the store holds it: its UTF-8 bytes read as latin1, as the request reader reads keys. */
-export function asKeyBytes(name: string): string {
-  return Buffer.from(name, "utf8").toString("latin1");
-}
-
-export function fromKeyBytes(name: string): string {
-  return Buffer.from(name, "latin1").toString("utf8");
 }
 
 function toWireStats(stats: CacheStats): WireCacheStats {

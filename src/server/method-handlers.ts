@@ -5,8 +5,11 @@ import type { Authenticator } from "./auth/authenticator.js";
 import type { Principal } from "./auth/principal.js";
 import { toStatus } from "./status.js";
 
-/** A method's work on one request message, for a caller with these rights. */
+/** A unary method's work on its request message, for a caller with these rights. */
 export type MethodImplementation = (request: Buffer, principal: Principal) => Buffer;
+
+/** A stream's work on one request message: the response messages that answer it (one, or several when one would be too large). */
+export type StreamImplementation = (request: Buffer, principal: Principal) => Buffer[];
 
 /** What the server is told about each call, for its metrics and logs. */
 export interface CallObserver {
@@ -55,7 +58,7 @@ export function unaryHandler(method: DescMethod, implementation: MethodImplement
  * make it hold an unbounded backlog of replies. A draining server ends the
  * stream once the message in hand is answered.
  */
-export function streamHandler(method: DescMethod, implementation: MethodImplementation, context: HandlerContext): handleBidiStreamingCall<Buffer, Buffer> {
+export function streamHandler(method: DescMethod, implementation: StreamImplementation, context: HandlerContext): handleBidiStreamingCall<Buffer, Buffer> {
   const path = methodPath(method);
   return (call) => {
     const started = performance.now();
@@ -66,13 +69,17 @@ export function streamHandler(method: DescMethod, implementation: MethodImplemen
       context.streams.delete(call);
       context.observer.callEnded(method.name, code, (performance.now() - started) / 1000);
     };
-    let principal: Principal;
-    try {
-      principal = context.authenticator.authenticate(call.metadata);
-    } catch (error) {
+    const fail = (error: unknown) => {
       const failure = toStatus(path, error, context.observer.failed);
       end(failure.code);
       call.emit("error", failure);
+    };
+    let principal: Principal;
+    let authenticatedAt = context.authenticator.version;
+    try {
+      principal = context.authenticator.authenticate(call.metadata);
+    } catch (error) {
+      fail(error);
       return;
     }
     if (context.isDraining()) {
@@ -82,16 +89,23 @@ export function streamHandler(method: DescMethod, implementation: MethodImplemen
     }
     context.streams.add(call);
     call.on("data", (request: Buffer) => {
-      let response: Buffer;
+      if (ended) return;
+      let responses: Buffer[];
       try {
-        response = implementation(request, principal);
+        // A stream outlives reloads of the auth file: the token is checked
+        // again against the rights now in force, so revoking it ends the stream.
+        if (authenticatedAt !== context.authenticator.version) {
+          authenticatedAt = context.authenticator.version;
+          principal = context.authenticator.authenticate(call.metadata);
+        }
+        responses = implementation(request, principal);
       } catch (error) {
-        const failure = toStatus(path, error, context.observer.failed);
-        end(failure.code);
-        call.emit("error", failure);
+        fail(error);
         return;
       }
-      if (!call.write(response)) {
+      let full = false;
+      for (const response of responses) full = !call.write(response) || full;
+      if (full) {
         call.pause();
         call.once("drain", () => call.resume());
       }

@@ -28,7 +28,7 @@ export class ServerMetrics {
       buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1, 10],
       registers,
     });
-    const total = () => store.stats().total;
+    const total = () => store.total();
     // The store counts for itself; at each scrape the metrics take its figures.
     gaugeFrom(registers, "llmcache_entries", "Entries held.", () => total().entries);
     gaugeFrom(registers, "llmcache_bytes", "Accounted bytes held.", () => total().bytes);

@@ -8,6 +8,8 @@ export interface RequestLimits {
   maxNamespaceBytes: number;
   /** Most generations in one entry. */
   maxGenerations: number;
+  /** Largest reply message, in bytes: what one BatchLookup of a big entry named many times could otherwise make. */
+  maxReplyBytes: number;
 }
 
 export const DEFAULT_REQUEST_LIMITS: RequestLimits = {
@@ -15,6 +17,7 @@ export const DEFAULT_REQUEST_LIMITS: RequestLimits = {
   maxLlmStringBytes: 256 * 1024,
   maxNamespaceBytes: 256,
   maxGenerations: 1000,
+  maxReplyBytes: 16 * 1024 * 1024,
 };
 
 /** The command-line flag of each limit, for messages that tell the caller which one they hit. */
@@ -23,6 +26,7 @@ export const LIMIT_FLAGS: Record<keyof RequestLimits, string> = {
   maxLlmStringBytes: "--max-llm-string-bytes",
   maxNamespaceBytes: "--max-namespace-bytes",
   maxGenerations: "--max-generations",
+  maxReplyBytes: "--max-reply-bytes",
 };
 
 /** A request over one of the server's limits: RESOURCE_EXHAUSTED, naming the limit. */

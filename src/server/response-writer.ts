@@ -47,15 +47,45 @@ export function encodeUpdateResponse(stored: boolean): Buffer {
 }
 
 export function encodeBatchLookupResponse(results: readonly (string | undefined)[]): Buffer {
-  let size = 0;
-  for (const stored of results) size += fieldSize(BATCH_RESULT_TAG, lookupBodySize(stored));
-  const buffer = Buffer.allocUnsafe(size);
+  const buffer = Buffer.allocUnsafe(batchLookupResponseSize(results));
   let position = 0;
   for (const stored of results) {
     position = writeFieldHeader(buffer, position, BATCH_RESULT_TAG, lookupBodySize(stored));
     position = writeLookupBody(buffer, position, stored);
   }
   return buffer;
+}
+
+/** The size of a LookupResponse for what the store holds (undefined: a miss). */
+export function lookupResponseSize(stored: string | undefined): number {
+  return lookupBodySize(stored);
+}
+
+export function batchLookupResponseSize(results: readonly (string | undefined)[]): number {
+  let size = 0;
+  for (const stored of results) size += fieldSize(BATCH_RESULT_TAG, lookupBodySize(stored));
+  return size;
+}
+
+/**
+ * The results of one stream message as StreamResponses of at most
+ * `maxBytes` each (one result never larger is split across), in order: the
+ * contract lets results come in more messages than the requests.
+ */
+export function encodeStreamResponses(results: readonly WireResult[], maxBytes: number): Buffer[] {
+  const messages: Buffer[] = [];
+  let start = 0;
+  let size = 0;
+  results.forEach((result, i) => {
+    const resultSize = fieldSize(STREAM_RESULT_TAG, resultBodySize(result));
+    if (i > start && size + resultSize > maxBytes) {
+      messages.push(encodeStreamResponse(results.slice(start, i)));
+      [start, size] = [i, 0];
+    }
+    size += resultSize;
+  });
+  messages.push(encodeStreamResponse(results.slice(start)));
+  return messages;
 }
 
 export function encodeStreamResponse(results: readonly WireResult[]): Buffer {

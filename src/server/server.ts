@@ -4,9 +4,13 @@ import { CacheStore, type StoreOptions } from "../engine/cache-store.js";
 import { reclaimInBackground } from "../engine/reclaimer.js";
 import { byteServiceDefinition } from "../rpc/service-definition.js";
 import { Authenticator } from "./auth/authenticator.js";
-import { asKeyBytes, cacheServiceHandlers } from "./cache-service.js";
+import { callTracking } from "./call-tracking.js";
+import { cacheServiceHandlers } from "./cache-service.js";
+import { Connections, DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from "./connections.js";
+import { asKeyBytes } from "./key-bytes.js";
 import { addIntrospection } from "./introspection.js";
 import { createLogger, type Logger } from "./logger.js";
+import { throttledLog } from "./log-throttle.js";
 import type { CallObserver } from "./method-handlers.js";
 import { ServerMetrics } from "./metrics.js";
 import { DEFAULT_REQUEST_LIMITS, type RequestLimits } from "./request-limits.js";
@@ -35,6 +39,8 @@ export interface ServerOptions extends Omit<StoreOptions, "now"> {
   maxMessageBytes?: number;
   /** Most calls at once on one connection. Default 1000. */
   maxConcurrentStreams?: number;
+  /** Bounds on connections: count, handshake and idle timeouts, unread reply bytes (see ConnectionLimits). */
+  connectionLimits?: Partial<ConnectionLimits>;
   /** Ping a connection idle this long, in ms. Default 2 hours. */
   keepaliveTimeMs?: number;
   /** Close a connection whose ping goes unanswered this long, in ms. Default 20 s. */
@@ -75,6 +81,8 @@ export const DEFAULT_HOST = "127.0.0.1";
 export const DEFAULT_PORT = 50051;
 const DEFAULT_SHUTDOWN_GRACE_MS = 10_000;
 const DEFAULT_SNAPSHOT_INTERVAL_MS = 5 * 60_000;
+/** At most one log line per method and kind of unexpected failure this often; the line counts those left out. */
+const FAILURE_LOG_INTERVAL_MS = 10_000;
 
 export async function startServer(options: ServerOptions = {}): Promise<RunningServer> {
   const host = options.host ?? DEFAULT_HOST;
@@ -88,17 +96,24 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   if (options.snapshotPath) await restore(store, options.snapshotPath, logger);
 
   const metrics = new ServerMetrics(store);
+  const logFailure = throttledLog<{ path: string; error: unknown }>(
+    ({ path, error }, suppressed) => logger.error({ err: error, method: path, suppressed }, "call failed"),
+    ({ path, error }) => `${path} ${error instanceof Error ? error.name : typeof error}`,
+    FAILURE_LOG_INTERVAL_MS,
+  );
   const observer: CallObserver = {
     callEnded: (method, code, seconds) => metrics.callEnded(method, code, seconds),
-    failed: (path, error) => logger.error({ err: error, method: path }, "call failed"),
+    failed: (path, error) => logFailure({ path, error }),
   };
   const streams = new Set<ServerDuplexStream<Buffer, Buffer>>();
   let draining = false;
+  const connections = new Connections({ ...DEFAULT_CONNECTION_LIMITS, ...options.connectionLimits });
   const server = new Server({
     "grpc.max_receive_message_length": options.maxMessageBytes ?? 4 * 1024 * 1024,
     "grpc.max_concurrent_streams": options.maxConcurrentStreams ?? 1000,
     "grpc.keepalive_time_ms": options.keepaliveTimeMs ?? 2 * 60 * 60_000,
     "grpc.keepalive_timeout_ms": options.keepaliveTimeoutMs ?? 20_000,
+    interceptors: [callTracking(connections)],
   });
   const limits = { ...DEFAULT_REQUEST_LIMITS, ...options.requestLimits };
   server.addService(
@@ -108,12 +123,17 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   const health = addIntrospection(server);
 
   const requested = hostPort(host, options.port ?? DEFAULT_PORT);
-  const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(requested, serverCredentials(options.tls), (error, bound) =>
-      error ? reject(new ServerSetupError(`cannot listen on ${requested}: ${error.message}`, { cause: error })) : resolve(bound),
-    );
-  });
-  const metricsServer = options.metricsPort === undefined ? undefined : await serveMetrics(metrics, host, options.metricsPort, server);
+  let port: number;
+  try {
+    port = await connections.listen(server, serverCredentials(options.tls), host, options.port ?? DEFAULT_PORT);
+  } catch (error) {
+    throw new ServerSetupError(`cannot listen on ${requested}: ${(error as Error).message}`, { cause: error });
+  }
+  const metricsServer = options.metricsPort === undefined ? undefined : await serveMetrics(metrics, host, options.metricsPort, () => {
+          server.forceShutdown();
+          connections.stopAccepting();
+          connections.destroyAll();
+        });
 
   const stopReclaiming = reclaimInBackground(store, options.reclaimIntervalMs ?? 100);
   let snapshotting: Promise<void> | undefined;
@@ -164,7 +184,9 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
       // The server answers a stream's message as it arrives: one waiting for
       // its next message has nothing in flight and can end now.
       for (const call of streams) call.end();
+      connections.stopAccepting();
       await stopServer(server, graceMs);
+      connections.destroyAll();
       stopReclaiming();
       clearInterval(snapshotTimer);
       await snapshotting?.catch(() => {});
@@ -187,11 +209,11 @@ async function restore(store: CacheStore<string>, path: string, logger: Logger):
 }
 
 /** Serves the metrics, or stops the gRPC server already listening and says why it cannot. */
-async function serveMetrics(metrics: ServerMetrics, host: string, port: number, server: Server) {
+async function serveMetrics(metrics: ServerMetrics, host: string, port: number, stopServing: () => void) {
   try {
     return await metrics.serve(host, port);
   } catch (error) {
-    server.forceShutdown();
+    stopServing();
     throw new ServerSetupError(`cannot serve metrics on ${hostPort(host, port)}: ${(error as Error).message}`, { cause: error });
   }
 }

@@ -2,8 +2,8 @@ import { Metadata, status, type StatusObject } from "@grpc/grpc-js";
 import { ENTRY_TOO_LARGE_REASON, EntryTooLargeError } from "../engine/entry-too-large-error.js";
 import { DecodeError } from "../rpc/codec.js";
 import { CacheError, REASON_TRAILER } from "../rpc/errors.js";
+import { TooManyNamespacesError } from "../engine/too-many-namespaces-error.js";
 import { LimitExceededError } from "./request-limits.js";
-
 
 /** A failure as a client sees it: a status code, a message, and a reason where the code is not enough. */
 export interface Failure {
@@ -15,7 +15,7 @@ export interface Failure {
 /**
  * The one mapping from what a handler throws to what the client sees:
  * undecodable input is INVALID_ARGUMENT, a request over one of the server's
- * limits RESOURCE_EXHAUSTED, an entry larger than a byte budget
+ * limits (namespaces too) RESOURCE_EXHAUSTED, an entry larger than a byte budget
  * RESOURCE_EXHAUSTED with the reason "entry_too_large", a CacheError its own
  * status, and anything else INTERNAL with a fixed message, while the
  * original goes to `log` (it may hold data that is not the caller's).
@@ -26,6 +26,7 @@ export function toFailure(path: string, error: unknown, log: (path: string, erro
     return { code: status.RESOURCE_EXHAUSTED, message: error.message, reason: ENTRY_TOO_LARGE_REASON };
   }
   if (error instanceof LimitExceededError) return { code: status.RESOURCE_EXHAUSTED, message: error.message, reason: "" };
+  if (error instanceof TooManyNamespacesError) return { code: status.RESOURCE_EXHAUSTED, message: `${error.message} (--max-namespaces)`, reason: "" };
   if (error instanceof CacheError) return { code: error.grpcCode, message: error.message, reason: "" };
   log(path, error);
   return { code: status.INTERNAL, message: "internal error", reason: "" };

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { writeFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { CacheClient, CacheError, type CacheClientOptions } from "../../src/index.js";
 import { writeAuthFile } from "../helpers/auth-file.js";
@@ -8,6 +9,7 @@ import { certificates } from "../helpers/certificates.js";
 import { CLI, startServerProcess, type ServerProcess } from "../helpers/server-process.js";
 
 const TEAM_A = "token-of-team-a";
+const PYTHON = fileURLToPath(new URL("../../../.venv/bin/python", import.meta.url));
 const TEAM_B = "token-of-team-b";
 
 /** Every RPC, as a caller makes it, in namespace `ns`. */
@@ -183,12 +185,124 @@ describe("security", function () {
     }
   });
 
+  describe("namespace names in the auth file, compared as text", () => {
+    let server: ServerProcess;
+    before(async () => {
+      const authFile = writeAuthFile([
+        { name: "accented", token: TEAM_A, write: ["é"] },
+        // "é" as UTF-8 bytes read one by one as latin1: a name that must match only itself.
+        { name: "mojibake", token: TEAM_B, write: ["Ã©"] },
+        { name: "admin", token: "token-of-admin", write: ["*"] },
+      ]);
+      server = await startServerProcess(["--auth-file", authFile]);
+    });
+    after(() => server.stop());
+
+    const clientOf = (token: string, namespace: string) => new CacheClient({ address: server.address, token, namespace, batching: false });
+
+    it("lets a token granted a non-ASCII namespace use it", async () => {
+      const client = clientOf(TEAM_A, "é");
+      try {
+        await client.aupdate("p", "llm", [{ text: "accented" }]);
+        assert.deepEqual(await client.alookup("p", "llm"), [{ text: "accented" }]);
+      } finally {
+        await client.close();
+      }
+    });
+
+    it("refuses look-alikes: a name whose bytes read as latin1 spell another, and a decomposed accent", async () => {
+      const admin = clientOf("token-of-admin", "é");
+      await admin.aupdate("secret", "llm", [{ text: "the administrator's" }]);
+      await admin.close();
+      const mojibake = clientOf(TEAM_B, "é");
+      const decomposed = clientOf(TEAM_A, "é");
+      try {
+        await assert.rejects(mojibake.alookup("secret", "llm"), {
+          code: "PERMISSION_DENIED",
+          message: 'Lookup failed: PERMISSION_DENIED: token "mojibake" may not read namespace "é"',
+        });
+        await assert.rejects(mojibake.aupdate("secret", "llm", [{ text: "overwritten" }]), { code: "PERMISSION_DENIED" });
+        await assert.rejects(decomposed.aupdate("p", "llm", [{ text: "x" }]), { code: "PERMISSION_DENIED" });
+        const ownName = clientOf(TEAM_B, "Ã©");
+        await ownName.aupdate("p", "llm", [{ text: "its own" }]);
+        await ownName.close();
+      } finally {
+        await mojibake.close();
+        await decomposed.close();
+      }
+    });
+  });
+
+  it("ends a stream opened with a token that a reload then revokes, and honours rights narrowed by a reload", async () => {
+    const authFile = writeAuthFile([
+      { name: "a", token: TEAM_A, write: ["*"] },
+      { name: "b", token: TEAM_B, write: ["*"] },
+    ]);
+    const server = await startServerProcess(["--auth-file", authFile]);
+    const reload = async (tokens: Parameters<typeof writeAuthFile>[0]) => {
+      const reloads = server.stderr().split('"msg":"auth file reloaded"').length;
+      writeAuthFile(tokens, authFile);
+      server.child.kill("SIGHUP");
+      await waitFor(() => server.stderr().split('"msg":"auth file reloaded"').length > reloads);
+    };
+    // Batching on: every call travels on one long-lived Stream opened by the first.
+    const [a, b] = [TEAM_A, TEAM_B].map((token) => new CacheClient({ address: server.address, token, namespace: "n" })) as [CacheClient, CacheClient];
+    try {
+      await a.aupdate("p", "llm", [{ text: "before" }]);
+      await b.aupdate("q", "llm", [{ text: "before" }]);
+
+      await reload([{ name: "b", token: TEAM_B, read: ["n"] }]);
+      assert.equal(await codeOf(() => a.aupdate("p", "llm", [{ text: "after" }])), "UNAUTHENTICATED", "a's open stream sees the revocation");
+      assert.equal(await codeOf(() => a.alookup("p", "llm")), "UNAUTHENTICATED", "and so does the next one");
+      assert.equal(await codeOf(() => b.aupdate("q", "llm", [{ text: "after" }])), "PERMISSION_DENIED", "b may only read now");
+      assert.deepEqual(await b.alookup("q", "llm"), [{ text: "before" }]);
+    } finally {
+      await a.close();
+      await b.close();
+      await server.stop();
+    }
+  });
+
+  it("refuses a call with two authorization headers, whichever comes first", async () => {
+    const authFile = writeAuthFile([{ name: "a", token: TEAM_A, write: ["*"] }]);
+    const server = await startServerProcess(["--auth-file", authFile]);
+    try {
+      const call = (...tokens: string[]) => pythonLookup(server.address, tokens.map((token) => `Bearer ${token}`));
+      assert.equal(await call(TEAM_A), "OK");
+      assert.equal(await call(TEAM_A, "garbage"), "UNAUTHENTICATED: malformed authorization metadata: expected one \"Bearer <token>\"");
+      assert.equal(await call("garbage", TEAM_A), "UNAUTHENTICATED: malformed authorization metadata: expected one \"Bearer <token>\"");
+    } finally {
+      await server.stop();
+    }
+  });
+
   it("refuses to start with an auth file it cannot use, saying why", async () => {
     const authFile = writeAuthFile([{ name: "a", token: TEAM_A }]);
     writeFileSync(authFile, "tokens:\n  - name: a\n    sha256: not-hex\n");
     await assert.rejects(startServerProcess(["--auth-file", authFile]), /tokens\[0\]\.sha256 must be 64 hex digits/);
   });
 });
+
+/**
+ * A Lookup made by Python's grpcio, which sends every metadata entry it is
+ * given (Node's HTTP/2 client refuses to repeat authorization). Resolves
+ * with "OK" or "CODE: message".
+ */
+async function pythonLookup(address: string, authorizations: string[]): Promise<string> {
+  const script = [
+    "import grpc, json, sys",
+    "address, values = sys.argv[1], json.loads(sys.argv[2])",
+    "with grpc.insecure_channel(address) as channel:",
+    "    lookup = channel.unary_unary('/llmcache.v1.CacheService/Lookup')",
+    "    try:",
+    "        lookup(b'', metadata=[('authorization', v) for v in values], timeout=5)",
+    "        print('OK')",
+    "    except grpc.RpcError as error:",
+    "        print(f'{error.code().name}: {error.details()}')",
+  ].join("\n");
+  const { stdout } = await promisify(execFile)(PYTHON, ["-c", script, address, JSON.stringify(authorizations)], { timeout: 20_000 });
+  return stdout.trim();
+}
 
 async function waitFor(condition: () => boolean, timeoutMs = 5_000): Promise<void> {
   const giveUp = Date.now() + timeoutMs;

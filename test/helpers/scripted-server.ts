@@ -54,7 +54,7 @@ export async function startScriptedServer(
     isDraining: () => false,
   };
   const realHandlers = cacheServiceHandlers(store, DEFAULT_REQUEST_LIMITS, context);
-  const realStream = cacheServiceMethods(store, DEFAULT_REQUEST_LIMITS)[CacheService.method.stream.localName]!;
+  const realStream = cacheServiceMethods(store, DEFAULT_REQUEST_LIMITS).stream;
   const streamMessages: StreamOperation[][] = [];
   const unaryCalls: Record<string, number> = {};
 
@@ -73,11 +73,10 @@ export async function startScriptedServer(
         const scripted = options.answer?.(operation);
         const send = () => {
           if (call.cancelled || call.destroyed) return;
-          call.write(
-            scripted?.result
-              ? Buffer.from(toBinary(StreamResponseSchema, create(StreamResponseSchema, { results: [scripted.result] })))
-              : realStream(Buffer.from(toBinary(StreamRequestSchema, create(StreamRequestSchema, { operations: [operation] }))), ANYONE),
-          );
+          const replies = scripted?.result
+            ? [Buffer.from(toBinary(StreamResponseSchema, create(StreamResponseSchema, { results: [scripted.result] })))]
+            : realStream(Buffer.from(toBinary(StreamRequestSchema, create(StreamRequestSchema, { operations: [operation] }))), ANYONE);
+          for (const reply of replies) call.write(reply);
         };
         if (scripted?.delayMs) setTimeout(send, scripted.delayMs);
         else send();

@@ -33,10 +33,18 @@ export function killLeftoverServers(): void {
 
 /**
  * Starts `llmcache serve --port 0 ...args` as a child process (`--port`
- * later in args wins) and waits for its "listening on" line.
+ * later in args wins), through `launcher` if given, and waits for its
+ * "listening on" line.
  */
-export async function startServerProcess(args: string[] = [], env: NodeJS.ProcessEnv = {}, nodeFlags: string[] = []): Promise<ServerProcess> {
-  const child = spawn(process.execPath, [...nodeFlags, CLI, "serve", "--port", "0", ...args], {
+export async function startServerProcess(
+  args: string[] = [],
+  env: NodeJS.ProcessEnv = {},
+  nodeFlags: string[] = [],
+  /** A command that runs node, such as ["prlimit", "--nofile=64"]. */
+  launcher: string[] = [],
+): Promise<ServerProcess> {
+  const [command = process.execPath, ...prefix] = launcher.length > 0 ? [...launcher, process.execPath] : [];
+  const child = spawn(command, [...prefix, ...nodeFlags, CLI, "serve", "--port", "0", ...args], {
     env: { ...process.env, ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });

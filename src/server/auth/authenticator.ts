@@ -13,6 +13,7 @@ const BEARER = /^Bearer\s+(\S+)\s*$/i;
 export class Authenticator {
   readonly path: string | undefined;
   #tokens: TokenFile | undefined;
+  #version = 0;
 
   constructor(path: string | undefined) {
     this.path = path;
@@ -23,11 +24,17 @@ export class Authenticator {
     return this.#tokens !== undefined;
   }
 
+  /** Changes at every reload: a principal found before a change may have lost its rights since. */
+  get version(): number {
+    return this.#version;
+  }
+
   /** Reads the auth file again. If it cannot be used, the tokens in force stay and this throws. */
   reload(): number {
     if (this.path === undefined) return 0;
     const tokens = TokenFile.load(this.path);
     this.#tokens = tokens;
+    this.#version++;
     return tokens.size;
   }
 

@@ -1,4 +1,10 @@
-/** What a call may do: the rights of the token it presented (or every right, when the server has no tokens). */
+import { asKeyBytes } from "../key-bytes.js";
+
+/**
+ * What a call may do: the rights of the token it presented (or every right,
+ * when the server has no tokens). Namespaces are asked about as the server
+ * holds them (see key-bytes.ts).
+ */
 export interface Principal {
   /** The token's name from the auth file, for logs; "anonymous" without authentication. */
   readonly name: string;
@@ -39,8 +45,9 @@ export function principalOf(rights: Rights): Principal {
   };
 }
 
+/** The auth file's names, as text, turned into the form requests' namespaces are compared in. */
 function namespaceSet(names: readonly string[]): (namespace: string) => boolean {
   if (names.includes("*")) return () => true;
-  const set = new Set(names);
+  const set = new Set<string>(names.map(asKeyBytes));
   return (namespace) => set.has(namespace);
 }
