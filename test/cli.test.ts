@@ -61,6 +61,12 @@ describe("the llmcache command", function () {
       ["a --namespace-limit with an unknown limit", ["--namespace-limit", "a:size=3"], {}, /^llmcache: invalid --namespace-limit "a:size=3": "size=3" is not maxsize=N, max-bytes=SIZE or default-ttl=DURATION/],
       ["a namespace maxsize of 0", ["--namespace-limit", "a:maxsize=0"], {}, /^llmcache: invalid --namespace-limit a:maxsize "0": maxsize must be greater than 0/],
       ["a bad LLMCACHE_NAMESPACE_LIMITS", [], { LLMCACHE_NAMESPACE_LIMITS: "a:default-ttl=5;b:max-bytes=1KiB" }, /^llmcache: invalid LLMCACHE_NAMESPACE_LIMITS a:default-ttl "5": must be a duration/],
+      ["--max-namespaces 0", ["--max-namespaces", "0"], {}, /^llmcache: invalid --max-namespaces "0": must be greater than 0/],
+      ["an --idle-timeout without a unit", ["--idle-timeout", "300"], {}, /^llmcache: invalid --idle-timeout "300": must be a duration with its unit/],
+      ["a --handshake-timeout of 0", ["--handshake-timeout", "0s"], {}, /^llmcache: invalid --handshake-timeout "0s": must be at least 1ms/],
+      ["a --max-reply-bytes that is not a size", ["--max-reply-bytes", "big"], {}, /^llmcache: invalid --max-reply-bytes "big": must be a size/],
+      ["LLMCACHE_MAX_UNREAD_BYTES of 0", [], { LLMCACHE_MAX_UNREAD_BYTES: "0" }, /^llmcache: invalid LLMCACHE_MAX_UNREAD_BYTES "0": must be at least 1 byte/],
+      ["a --max-connections that is not a number", ["--max-connections", "many"], {}, /^llmcache: invalid --max-connections "many": must be an integer/],
     ];
     for (const [name, args, env, message] of cases) {
       it(`refuses ${name}`, async () => {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { CacheStore, type StoreOptions } from "../../src/engine/cache-store.js";
 import { EntryTooLargeError } from "../../src/engine/entry-too-large-error.js";
-import { ENTRY_OVERHEAD_BYTES, GROUP_OVERHEAD_BYTES, NAMESPACE_OVERHEAD_BYTES } from "../../src/engine/limits.js";
+import { ENTRY_OVERHEAD_BYTES, GROUP_OVERHEAD_BYTES, IDLE_NAMESPACES_KEPT, NAMESPACE_OVERHEAD_BYTES } from "../../src/engine/limits.js";
 import { fakeClock } from "../helpers/fake-clock.js";
 
 /** Bytes that make an entry's accounted size exactly `accounted`. */
@@ -205,6 +205,31 @@ describe("CacheStore", () => {
       );
     });
 
+    it("refuses the first entry of a namespace past maxNamespaces, storing and evicting nothing, until one empties", () => {
+      const { store } = storeWith({ maxNamespaces: 2, maxsize: 10 });
+      store.set("a", "p", "llm", "A", 10);
+      store.set("b", "p", "llm", "B", 10);
+      assert.throws(() => store.set("c", "p", "llm", "C", 10), { name: "TooManyNamespacesError", message: "too many namespaces: 2 namespaces hold entries, the most allowed" });
+      store.set("a", "q", "llm", "A2", 10); // a namespace already holding entries takes more
+      assert.deepEqual([store.size, store.total().evictions.size], [3, 0]);
+      store.clear("b");
+      store.set("c", "p", "llm", "C", 10);
+      assert.equal(store.get("c", "p", "llm"), "C");
+    });
+
+    it("keeps the records of at most IDLE_NAMESPACES_KEPT namespaces that hold nothing, the least recently used going first, their counts kept in the total", () => {
+      const { store } = storeWith({ namespaces: { configured: { maxsize: 5 } } });
+      store.set("held", "p", "llm", "v", 10);
+      for (let i = 0; i < IDLE_NAMESPACES_KEPT + 500; i++) store.get(`looked-up-${i}`, "p", "llm");
+      const { total, namespaces, namespacesNotListed } = store.stats(Infinity);
+      assert.equal(namespacesNotListed, 0);
+      assert.equal(Object.keys(namespaces).length, IDLE_NAMESPACES_KEPT + 2, "the idle ones, the one holding an entry, the configured one");
+      assert.ok(namespaces.held && namespaces.configured && namespaces[`looked-up-${IDLE_NAMESPACES_KEPT + 499}`]);
+      assert.equal(namespaces["looked-up-0"], undefined);
+      assert.equal(total.misses, IDLE_NAMESPACES_KEPT + 500);
+      assert.equal(store.stats(10).namespacesNotListed, IDLE_NAMESPACES_KEPT + 2 - 10);
+    });
+
     it("refuses an entry larger than a namespace's budget, naming the namespace", () => {
       const { store } = storeWith({ namespaces: { tiny: { maxBytes: 500 + STRUCTURE("tiny") } } });
       assert.throws(() => store.set("tiny", "p", "llm", "x", sized(501)), {
@@ -270,6 +295,7 @@ describe("CacheStore", () => {
   describe("refuses bad options with a message that names them", () => {
     const cases: [string, () => unknown, string, string][] = [
       ["maxBytes 0", () => new CacheStore({ maxBytes: 0 }), "RangeError", "maxBytes must be greater than 0"],
+      ["maxNamespaces 0", () => new CacheStore({ maxNamespaces: 0 }), "RangeError", "maxNamespaces must be greater than 0"],
       ["maxBytes 1.5", () => new CacheStore({ maxBytes: 1.5 }), "TypeError", "maxBytes must be an integer, got 1.5"],
       ["defaultTtlMs -1", () => new CacheStore({ defaultTtlMs: -1 }), "RangeError", "defaultTtlMs must be greater than 0"],
       ["policy lfu", () => new CacheStore({ policy: "lfu" as never }), "TypeError", 'policy must be "fifo" or "lru", got "lfu"'],
