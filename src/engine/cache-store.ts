@@ -362,8 +362,8 @@ export class CacheStore<V> {
   /**
    * Statistics in total (everything since the store was made, in constant
    * time) and for the first `listed` namespaces the store knows, in the
-   * order it came to know them: those with limits of their own, those that
-   * hold entries, and the most recently used of the others.
+   * order it came to know them. It knows those with limits of their own,
+   * those that hold entries, and the most recently used of the others.
    */
   stats(listed = STATS_NAMESPACES_LISTED): StatsReport {
     const namespaces: Record<string, CacheStats> = {};
@@ -402,7 +402,7 @@ export class CacheStore<V> {
       };
       this.#namespaces.set(name, space);
       this.#keepIdle(space);
-    } else if (this.#idle.delete(name)) {
+    } else if (space.entries === 0 && this.#idle.delete(name)) {
       this.#idle.set(name, space);
     }
     return space;

@@ -46,23 +46,3 @@ export function toStats(entries: number, bytes: number, counters: Counters): Cac
     updatesNotStored: counters.updatesNotStored,
   };
 }
-
-export function addStats(a: CacheStats, b: CacheStats): CacheStats {
-  const hits = a.hits + b.hits;
-  const misses = a.misses + b.misses;
-  return {
-    entries: a.entries + b.entries,
-    bytes: a.bytes + b.bytes,
-    hits,
-    misses,
-    bypasses: a.bypasses + b.bypasses,
-    hitRatio: hits + misses === 0 ? 0 : hits / (hits + misses),
-    evictions: {
-      size: a.evictions.size + b.evictions.size,
-      bytes: a.evictions.bytes + b.evictions.bytes,
-      ttl: a.evictions.ttl + b.evictions.ttl,
-    },
-    expirations: a.expirations + b.expirations,
-    updatesNotStored: a.updatesNotStored + b.updatesNotStored,
-  };
-}

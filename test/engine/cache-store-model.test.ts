@@ -3,7 +3,7 @@ import fc from "fast-check";
 import { CacheStore, type StoreOptions } from "../../src/engine/cache-store.js";
 import { EntryTooLargeError } from "../../src/engine/entry-too-large-error.js";
 import { ENTRY_OVERHEAD_BYTES, GROUP_OVERHEAD_BYTES, NAMESPACE_OVERHEAD_BYTES, type EvictionPolicy } from "../../src/engine/limits.js";
-import { addStats, newCounters, toStats, type Counters } from "../../src/engine/stats.js";
+import { newCounters, toStats, type CacheStats, type Counters } from "../../src/engine/stats.js";
 import { fakeClock } from "../helpers/fake-clock.js";
 
 /**
@@ -238,3 +238,24 @@ describe("CacheStore against a reference model", function () {
     });
   }
 });
+
+/** Two namespaces' statistics added up, as the store's total must be. */
+function addStats(a: CacheStats, b: CacheStats): CacheStats {
+  const hits = a.hits + b.hits;
+  const misses = a.misses + b.misses;
+  return {
+    entries: a.entries + b.entries,
+    bytes: a.bytes + b.bytes,
+    hits,
+    misses,
+    bypasses: a.bypasses + b.bypasses,
+    hitRatio: hits + misses === 0 ? 0 : hits / (hits + misses),
+    evictions: {
+      size: a.evictions.size + b.evictions.size,
+      bytes: a.evictions.bytes + b.evictions.bytes,
+      ttl: a.evictions.ttl + b.evictions.ttl,
+    },
+    expirations: a.expirations + b.expirations,
+    updatesNotStored: a.updatesNotStored + b.updatesNotStored,
+  };
+}
