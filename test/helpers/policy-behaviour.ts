@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { EntryTooLargeError, GROUP_OVERHEAD_BYTES, NAMESPACE_OVERHEAD_BYTES, type BaseCache, type Generation, type Limits } from "../../src/index.js";
+import { ENTRY_OVERHEAD_BYTES, EntryTooLargeError, GROUP_OVERHEAD_BYTES, NAMESPACE_OVERHEAD_BYTES, type BaseCache, type Generation, type Limits } from "../../src/index.js";
 
 export interface PolicySettings extends Limits {
   policy?: "fifo" | "lru";
@@ -14,8 +14,11 @@ export interface PolicyCache {
 
 /** Text whose generation takes about 1 KB whether stored as JSON (in process) or as protobuf (on a server). */
 const kilobyte = (label: string): Generation[] => [{ text: label.padEnd(1000, ".") }];
-/** Budget for three such entries (about 1.2 KB accounted each, all in one namespace with one llm_string) but not four. */
-const THREE_ENTRIES = 3750 + NAMESPACE_OVERHEAD_BYTES + GROUP_OVERHEAD_BYTES;
+/**
+ * Budget for three such entries (at most 1,030 bytes and the overhead each,
+ * all in one namespace with one llm_string) but not four.
+ */
+const THREE_ENTRIES = 3 * (1_030 + ENTRY_OVERHEAD_BYTES) + NAMESPACE_OVERHEAD_BYTES + GROUP_OVERHEAD_BYTES;
 
 /**
  * The policies of a shared tier, as one suite that runs against every cache
