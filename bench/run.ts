@@ -6,6 +6,7 @@ import { parseArgs } from "node:util";
 import { clientBench } from "./client-bench.js";
 import { h2loadBench } from "./h2load-bench.js";
 import { inProcessBench } from "./in-process-bench.js";
+import { LANGCHAIN_STEPS, langchainBench } from "./langchain-bench.js";
 import { memoryBench } from "./memory-bench.js";
 import { startEmptyServer, startLlmcache, startRedis, type RunningProcess } from "./processes.js";
 import { drawChart, formatTables } from "./report.js";
@@ -22,7 +23,7 @@ const settings = quick
   : { seconds: 2.5, warmupSeconds: 0.5, inProcessSeconds: 1.5, h2loadRequests: 200_000, memoryEntries: 1_000_000 };
 
 const CLIENT_STEPS = 60;
-const TOTAL = CLIENT_STEPS + 2 + 12 + 2;
+const TOTAL = CLIENT_STEPS + 2 + 12 + 2 + LANGCHAIN_STEPS;
 
 const started: RunningProcess[] = [];
 try {
@@ -36,6 +37,7 @@ try {
   rows.push(...(await h2loadBench({ llmcacheAddress: llmcache.address, emptyAddress: empty.address, requests: settings.h2loadRequests, step: CLIENT_STEPS, total: TOTAL })));
   rows.push(...(await inProcessBench({ seconds: settings.inProcessSeconds, step: CLIENT_STEPS + 2, total: TOTAL })));
   rows.push(...(await memoryBench({ redisPort: redis.port, entries: settings.memoryEntries, step: CLIENT_STEPS + 14, total: TOTAL })));
+  rows.push(...(await langchainBench({ llmcacheAddress: llmcache.address, redisPort: redis.port, ...settings, step: CLIENT_STEPS + 16, total: TOTAL })));
   process.stderr.write("\n");
   rows = withRatios(rows);
 
@@ -85,6 +87,12 @@ function targets(rows: Row[]): Target[] {
 
   const inProcess = findRow(rows, "in-process", "lookup hit · 500 B", "llmcache InMemoryCache").ratio!;
   add("in-process lookups/s", inProcess, "≥ 2.0× @langchain/core", inProcess >= 2, "lookup hit · 500 B, async API");
+
+  const invoke = rows.find((row) => row.section === "langchain" && row.scenario.startsWith("model.invoke") && row.system === "llmcache LangChainCache")!;
+  add("LangChain JS model.invoke with a cache hit, 64 callers", invoke.ratio!, "≥ 2.0× @langchain/community RedisCache", invoke.ratio! >= 2, invoke.scenario);
+  const lookupOf = (system: string) => rows.find((row) => row.section === "langchain" && row.scenario.startsWith("cache.lookup") && row.system === system)!.value;
+  const adapter = lookupOf("llmcache LangChainCache") / lookupOf("llmcache CacheClient (no adapter)");
+  add("LangChainCache over a bare CacheClient", adapter, "≥ 0.9× (overhead ≤ 10%)", adapter >= 0.9, "cache.lookup, hit · 500 B · 64 callers");
 
   const memory = rows.find((row) => row.section === "memory" && row.system === "llmcache resident");
   if (memory?.ratio !== undefined) add("memory per entry", memory.ratio, "≤ 1.0× redis-server used_memory", memory.ratio <= 1, memory.scenario);
