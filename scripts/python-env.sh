@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Creates .venv/ (git-ignored) with the Python packages the Python tests
-# need, from the machine's pip wheelhouse. Safe to run again: when .venv/
-# already holds exactly these requirements it returns at once.
+# Creates .venv/ (git-ignored) with what the Python side of the project
+# needs, from the machine's pip wheelhouse: grpcio and protobuf for the tests
+# that read entries from Python, grpcio-tools for scripts/generate-python.sh,
+# and the Python client in clients/python (installed editable, with
+# langchain-core) with its test and check tools. Safe to run again: when
+# .venv/ already holds exactly these requirements it returns at once.
 #
 #   bash scripts/python-env.sh     # then .venv/bin/python
 #
@@ -16,12 +19,39 @@ requirements=(
   grpcio-tools==1.84.0
   protobuf==7.36.2
   pytest==9.1.1
+  pytest-asyncio==1.4.0
+  pytest-timeout==2.4.0
+  mypy==2.4.0
+  ruff==0.16.9
+  hatchling==1.32.4
+  build==1.6.1
+  # langchain-core's own dependencies, less langchain-protocol, which the
+  # wheelhouse lacks (see no_deps).
+  httpx==0.28.1
+  jsonpatch==1.33
+  langsmith==0.14.0
+  packaging==26.3
+  pydantic==2.13.5
+  pyyaml==6.0.3
+  tenacity==9.1.4
+  typing-extensions==4.16.0
+  uuid-utils==0.17.1
 )
+# Installed without their dependencies. langchain-core requires
+# langchain-protocol, absent from the wheelhouse; what the client and its
+# tests use (caches, outputs, messages, load, globals, FakeListLLM) imports
+# without it.
+no_deps=(
+  langchain-core==1.6.5
+)
+client=clients/python
 
 venv=.venv
 stamp="$venv/.requirements.sha256"
 python="${PYTHON:-python3}"
-wanted="$(printf '%s\n' "${requirements[@]}" | sha256sum | cut -d' ' -f1)"
+# The client's pyproject.toml is part of the stamp: the editable install
+# holds its metadata, while its code is read from the tree.
+wanted="$({ printf '%s\n' "${requirements[@]}" -- "${no_deps[@]}" --; cat "$client/pyproject.toml"; } | sha256sum | cut -d' ' -f1)"
 
 if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted" ] \
   && "$venv/bin/python" -c '' 2>/dev/null; then
@@ -52,7 +82,12 @@ fi
 rm -f "$stamp"
 # The wheelhouse is pip's configured index; --retries 0 keeps pip from
 # waiting on any other index it cannot reach.
-"$venv/bin/python" -m pip install -qq --disable-pip-version-check --retries 0 "${requirements[@]}"
+pip=("$venv/bin/python" -m pip install -qq --disable-pip-version-check --retries 0)
+"${pip[@]}" "${requirements[@]}"
+"${pip[@]}" --no-deps "${no_deps[@]}"
+# Editable, so that the tests and mypy see the tree as it is; hatchling is
+# installed above, so the build needs no isolated environment of its own.
+"${pip[@]}" --no-deps --no-build-isolation --editable "./$client[langchain]"
 printf '%s\n' "$wanted" >"$stamp.tmp"
 mv "$stamp.tmp" "$stamp"
-echo "python-env: $venv ready: ${requirements[*]}"
+echo "python-env: $venv ready: ${requirements[*]} ${no_deps[*]} -e $client[langchain]"

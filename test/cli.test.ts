@@ -1,10 +1,15 @@
 import assert from "node:assert/strict";
 import { execFile, spawn } from "node:child_process";
 import { once } from "node:events";
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { connect } from "node:http2";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { UpdateRequestSchema } from "../gen/llmcache/v1/cache_pb.js";
+import { certificates } from "./helpers/certificates.js";
 import { grpcFrame } from "./helpers/raw-grpc.js";
 import { CLI, startServerProcess, type ServerProcess } from "./helpers/server-process.js";
 import { closedPort } from "./helpers/stalled-server.js";
@@ -104,6 +109,136 @@ describe("the llmcache command", function () {
     const run = await llmcache(["--help"]);
     assert.equal(run.code, 0);
     assert.match(run.stdout, /^Usage:\n  llmcache serve \[--host HOST\] \[--port PORT\] \[--maxsize N\]/);
+  });
+
+  describe("--help on a command", () => {
+    const connection = ["address", "timeout-ms", "token", "tls", "tls-ca", "tls-cert", "tls-key", "tls-server-name"];
+    const flagsOf: Record<string, string[]> = {
+      serve: [
+        "host", "port", "maxsize", "max-bytes", "default-ttl", "policy", "namespace-limit", "tls-cert", "tls-key", "tls-client-ca",
+        "insecure", "auth-file", "metrics-port", "log-level", "max-message-bytes", "max-prompt-bytes", "max-llm-string-bytes",
+        "max-namespace-bytes", "max-generations", "max-concurrent-streams", "max-reply-bytes", "max-namespaces", "max-connections",
+        "handshake-timeout", "idle-timeout", "max-unread-bytes", "max-unread-bytes-total", "keepalive-time", "keepalive-timeout",
+        "snapshot", "snapshot-interval", "shutdown-grace",
+      ],
+      lookup: ["namespace", "bypass", ...connection],
+      update: ["generations", "namespace", "ttl", "never-expires", "no-store", "if-absent", ...connection],
+      clear: ["namespace", "all-namespaces", ...connection],
+      stats: connection,
+      "hash-token": [],
+    };
+    for (const [command, flags] of Object.entries(flagsOf)) {
+      for (const help of ["--help", "-h"]) {
+        it(`prints the flags of ${command} for ${help}, one line each, and starts nothing`, async () => {
+          // serve would listen on a free port; hash-token's standard input stays open, so reading it would hang.
+          const run = await llmcache(command === "serve" ? ["serve", "--port", "0", help] : [command, help]);
+          assert.equal(run.code, 0, run.stderr);
+          assert.equal(run.stderr, "");
+          assert.match(run.stdout, new RegExp(`^Usage: llmcache ${command} `));
+          assert.doesNotMatch(run.stdout, /^llmcache listening on/m);
+          const listed = [...run.stdout.matchAll(/^  --([a-z-]+)\b.*\S$/gm)].map((match) => match[1]);
+          assert.deepEqual(listed, flags);
+        });
+      }
+    }
+
+    it("gives each flag's default where it has one", async () => {
+      const serve = (await llmcache(["serve", "--help"])).stdout;
+      assert.match(serve, /^  --port PORT +port to listen on; 0 picks a free one \(default: 50051\)$/m);
+      assert.match(serve, /^  --max-bytes SIZE +byte budget of the entries, such as 512MiB or 2GB \(default: no limit\)$/m);
+      assert.match(serve, /^  --idle-timeout DURATION +.* \(default: 5m\)$/m);
+      const lookup = (await llmcache(["lookup", "-h"])).stdout;
+      assert.match(lookup, /^  --address HOST:PORT +server to reach.* \(default: 127\.0\.0\.1:50051\)$/m);
+      assert.match(lookup, /^  --timeout-ms MS +.* \(default: 5000\)$/m);
+    });
+
+    it("prints a command's help for help COMMAND", async () => {
+      assert.equal((await llmcache(["help", "clear"])).stdout, (await llmcache(["clear", "--help"])).stdout);
+    });
+  });
+
+  describe("--version", () => {
+    const version = (JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string }).version;
+
+    for (const flag of ["--version", "-v", "version"]) {
+      it(`prints the package's version for ${flag}`, async () => {
+        assert.deepEqual(await llmcache([flag]), { code: 0, stdout: `${version}\n`, stderr: "" });
+      });
+    }
+
+    it("reads the version of the package it is installed from", async () => {
+      // An installed package: package.json three levels above dist/src/cli/main.js, not this repository's.
+      const dist = fileURLToPath(new URL("../", import.meta.url));
+      const root = mkdtempSync(join(tmpdir(), "llmcache-installed-"));
+      try {
+        const pkg = join(root, "node_modules", "llmcache");
+        mkdirSync(join(pkg, "dist"), { recursive: true });
+        for (const dir of ["src", "gen"]) cpSync(join(dist, dir), join(pkg, "dist", dir), { recursive: true });
+        writeFileSync(join(pkg, "package.json"), JSON.stringify({ name: "llmcache", version: "9.8.7-installed", type: "module" }));
+        symlinkSync(fileURLToPath(new URL("../../node_modules", import.meta.url)), join(pkg, "node_modules"));
+        const { stdout } = await promisify(execFile)(process.execPath, [join(pkg, "dist", "src", "cli", "main.js"), "--version"]);
+        assert.equal(stdout, "9.8.7-installed\n");
+      } finally {
+        rmSync(root, { recursive: true, force: true });
+      }
+    });
+  });
+
+  describe("client commands refuse an address without a usable port, with exit code 2", () => {
+    const cases: [string, string[], NodeJS.ProcessEnv, RegExp][] = [
+      ["--address localhost", ["--address", "localhost"], {}, /^llmcache: invalid --address "localhost": a port is needed, such as localhost:50051 \(see llmcache --help\)$/],
+      ["LLMCACHE_ADDRESS=localhost", [], { LLMCACHE_ADDRESS: "localhost" }, /^llmcache: invalid LLMCACHE_ADDRESS "localhost": a port is needed, such as localhost:50051 /],
+      ["a bracketed IPv6 address without a port", ["--address", "[::1]"], {}, /^llmcache: invalid --address "\[::1\]": a port is needed, such as \[::1\]:50051 /],
+      ["an IPv6 address without brackets", ["--address", "::1"], {}, /^llmcache: invalid --address "::1": an IPv6 address goes in brackets, such as \[::1\]:50051 /],
+      ["port 0", ["--address", "localhost:0"], {}, /^llmcache: invalid --address "localhost:0": a port is between 1 and 65535 /],
+      ["a port above 65535", ["--address", "127.0.0.1:65536"], {}, /^llmcache: invalid --address "127\.0\.0\.1:65536": a port is between 1 and 65535 /],
+      ["a port that is not a number", ["--address", "localhost:http"], {}, /^llmcache: invalid --address "localhost:http": a port is between 1 and 65535 /],
+    ];
+    for (const [name, args, env, message] of cases) {
+      it(`refuses ${name}`, async () => {
+        assertOneLineError(await llmcache(["lookup", ...args, "p", "llm"], env), 2, message);
+      });
+    }
+  });
+
+  describe("errors of the client commands are one line", () => {
+    it("reports a refused connection in one line, without grpc-js's resolution note", async () => {
+      const port = await closedPort();
+      assertOneLineError(
+        await llmcache(["lookup", "--address", `127.0.0.1:${port}`, "p", "llm"]),
+        1,
+        new RegExp(`^llmcache: Lookup failed: UNAVAILABLE: No connection established\\. Last error: .*ECONNREFUSED 127\\.0\\.0\\.1:${port}$`),
+      );
+    });
+
+    it("reports a name that does not resolve in one line", async () => {
+      assertOneLineError(
+        await llmcache(["stats", "--address", "no-such-host.invalid:1"]),
+        1,
+        /^llmcache: Stats failed: UNAVAILABLE: Name resolution failed for target dns:no-such-host\.invalid:1$/,
+      );
+    });
+
+    describe("over TLS", () => {
+      let server: ServerProcess;
+      before(async () => {
+        const tls = certificates();
+        server = await startServerProcess(["--tls-cert", tls.path("server"), "--tls-key", tls.path("server-key"), "--tls-client-ca", tls.path("ca")]);
+      });
+      after(() => server.stop());
+
+      it("reaches a server at an IP address with nothing on stderr (no Node warning about the TLS server name)", async () => {
+        const tls = certificates();
+        const at = ["--address", server.address, "--tls-ca", tls.path("ca"), "--tls-cert", tls.path("client"), "--tls-key", tls.path("client-key")];
+        assert.deepEqual(await llmcache(["lookup", ...at, "p", "llm"]), { code: 0, stdout: "null\n", stderr: "" });
+        assert.doesNotMatch(server.stderr(), /\(node:\d+\)|Warning/);
+      });
+
+      it("reports a TLS failure in one line, though OpenSSL's message has a line break", async () => {
+        const run = await llmcache(["lookup", "--address", server.address, "--tls-ca", certificates().path("ca"), "p", "llm"]);
+        assertOneLineError(run, 1, /^llmcache: Lookup failed: UNAVAILABLE: .*certificate required/);
+      });
+    });
   });
 
   describe("serve", () => {
@@ -295,8 +430,28 @@ describe("the llmcache command", function () {
       assertOneLineError(await llmcache(["clear", "--address", server.address, "--namespace", "a", "--all-namespaces"]), 2, /^llmcache: give either --namespace or --all-namespaces, not both/);
     });
 
-    it("refuses generations that are not generations with exit code 1", async () => {
-      assertOneLineError(await llmcache(["update", "--address", server.address, "p", "llm", "--generations", '[{"txt":"x"}]']), 1, /^llmcache: generations\[0\]\.txt is not a field of a generation/);
+    describe("refuses --generations that are not a list of generations with exit code 2", () => {
+      const cases: [string, string, RegExp][] = [
+        ["an object", '{"text":1}', /^llmcache: --generations must be an array, got an object \(see llmcache --help\)$/],
+        ["a text that is not a string", '[{"text": 3}]', /^llmcache: --generations\[0\]\.text must be a string, got number 3 \(see llmcache --help\)$/],
+        ["an unknown field", '[{"txt":"x"}]', /^llmcache: --generations\[0\]\.txt is not a field of a generation \(text, generationInfo, message\)/],
+        ["both generation_info and generationInfo", '[{"text":"x"},{"text":"y","generation_info":{},"generationInfo":{}}]', /^llmcache: --generations\[1\] has both generation_info and generationInfo: give one /],
+        ["a generation_info that is not an object", '[{"text":"x","generation_info":[1]}]', /^llmcache: --generations\[0\]\.generation_info must be a JSON object, got an array /],
+        ["JSON that V8 quotes, line break and all", '[{"text":"x"},\nx]', /^llmcache: --generations is not valid JSON: Unexpected token 'x', "\[\{"text":"x"\}, x\]" is not valid JSON /],
+      ];
+      for (const [name, json, message] of cases) {
+        it(`refuses ${name}`, async () => {
+          assertOneLineError(await llmcache(["update", "--address", server.address, "p", "llm", "--generations", json]), 2, message);
+        });
+      }
+    });
+
+    it("takes Python's generation_info in --generations, as generationInfo", async () => {
+      const at = ["--address", server.address, "--namespace", "cli-snake-case"];
+      const generations = [{ text: "hi", generation_info: { finish_reason: "stop" } }, { text: "yo", generationInfo: { n: 1 } }];
+      assert.deepEqual(await llmcache(["update", ...at, "--generations", JSON.stringify(generations), "p", "llm"]), { code: 0, stdout: "", stderr: "" });
+      const lookup = await llmcache(["lookup", ...at, "p", "llm"]);
+      assert.deepEqual(JSON.parse(lookup.stdout), [{ text: "hi", generationInfo: { finish_reason: "stop" } }, { text: "yo", generationInfo: { n: 1 } }]);
     });
 
     it("reports an unreachable server with exit code 1", async () => {

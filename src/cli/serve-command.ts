@@ -5,6 +5,7 @@ import { checkMaxsize, checkPolicy, type Limits } from "../engine/limits.js";
 import { checkLogLevel, createLogger } from "../server/logger.js";
 import { DEFAULT_HOST, DEFAULT_PORT, startServer, type ServerOptions } from "../server/server.js";
 import { SnapshotSetupError } from "../server/snapshot.js";
+import { commandHelp, type FlagHelp } from "./help.js";
 import { checkPort, integerSetting, parsedSetting, parsingFlags, readSettingFile, setting, UsageError, type Setting } from "./settings.js";
 import { parseBytes, parseDuration } from "./units.js";
 
@@ -44,6 +45,57 @@ const FLAGS = {
 } as const;
 
 type Flag = Exclude<keyof typeof FLAGS, "namespace-limit" | "insecure">;
+
+// The defaults are the server's (src/server); the README's table says the same.
+const FLAG_HELP: Record<keyof typeof FLAGS, FlagHelp> = {
+  host: { value: "HOST", about: "address to listen on", default: "127.0.0.1" },
+  port: { value: "PORT", about: "port to listen on; 0 picks a free one", default: "50051" },
+  maxsize: { value: "N", about: "most entries held", default: "no limit" },
+  "max-bytes": { value: "SIZE", about: "byte budget of the entries, such as 512MiB or 2GB", default: "no limit" },
+  "default-ttl": { value: "DURATION", about: "how long entries live unless their update says", default: "for ever" },
+  policy: { value: "fifo|lru", about: "evict first the oldest inserted, or the least recently used", default: "fifo" },
+  "namespace-limit": { value: "NAME:LIMITS", about: "one namespace's maxsize=N,max-bytes=SIZE,default-ttl=DURATION; repeatable" },
+  "tls-cert": { value: "FILE", about: "serve over TLS with this PEM certificate and --tls-key", default: "plain text" },
+  "tls-key": { value: "FILE", about: "PEM private key of --tls-cert" },
+  "tls-client-ca": { value: "FILE", about: "PEM CA: require client certificates it signed (mutual TLS)" },
+  insecure: { about: "allow listening beyond loopback without TLS and authentication" },
+  "auth-file": { value: "FILE", about: "YAML or JSON file of tokens and their rights", default: "every call has every right" },
+  "metrics-port": { value: "PORT", about: "serve Prometheus metrics at /metrics on this port; 0 picks one", default: "none" },
+  "log-level": { value: "LEVEL", about: "fatal, error, warn, info, debug, trace or silent (JSON lines, stderr)", default: "info" },
+  "max-message-bytes": { value: "SIZE", about: "largest request message", default: "4MiB" },
+  "max-prompt-bytes": { value: "SIZE", about: "longest prompt", default: "2MiB" },
+  "max-llm-string-bytes": { value: "SIZE", about: "longest llm_string", default: "256KiB" },
+  "max-namespace-bytes": { value: "SIZE", about: "longest namespace name", default: "256" },
+  "max-generations": { value: "N", about: "most generations in one entry", default: "1000" },
+  "max-concurrent-streams": { value: "N", about: "most calls at once on one connection", default: "1000" },
+  "max-reply-bytes": { value: "SIZE", about: "largest reply message", default: "16MiB" },
+  "max-namespaces": { value: "N", about: "most namespaces holding entries at once", default: "10000" },
+  "max-connections": { value: "N", about: "most connections open at once", default: "4096" },
+  "handshake-timeout": { value: "DURATION", about: "how long a new connection may take to start its first call", default: "10s" },
+  "idle-timeout": { value: "DURATION", about: "how long a connection may stay open with no call in flight", default: "5m" },
+  "max-unread-bytes": { value: "SIZE", about: "reply bytes one connection may leave unread", default: "64MiB" },
+  "max-unread-bytes-total": { value: "SIZE", about: "reply bytes all connections together may leave unread", default: "256MiB" },
+  "keepalive-time": { value: "DURATION", about: "ping a connection idle this long", default: "2h" },
+  "keepalive-timeout": { value: "DURATION", about: "drop a connection whose ping is not answered within this", default: "20s" },
+  snapshot: { value: "FILE", about: "file to keep the cache in across restarts", default: "none" },
+  "snapshot-interval": { value: "DURATION", about: "how often to write the snapshot; it is also written on shutdown", default: "5m" },
+  "shutdown-grace": { value: "DURATION", about: "how long calls in flight may take to finish on SIGTERM", default: "10s" },
+};
+
+export const serveHelp = commandHelp({
+  usage: "llmcache serve [FLAG...]",
+  about: [
+    "Runs a cache server; prints \"llmcache listening on HOST:PORT\" once it accepts calls.",
+    "SIGINT or SIGTERM drains it and exits 0; SIGHUP reloads the auth file.",
+  ].join("\n"),
+  flags: FLAG_HELP,
+  notes: [
+    "SIZE is bytes with an optional unit (4096, 64KiB, 512MiB, 2GB); DURATION has a unit (500ms, 30s,",
+    "10m, 1h, 7d). Every flag can also come from its environment variable, LLMCACHE_ and the flag in",
+    "capitals (--max-bytes: LLMCACHE_MAX_BYTES; LLMCACHE_NAMESPACE_LIMITS with \";\" between namespaces);",
+    "a flag wins. Beyond loopback, serve needs TLS and tokens or client certificates, or --insecure.",
+  ].join("\n"),
+});
 
 /** `llmcache serve`: runs a server until SIGINT or SIGTERM; SIGHUP reloads the auth file. */
 export async function serveCommand(args: string[]): Promise<void> {

@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-
+import { isIPv6 } from "node:net";
 
 /** A mistake in how the program was called: reported in one line, exit code 2. */
 export class UsageError extends Error {
@@ -65,4 +65,20 @@ export function parsedSetting<T>(value: Setting, parse: (raw: string) => T): T {
 export function checkPort(port: number): number {
   if (port < 0 || port > 65535) throw new RangeError("a port is between 0 and 65535");
   return port;
+}
+
+/**
+ * A server's address for the client commands: HOST:PORT, [IPv6]:PORT, or a
+ * grpc-js unix: socket target. Left without a port, grpc-js would dial 443,
+ * where no cache server is, and say only that the connection failed.
+ */
+export function checkAddress(address: string): string {
+  if (address.startsWith("unix:")) return address;
+  if (isIPv6(address)) throw new RangeError(`an IPv6 address goes in brackets, such as [${address}]:50051`);
+  const colon = address.endsWith("]") ? -1 : address.lastIndexOf(":");
+  const host = colon < 0 ? address : address.slice(0, colon);
+  const port = colon < 0 ? "" : address.slice(colon + 1);
+  if (port === "") throw new RangeError(`a port is needed, such as ${host || "127.0.0.1"}:50051`);
+  if (!/^\d+$/.test(port) || Number(port) < 1 || Number(port) > 65535) throw new RangeError("a port is between 1 and 65535");
+  return address;
 }
