@@ -80,7 +80,7 @@ describe("the llmcache command", function () {
     }
 
     it("refuses an unknown command", async () => {
-      assertOneLineError(await llmcache(["serv"]), 2, /^llmcache: unknown command "serv" \(commands: serve, lookup, update, clear, stats, hash-token\)/);
+      assertOneLineError(await llmcache(["serv"]), 2, /^llmcache: unknown command "serv" \(commands: serve, lookup, update, clear, stats, hash-token\) \(see llmcache --help\)$/);
     });
 
     it("reports a metrics port already in use with exit code 1, and does not stay listening", async () => {
@@ -174,7 +174,7 @@ describe("the llmcache command", function () {
         const pkg = join(root, "node_modules", "llmcache");
         mkdirSync(join(pkg, "dist"), { recursive: true });
         for (const dir of ["src", "gen"]) cpSync(join(dist, dir), join(pkg, "dist", dir), { recursive: true });
-        writeFileSync(join(pkg, "package.json"), JSON.stringify({ name: "llmcache", version: "9.8.7-installed", type: "module" }));
+        writeFileSync(join(pkg, "package.json"), JSON.stringify({ name: "llmcache-grpc", version: "9.8.7-installed", type: "module" }));
         symlinkSync(fileURLToPath(new URL("../../node_modules", import.meta.url)), join(pkg, "node_modules"));
         const { stdout } = await promisify(execFile)(process.execPath, [join(pkg, "dist", "src", "cli", "main.js"), "--version"]);
         assert.equal(stdout, "9.8.7-installed\n");
