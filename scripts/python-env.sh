@@ -51,7 +51,9 @@ stamp="$venv/.requirements.sha256"
 python="${PYTHON:-python3}"
 # The client's pyproject.toml is part of the stamp: the editable install
 # holds its metadata, while its code is read from the tree.
-wanted="$({ printf '%s\n' "${requirements[@]}" -- "${no_deps[@]}" --; cat "$client/pyproject.toml"; } | sha256sum | cut -d' ' -f1)"
+client_metadata=""
+[ -f "$client/pyproject.toml" ] && client_metadata="$(cat "$client/pyproject.toml")"
+wanted="$(printf '%s\n' "${requirements[@]}" -- "${no_deps[@]}" -- "$client_metadata" | sha256sum | cut -d' ' -f1)"
 
 if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted" ] \
   && "$venv/bin/python" -c '' 2>/dev/null; then
@@ -85,9 +87,13 @@ rm -f "$stamp"
 pip=("$venv/bin/python" -m pip install -qq --disable-pip-version-check --retries 0)
 "${pip[@]}" "${requirements[@]}"
 "${pip[@]}" --no-deps "${no_deps[@]}"
-# Editable, so that the tests and mypy see the tree as it is; hatchling is
-# installed above, so the build needs no isolated environment of its own.
-"${pip[@]}" --no-deps --no-build-isolation --editable "./$client[langchain]"
+installed=("${requirements[@]}" "${no_deps[@]}")
+if [ -n "$client_metadata" ]; then
+  # Editable, so that the tests and mypy see the tree as it is; hatchling is
+  # installed above, so the build needs no isolated environment of its own.
+  "${pip[@]}" --no-deps --no-build-isolation --editable "./$client[langchain]"
+  installed+=("-e $client[langchain]")
+fi
 printf '%s\n' "$wanted" >"$stamp.tmp"
 mv "$stamp.tmp" "$stamp"
-echo "python-env: $venv ready: ${requirements[*]} ${no_deps[*]} -e $client[langchain]"
+echo "python-env: $venv ready: ${installed[*]}"

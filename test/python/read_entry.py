@@ -1,8 +1,10 @@
 """Reads one llmcache entry from a running server the way a Python client would.
 
 Calls Lookup, BatchLookup (the same pair twice) and Stream (one lookup
-operation) through grpcio with stubs generated from proto/, so that Python's
-protobuf parses the responses exactly as it would for a Python client, and
+operation) through grpcio with the Python client's generated code
+(llmcache.v1 in clients/python, which scripts/generate-python.sh makes from
+proto/ and scripts/python-env.sh installs in .venv/), so that Python's
+protobuf parses the responses exactly as it does for a Python client, and
 prints a JSON summary on stdout:
 
     {"ok": false,
@@ -18,32 +20,26 @@ Exits 0 when every call succeeded and 1 when any failed: a response Python
 cannot parse fails as INTERNAL, with the parser's own error in parentheses.
 Exits 2 for bad arguments.
 
-    python test/python/read_entry.py 127.0.0.1:50051 PROMPT LLM_STRING \\
+    .venv/bin/python test/python/read_entry.py 127.0.0.1:50051 PROMPT LLM_STRING \\
         --namespace NS --mode all
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
 import sys
-import tempfile
-from importlib import resources
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import grpc
 from google.protobuf import json_format
-from grpc_tools import protoc
+from llmcache.v1 import cache_pb2, cache_pb2_grpc
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from types import ModuleType
 
-REPO = Path(__file__).resolve().parents[2]
-PROTO_FILE = "llmcache/v1/cache.proto"
 MODES = ("all", "lookup", "batch", "stream")
 STREAM_OPERATION_ID = 1
 
@@ -69,32 +65,6 @@ class DeserializeErrors(logging.Handler):
         if record.exc_info and record.exc_info[1] is not None:
             error = record.exc_info[1]
             self.messages.append(f"{type(error).__name__}: {error}")
-
-
-def generate_stubs(proto_dir: Path, out_dir: Path) -> None:
-    """Writes llmcache/v1/cache_pb2.py and cache_pb2_grpc.py into out_dir."""
-    well_known = resources.files("grpc_tools") / "_proto"  # google/protobuf/*.proto
-    status = protoc.main(
-        [
-            "grpc_tools.protoc",
-            f"-I{proto_dir}",
-            f"-I{well_known}",
-            f"--python_out={out_dir}",
-            f"--grpc_python_out={out_dir}",
-            str(proto_dir / PROTO_FILE),
-        ]
-    )
-    if status != 0:
-        message = f"grpc_tools.protoc failed ({status}) on {proto_dir / PROTO_FILE}"
-        raise RuntimeError(message)
-
-
-def load_stubs(stub_dir: Path) -> tuple[ModuleType, ModuleType]:
-    sys.path.insert(0, str(stub_dir))
-    return (
-        importlib.import_module("llmcache.v1.cache_pb2"),
-        importlib.import_module("llmcache.v1.cache_pb2_grpc"),
-    )
 
 
 def nesting_depth(value: object) -> int:
@@ -219,17 +189,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="which calls to make (default: all three)",
     )
     parser.add_argument(
-        "--stubs",
-        type=Path,
-        help="a directory that holds llmcache/v1/cache_pb2*.py already",
-    )
-    parser.add_argument(
-        "--proto-dir",
-        type=Path,
-        default=REPO / "proto",
-        help="the directory that holds llmcache/v1/cache.proto (default: proto/)",
-    )
-    parser.add_argument(
         "--timeout", type=float, default=10.0, help="each call's deadline, in seconds"
     )
     return parser.parse_args(argv)
@@ -237,13 +196,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="llmcache-stubs-") as generated:
-        stub_dir = args.stubs
-        if stub_dir is None:
-            stub_dir = Path(generated)
-            generate_stubs(args.proto_dir, stub_dir)
-        pb2, pb2_grpc = load_stubs(stub_dir)
-        calls = run_calls(pb2, pb2_grpc, args)
+    calls = run_calls(cache_pb2, cache_pb2_grpc, args)
     failed = {name: call["error"] for name, call in calls.items() if "error" in call}
     print(json.dumps({"ok": not failed, "calls": calls}))
     for name, error in failed.items():

@@ -1,0 +1,187 @@
+"""Each operation as a call: its method, its encoded request, its reply's reading.
+
+The blocking and the async client methods build the same Call here and
+differ only in how they send it: the whole of the checking, encoding and
+decoding lives in this one layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import grpc
+from google.protobuf.message import DecodeError
+
+from ._codec import check_key, decode_generations, encode_generations
+from ._describe import describe
+from ._errors import CacheError, call_failure
+from ._stats import StatsReport, decode_stats
+from .v1 import cache_pb2
+
+if TYPE_CHECKING:
+    from ._generation import Generation
+    from ._options import UpdateOptions
+
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class Call(Generic[R]):
+    """One RPC: the method's name, the request's bytes, and what the caller gets."""
+
+    method: str
+    request: bytes
+    read: Callable[[bytes], R]
+
+    def result(self, reply: bytes) -> R:
+        """What the caller gets from the reply; a malformed one is INTERNAL."""
+        try:
+            return self.read(reply)
+        except DecodeError as error:
+            details = f"the server's reply is malformed: {error}"
+            raise call_failure(
+                self.method, grpc.StatusCode.INTERNAL, details
+            ) from error
+
+    def failure(self, error: grpc.RpcError) -> CacheError:
+        """The CacheError of a call that grpcio reports failed."""
+        code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
+        details = error.details() if hasattr(error, "details") else str(error)
+        trailers = (
+            error.trailing_metadata() if hasattr(error, "trailing_metadata") else None
+        )
+        return call_failure(self.method, code, details or "", trailers)
+
+
+def lookup(
+    prompt: object, llm_string: object, *, namespace: str, bypass: bool
+) -> Call[list[Generation] | None]:
+    """Lookup: the generations stored for the pair, or None on a miss."""
+    request = _lookup_request(prompt, llm_string, namespace, bypass=bypass)
+    return Call("Lookup", request.SerializeToString(), _read_lookup)
+
+
+def update(
+    prompt: object,
+    llm_string: object,
+    generations: object,
+    options: UpdateOptions,
+    *,
+    only_if_absent: bool,
+) -> Call[bool]:
+    """Update: stores the generations; the reply says whether it did."""
+    request = _update_request(prompt, llm_string, generations, options, "")
+    request.only_if_absent = only_if_absent
+    return Call("Update", request.SerializeToString(), _read_update)
+
+
+def clear(*, namespace: str, all_namespaces: bool) -> Call[None]:
+    """Clear: removes the entries of a namespace, or of all."""
+    request = cache_pb2.ClearRequest(namespace=namespace, all_namespaces=all_namespaces)
+    return Call("Clear", request.SerializeToString(), _read_nothing)
+
+
+def stats() -> Call[StatsReport]:
+    """Stats: what the cache holds and has done."""
+    return Call(
+        "Stats", b"", lambda reply: decode_stats(_parse(cache_pb2.StatsResponse, reply))
+    )
+
+
+def lookup_many(
+    keys: object, *, namespace: str, bypass: bool
+) -> Call[list[list[Generation] | None]]:
+    """BatchLookup: one result per key, in the keys' order."""
+    pairs = _items(keys, "keys", 2, "(prompt, llm_string) pairs")
+    request = cache_pb2.BatchLookupRequest(
+        lookups=[
+            _lookup_request(
+                prompt, llm_string, namespace, bypass=bypass, path=f"keys[{i}]."
+            )
+            for i, (prompt, llm_string) in enumerate(pairs)
+        ]
+    )
+    expected = len(pairs)
+
+    def read(reply: bytes) -> list[list[Generation] | None]:
+        results = _parse(cache_pb2.BatchLookupResponse, reply).results
+        if len(results) != expected:
+            details = f"{len(results)} results for {expected} lookups"
+            raise call_failure("BatchLookup", grpc.StatusCode.INTERNAL, details)
+        return [_lookup_result(result) for result in results]
+
+    return Call("BatchLookup", request.SerializeToString(), read)
+
+
+def update_many(entries: object, options: UpdateOptions) -> Call[None]:
+    """BatchUpdate: stores every entry, in order, or none if one is refused."""
+    triples = _items(entries, "entries", 3, "(prompt, llm_string, generations)")
+    request = cache_pb2.BatchUpdateRequest(
+        updates=[
+            _update_request(prompt, llm_string, generations, options, f"entries[{i}].")
+            for i, (prompt, llm_string, generations) in enumerate(triples)
+        ]
+    )
+    return Call("BatchUpdate", request.SerializeToString(), _read_nothing)
+
+
+def _lookup_request(
+    prompt: object, llm_string: object, namespace: str, *, bypass: bool, path: str = ""
+) -> Any:
+    key = check_key(prompt, llm_string, path)
+    return cache_pb2.LookupRequest(
+        prompt=key[0], llm_string=key[1], namespace=namespace, bypass=bypass
+    )
+
+
+def _update_request(
+    prompt: object,
+    llm_string: object,
+    generations: object,
+    options: UpdateOptions,
+    path: str,
+) -> Any:
+    prompt, llm_string = check_key(prompt, llm_string, path)
+    return cache_pb2.UpdateRequest(
+        prompt=prompt,
+        llm_string=llm_string,
+        generations=encode_generations(generations, f"{path}generations"),
+        namespace=options.namespace,
+        ttl_ms=options.expiry.ttl_ms,
+        never_expires=options.expiry.never_expires,
+        no_store=options.no_store,
+    )
+
+
+def _items(value: object, name: str, size: int, what: str) -> Sequence[Sequence[Any]]:
+    """An iterable of fixed-size tuples, as a list, each checked for its size."""
+    if not isinstance(value, Iterable) or isinstance(value, str | bytes):
+        raise TypeError(f"{name} must be an iterable of {what}, got {describe(value)}")
+    items = list(value)
+    for i, item in enumerate(items):
+        if not isinstance(item, tuple | list) or len(item) != size:
+            message = f"{name}[{i}] must be a tuple of {what}, got {describe(item)}"
+            raise TypeError(message)
+    return items
+
+
+def _parse(message_type: Any, reply: bytes) -> Any:
+    return message_type.FromString(reply)
+
+
+def _lookup_result(result: Any) -> list[Generation] | None:
+    return decode_generations(result.generations) if result.hit else None
+
+
+def _read_lookup(reply: bytes) -> list[Generation] | None:
+    return _lookup_result(_parse(cache_pb2.LookupResponse, reply))
+
+
+def _read_update(reply: bytes) -> bool:
+    return bool(_parse(cache_pb2.UpdateResponse, reply).stored)
+
+
+def _read_nothing(reply: bytes) -> None:
+    del reply

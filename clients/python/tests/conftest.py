@@ -1,0 +1,205 @@
+"""Real llmcache servers for the tests: `node dist/src/cli/main.js serve`.
+
+Each server is started once per session on port 0 and stopped with
+SIGTERM at its end. The server is built by `npm run build` (npm test and
+CI build it); a missing build fails the tests rather than skipping them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from llmcache import CacheClient
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+REPO = Path(__file__).resolve().parents[3]
+CLI = REPO / "dist" / "src" / "cli" / "main.js"
+START_TIMEOUT = 15.0
+STOP_TIMEOUT = 15.0
+
+TOKEN = "python-tests-token"
+# Gives every right in every namespace.
+AUTH_FILE = """\
+tokens:
+  - name: python-tests
+    sha256: {sha256}
+    read: ["*"]
+    write: ["*"]
+    clear: true
+    stats: true
+"""
+
+
+@dataclass
+class Server:
+    """A server process and the "host:port" it listens on."""
+
+    process: subprocess.Popen[str]
+    address: str
+    log: Path
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_server(*args: str) -> Server:
+    """Starts `llmcache serve --port 0 ARGS` and waits for its listening line."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("node is not on PATH: the tests need it to run the server")
+    if not CLI.exists():
+        pytest.fail(f"{CLI} is missing: build the server first (npm run build)")
+    log = Path(tempfile.mkstemp(prefix="llmcache-server-", suffix=".log")[1])
+    with log.open("w") as stderr:
+        process = subprocess.Popen(
+            [node, str(CLI), "serve", "--port", "0", *args],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            cwd=REPO,
+        )
+    lines: list[str] = []
+    listening = threading.Event()
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            if line.startswith("llmcache listening on "):
+                listening.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    if not listening.wait(START_TIMEOUT):
+        process.kill()
+        process.wait()
+        pytest.fail(f"the server did not start: {''.join(lines)}{log.read_text()}")
+    address = next(
+        line.split()[3] for line in lines if line.startswith("llmcache listening on ")
+    )
+    return Server(process, address, log)
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[Server]:
+    """A server with the default settings: no limits, no TTL, no tokens."""
+    started = start_server()
+    yield started
+    started.stop()
+
+
+@pytest.fixture(scope="session")
+def limited_server() -> Iterator[Server]:
+    """A server with a 64 KiB byte budget and a 300 ms default TTL."""
+    started = start_server("--max-bytes", "64KiB", "--default-ttl", "300ms")
+    yield started
+    started.stop()
+
+
+@pytest.fixture(scope="session")
+def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server that requires TOKEN."""
+    auth_file = tmp_path_factory.mktemp("auth") / "auth.yaml"
+    sha256 = hashlib.sha256(TOKEN.encode()).hexdigest()
+    auth_file.write_text(AUTH_FILE.format(sha256=sha256))
+    started = start_server("--auth-file", str(auth_file))
+    yield started
+    started.stop()
+
+
+@dataclass
+class Certificates:
+    ca: Path
+    server: Path
+    server_key: Path
+
+
+@pytest.fixture(scope="session")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
+    """A CA and a certificate for localhost and 127.0.0.1 signed by it."""
+    directory = tmp_path_factory.mktemp("tls")
+
+    def openssl(*args: str) -> None:
+        subprocess.run(
+            ["openssl", *args], cwd=directory, check=True, capture_output=True
+        )
+
+    for name in ("ca", "server"):
+        openssl(
+            "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+            "-out", f"{name}-key.pem",
+        )  # fmt: skip
+    openssl(
+        "req", "-x509", "-new", "-key", "ca-key.pem", "-out", "ca.pem",
+        "-days", "2", "-subj", "/CN=llmcache python test CA",
+    )  # fmt: skip
+    openssl(
+        "req", "-new", "-key", "server-key.pem", "-out", "server.csr",
+        "-subj", "/CN=localhost",
+    )  # fmt: skip
+    (directory / "server.ext").write_text(
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"
+    )
+    openssl(
+        "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca-key.pem",
+        "-CAcreateserial", "-out", "server.pem", "-days", "2",
+        "-extfile", "server.ext",
+    )  # fmt: skip
+    return Certificates(
+        directory / "ca.pem", directory / "server.pem", directory / "server-key.pem"
+    )
+
+
+@pytest.fixture(scope="session")
+def tls_server(certificates: Certificates) -> Iterator[Server]:
+    """A server that speaks TLS only."""
+    started = start_server(
+        "--tls-cert",
+        str(certificates.server),
+        "--tls-key",
+        str(certificates.server_key),
+    )
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def namespace() -> str:
+    """A namespace of the test's own, so that tests never see each other's entries."""
+    return f"test-{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+def client(server: Server, namespace: str) -> Iterator[CacheClient]:
+    """A client of `server` whose calls go to the test's namespace."""
+    with CacheClient(server.address, namespace=namespace) as made:
+        yield made
+
+
+@pytest.fixture
+def dead_address() -> str:
+    """A loopback address where nothing listens."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"127.0.0.1:{port}"

@@ -1,0 +1,161 @@
+"""CacheClient's async methods (grpc.aio) against a real server."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from typing import TYPE_CHECKING
+
+import grpc.aio
+import pytest
+
+from llmcache import CacheClient, CacheError, EntryTooLargeError, Generation
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from conftest import Server
+
+PARIS: list[Generation] = [{"text": "Paris"}]
+
+
+@pytest.fixture
+async def aclient(server: Server, namespace: str) -> AsyncIterator[CacheClient]:
+    async with CacheClient(server.address, namespace=namespace) as made:
+        yield made
+
+
+async def test_alookup_returns_what_aupdate_stored(aclient: CacheClient) -> None:
+    await aclient.aupdate("capital of France?", "model='m'", PARIS)
+    assert await aclient.alookup("capital of France?", "model='m'") == PARIS
+
+
+async def test_an_async_miss_is_none(aclient: CacheClient) -> None:
+    assert await aclient.alookup("never stored", "model='m'") is None
+
+
+async def test_an_async_stored_empty_list_comes_back_empty(
+    aclient: CacheClient,
+) -> None:
+    await aclient.aupdate("empty", "l", [])
+    assert await aclient.alookup("empty", "l") == []
+
+
+async def test_aclear_empties_the_namespace(aclient: CacheClient) -> None:
+    await aclient.aupdate("p", "l", PARIS)
+    await aclient.aclear()
+    assert await aclient.alookup("p", "l") is None
+
+
+async def test_async_namespaces_keep_keys_apart(
+    aclient: CacheClient, namespace: str
+) -> None:
+    await aclient.aupdate("p", "l", [{"text": "a"}], namespace=f"{namespace}-a")
+    assert await aclient.alookup("p", "l", namespace=f"{namespace}-a") == [
+        {"text": "a"}
+    ]
+    assert await aclient.alookup("p", "l") is None
+
+
+async def test_an_async_entry_expires_after_its_ttl(aclient: CacheClient) -> None:
+    await aclient.aupdate("p", "l", PARIS, ttl=0.2)
+    await asyncio.sleep(0.4)
+    assert await aclient.alookup("p", "l") is None
+
+
+async def test_async_bypass_answers_a_miss(aclient: CacheClient) -> None:
+    await aclient.aupdate("p", "l", PARIS)
+    assert await aclient.alookup("p", "l", bypass=True) is None
+
+
+async def test_async_no_store_stores_nothing(aclient: CacheClient) -> None:
+    await aclient.aupdate("p", "l", PARIS, no_store=True)
+    assert await aclient.alookup("p", "l") is None
+
+
+async def test_aupdate_if_absent_stores_only_when_absent(aclient: CacheClient) -> None:
+    assert await aclient.aupdate_if_absent("p", "l", [{"text": "first"}]) is True
+    assert await aclient.aupdate_if_absent("p", "l", [{"text": "second"}]) is False
+    assert await aclient.alookup("p", "l") == [{"text": "first"}]
+
+
+async def test_astats_count_the_namespaces_lookups(
+    aclient: CacheClient, namespace: str
+) -> None:
+    await aclient.aupdate("p", "l", PARIS)
+    await aclient.alookup("p", "l")
+    await aclient.alookup("absent", "l")
+    stats = (await aclient.astats()).namespaces[namespace]
+    assert (stats.entries, stats.hits, stats.misses) == (1, 1, 1)
+
+
+async def test_async_batches_store_and_answer_in_order(aclient: CacheClient) -> None:
+    await aclient.aupdate_many([("a", "l", [{"text": "A"}]), ("b", "l", [])])
+    results = await aclient.alookup_many([("b", "l"), ("x", "l"), ("a", "l")])
+    assert results == [[], None, [{"text": "A"}]]
+
+
+async def test_concurrent_async_calls_each_get_their_own_answer(
+    aclient: CacheClient,
+) -> None:
+    await asyncio.gather(
+        *(aclient.aupdate(f"p{i}", "l", [{"text": str(i)}]) for i in range(50))
+    )
+    results = await asyncio.gather(*(aclient.alookup(f"p{i}", "l") for i in range(50)))
+    assert results == [[{"text": str(i)}] for i in range(50)]
+
+
+async def test_async_with_closes_the_client(server: Server) -> None:
+    async with CacheClient(server.address) as client:
+        assert await client.alookup("p", "unused llm") is None
+    with pytest.raises(CacheError) as raised:
+        await client.alookup("p", "unused llm")
+    assert raised.value.code == "FAILED_PRECONDITION"
+
+
+async def test_async_calls_fail_with_unavailable_when_no_server_listens(
+    dead_address: str,
+) -> None:
+    async with CacheClient(dead_address) as client:
+        with pytest.raises(CacheError) as raised:
+            await client.alookup("p", "l")
+    assert raised.value.code == "UNAVAILABLE"
+    assert str(raised.value).startswith("Lookup failed: UNAVAILABLE: ")
+
+
+async def test_an_async_entry_too_large_raises_entry_too_large_error(
+    limited_server: Server, namespace: str
+) -> None:
+    async with CacheClient(limited_server.address, namespace=namespace) as client:
+        with pytest.raises(EntryTooLargeError) as raised:
+            await client.aupdate("p", "l", [{"text": "x" * 100_000}])
+    assert raised.value.code == "RESOURCE_EXHAUSTED"
+
+
+def test_async_methods_work_across_event_loops(server: Server, namespace: str) -> None:
+    # Each asyncio.run has a loop of its own; a grpc.aio channel works only
+    # on the loop it was made on, so the client keeps one per loop.
+    with CacheClient(server.address, namespace=namespace) as client:
+        asyncio.run(client.aupdate("p", "l", PARIS))
+        assert asyncio.run(client.alookup("p", "l")) == PARIS
+        assert client.lookup("p", "l") == PARIS
+
+
+async def test_blocking_and_async_calls_share_one_client(aclient: CacheClient) -> None:
+    aclient.update("p", "l", PARIS)
+    assert await aclient.alookup("p", "l") == PARIS
+
+
+def live_async_channels() -> int:
+    gc.collect()
+    return sum(isinstance(item, grpc.aio.Channel) for item in gc.get_objects())
+
+
+def test_channels_of_finished_event_loops_are_let_go(
+    server: Server, namespace: str
+) -> None:
+    with CacheClient(server.address, namespace=namespace) as client:
+        before = live_async_channels()
+        for _ in range(20):
+            asyncio.run(client.alookup("p", "l"))
+        assert live_async_channels() <= before + 2

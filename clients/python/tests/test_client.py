@@ -1,0 +1,237 @@
+"""CacheClient's blocking methods against a real server."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+import pytest
+
+from llmcache import CacheClient, CacheError, CacheStats, Generation
+
+if TYPE_CHECKING:
+    from conftest import Server
+
+PARIS: list[Generation] = [{"text": "Paris"}]
+
+
+def test_lookup_returns_what_update_stored(client: CacheClient) -> None:
+    client.update("capital of France?", "model='m'", PARIS)
+    assert client.lookup("capital of France?", "model='m'") == PARIS
+
+
+def test_a_miss_is_none(client: CacheClient) -> None:
+    assert client.lookup("never stored", "model='m'") is None
+
+
+def test_a_stored_empty_list_comes_back_as_an_empty_list(client: CacheClient) -> None:
+    client.update("empty", "model='m'", [])
+    assert client.lookup("empty", "model='m'") == []
+
+
+def test_update_replaces_what_was_stored(client: CacheClient) -> None:
+    client.update("p", "l", [{"text": "old"}])
+    client.update("p", "l", [{"text": "new"}, {"text": "newer"}])
+    assert client.lookup("p", "l") == [{"text": "new"}, {"text": "newer"}]
+
+
+def test_keys_are_pairs_that_never_collide(client: CacheClient) -> None:
+    client.update("a_b", "c", [{"text": "first"}])
+    client.update("a", "b_c", [{"text": "second"}])
+    assert client.lookup("a_b", "c") == [{"text": "first"}]
+    assert client.lookup("a", "b_c") == [{"text": "second"}]
+
+
+def test_empty_strings_are_a_valid_key(client: CacheClient) -> None:
+    client.update("", "", PARIS)
+    assert client.lookup("", "") == PARIS
+
+
+def test_clear_empties_the_clients_namespace(client: CacheClient) -> None:
+    client.update("p", "l", PARIS)
+    client.clear()
+    assert client.lookup("p", "l") is None
+
+
+def test_clear_leaves_other_namespaces_alone(
+    client: CacheClient, namespace: str
+) -> None:
+    client.update("p", "l", PARIS, namespace=f"{namespace}-other")
+    client.clear()
+    assert client.lookup("p", "l", namespace=f"{namespace}-other") == PARIS
+
+
+def test_clear_all_namespaces_empties_every_namespace(
+    limited_server: Server, namespace: str
+) -> None:
+    # On a server of its own, so that other tests' entries are not cleared.
+    with CacheClient(limited_server.address, namespace=namespace) as client:
+        client.update("p", "l", PARIS, never_expires=True)
+        client.update("p", "l", PARIS, namespace=f"{namespace}-b", never_expires=True)
+        client.clear(all_namespaces=True)
+        assert client.lookup("p", "l") is None
+        assert client.lookup("p", "l", namespace=f"{namespace}-b") is None
+
+
+def test_namespaces_keep_keys_apart(client: CacheClient, namespace: str) -> None:
+    client.update("p", "l", [{"text": "a"}], namespace=f"{namespace}-a")
+    client.update("p", "l", [{"text": "b"}], namespace=f"{namespace}-b")
+    assert client.lookup("p", "l", namespace=f"{namespace}-a") == [{"text": "a"}]
+    assert client.lookup("p", "l", namespace=f"{namespace}-b") == [{"text": "b"}]
+    assert client.lookup("p", "l") is None
+
+
+def test_the_clients_namespace_is_the_default_of_its_calls(
+    server: Server, namespace: str
+) -> None:
+    with CacheClient(server.address, namespace=namespace) as scoped:
+        scoped.update("p", "l", PARIS)
+    with CacheClient(server.address) as unscoped:
+        assert unscoped.lookup("p", "l") is None
+        assert unscoped.lookup("p", "l", namespace=namespace) == PARIS
+
+
+def test_an_entry_expires_after_its_ttl_in_seconds(client: CacheClient) -> None:
+    client.update("p", "l", PARIS, ttl=0.2)
+    assert client.lookup("p", "l") == PARIS
+    time.sleep(0.4)
+    assert client.lookup("p", "l") is None
+
+
+def test_ttl_takes_a_timedelta(client: CacheClient) -> None:
+    client.update("p", "l", PARIS, ttl=timedelta(milliseconds=200))
+    assert client.lookup("p", "l") == PARIS
+    time.sleep(0.4)
+    assert client.lookup("p", "l") is None
+
+
+def test_an_entry_without_ttl_expires_after_the_servers_default(
+    limited_server: Server, namespace: str
+) -> None:
+    with CacheClient(limited_server.address, namespace=namespace) as client:
+        client.update("p", "l", PARIS)
+        assert client.lookup("p", "l") == PARIS
+        time.sleep(0.6)
+        assert client.lookup("p", "l") is None
+
+
+def test_never_expires_outlives_the_servers_default_ttl(
+    limited_server: Server, namespace: str
+) -> None:
+    with CacheClient(limited_server.address, namespace=namespace) as client:
+        client.update("p", "l", PARIS, never_expires=True)
+        time.sleep(0.6)
+        assert client.lookup("p", "l") == PARIS
+
+
+def test_bypass_answers_a_miss_whatever_is_stored(client: CacheClient) -> None:
+    client.update("p", "l", PARIS)
+    assert client.lookup("p", "l", bypass=True) is None
+    assert client.lookup("p", "l") == PARIS
+
+
+def test_no_store_stores_nothing(client: CacheClient) -> None:
+    client.update("p", "l", PARIS, no_store=True)
+    assert client.lookup("p", "l") is None
+
+
+def test_update_if_absent_stores_only_when_the_pair_is_absent(
+    client: CacheClient,
+) -> None:
+    assert client.update_if_absent("p", "l", [{"text": "first"}]) is True
+    assert client.update_if_absent("p", "l", [{"text": "second"}]) is False
+    assert client.lookup("p", "l") == [{"text": "first"}]
+
+
+def test_update_if_absent_with_no_store_answers_false(client: CacheClient) -> None:
+    assert client.update_if_absent("p", "l", PARIS, no_store=True) is False
+    assert client.lookup("p", "l") is None
+
+
+def test_stats_count_a_namespaces_entries_and_lookups(
+    client: CacheClient, namespace: str
+) -> None:
+    client.update("p", "l", PARIS)
+    client.update("q", "l", PARIS, no_store=True)
+    client.lookup("p", "l")
+    client.lookup("absent", "l")
+    client.lookup("p", "l", bypass=True)
+    report = client.stats()
+    stats = report.namespaces[namespace]
+    assert isinstance(stats, CacheStats)
+    assert (stats.entries, stats.hits, stats.misses, stats.bypasses) == (1, 1, 1, 1)
+    assert stats.updates_not_stored == 1
+    assert stats.hit_ratio == 0.5
+    assert stats.bytes > 0
+    assert isinstance(stats.bytes, int)
+    assert report.total.entries >= 1
+    assert report.total.hits >= 1
+    assert isinstance(report.namespaces_not_listed, int)
+
+
+def test_lookup_many_answers_in_the_order_of_the_keys(client: CacheClient) -> None:
+    client.update("a", "l", [{"text": "A"}])
+    client.update("c", "l", [])
+    results = client.lookup_many([("a", "l"), ("b", "l"), ("c", "l"), ("a", "l")])
+    assert results == [[{"text": "A"}], None, [], [{"text": "A"}]]
+
+
+def test_lookup_many_of_no_keys_is_an_empty_list(client: CacheClient) -> None:
+    assert client.lookup_many([]) == []
+
+
+def test_update_many_stores_every_entry(client: CacheClient, namespace: str) -> None:
+    client.update_many(
+        [("a", "l", [{"text": "A"}]), ("b", "l", [{"text": "B"}])],
+        namespace=f"{namespace}-batch",
+    )
+    results = client.lookup_many(
+        [("a", "l"), ("b", "l")], namespace=f"{namespace}-batch"
+    )
+    assert results == [[{"text": "A"}], [{"text": "B"}]]
+
+
+def test_update_many_stores_none_when_one_entry_is_refused(
+    limited_server: Server, namespace: str
+) -> None:
+    with CacheClient(limited_server.address, namespace=namespace) as client:
+        with pytest.raises(CacheError):
+            client.update_many(
+                [("small", "l", PARIS), ("huge", "l", [{"text": "x" * 100_000}])]
+            )
+        assert client.lookup("small", "l") is None
+
+
+def test_the_client_is_a_context_manager_that_closes_it(server: Server) -> None:
+    with CacheClient(server.address) as client:
+        assert client.lookup("p", "unused llm") is None
+    with pytest.raises(CacheError) as raised:
+        client.lookup("p", "unused llm")
+    assert raised.value.code == "FAILED_PRECONDITION"
+
+
+def test_close_can_be_called_twice(server: Server) -> None:
+    client = CacheClient(server.address)
+    client.lookup("p", "unused llm")
+    client.close()
+    client.close()
+
+
+def test_a_call_past_its_deadline_fails_with_deadline_exceeded(
+    client: CacheClient,
+) -> None:
+    with pytest.raises(CacheError) as raised:
+        client.lookup("p", "l", timeout=1e-6)
+    assert raised.value.code == "DEADLINE_EXCEEDED"
+
+
+def test_a_hit_larger_than_grpcios_default_receive_limit_is_read(
+    client: CacheClient,
+) -> None:
+    # grpcio refuses replies over 4 MiB unless told otherwise; the server
+    # sends up to 16 MiB.
+    big = [{"text": "x" * 3_000_000}, {"text": "y" * 3_000_000}]
+    client.update("a", "big", big[:1])
+    client.update("b", "big", big[1:])
+    assert client.lookup_many([("a", "big"), ("b", "big")]) == [big[:1], big[1:]]
