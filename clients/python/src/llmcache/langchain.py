@@ -190,7 +190,11 @@ def _to_plain(generations: object) -> list[PlainGeneration]:
         if generation.generation_info is not None:
             item["generation_info"] = generation.generation_info
         if isinstance(generation, ChatGeneration):
-            item["message"] = generation.message.model_dump()
+            # A field at None is at its default (chunk_position, name, id...):
+            # left out, as JSON leaves it, so that LangChain JS does not
+            # read a field it has no use for.
+            dumped = generation.message.model_dump()
+            item["message"] = {k: v for k, v in dumped.items() if v is not None}
         plain.append(item)
     return plain
 
