@@ -15,7 +15,6 @@ from typing import Any
 from langchain_core import messages
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGeneration
-
 from llmcache.langchain import LangChainCache
 
 LLM_STRING = "cross-language"
@@ -36,17 +35,29 @@ def main(mode: str, address: str, namespace: str, spec_path: str) -> int:
         for index, spec in enumerate(specs):
             expected = build(spec)
             if mode == "store":
-                cache.update(f"py:{index}", LLM_STRING, [ChatGeneration(message=expected)])
+                cache.update(
+                    f"py:{index}", LLM_STRING, [ChatGeneration(message=expected)]
+                )
                 continue
             found = cache.lookup(f"js:{index}", LLM_STRING)
-            if found is None or len(found) != 1 or not isinstance(found[0], ChatGeneration):
-                problems.append(f"js:{index} ({spec['class']}): expected one ChatGeneration, got {found!r}")
+            if (
+                found is None
+                or len(found) != 1
+                or not isinstance(found[0], ChatGeneration)
+            ):
+                problems.append(
+                    f"js:{index} ({spec['class']}): expected one ChatGeneration, got {found!r}"
+                )
                 continue
             message = found[0].message
             if type(message) is not type(expected):
-                problems.append(f"js:{index}: expected a {type(expected).__name__}, got a {type(message).__name__}")
+                problems.append(
+                    f"js:{index}: expected a {type(expected).__name__}, got a {type(message).__name__}"
+                )
             elif message != expected:
-                problems.append(f"js:{index} ({spec['class']}): {message!r} != {expected!r}")
+                problems.append(
+                    f"js:{index} ({spec['class']}): {message!r} != {expected!r}"
+                )
     finally:
         cache.close()
     print(json.dumps(problems))
