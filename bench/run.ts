@@ -7,6 +7,7 @@ import { clientBench } from "./client-bench.js";
 import { h2loadBench } from "./h2load-bench.js";
 import { inProcessBench } from "./in-process-bench.js";
 import { LANGCHAIN_STEPS, langchainBench } from "./langchain-bench.js";
+import { PYTHON_STEPS, pythonBench } from "./python-bench.js";
 import { memoryBench } from "./memory-bench.js";
 import { startEmptyServer, startLlmcache, startRedis, type RunningProcess } from "./processes.js";
 import { drawChart, formatTables } from "./report.js";
@@ -23,7 +24,7 @@ const settings = quick
   : { seconds: 2.5, warmupSeconds: 0.5, inProcessSeconds: 1.5, h2loadRequests: 200_000, memoryEntries: 1_000_000 };
 
 const CLIENT_STEPS = 60;
-const TOTAL = CLIENT_STEPS + 2 + 12 + 2 + LANGCHAIN_STEPS;
+const TOTAL = CLIENT_STEPS + 2 + 12 + 2 + LANGCHAIN_STEPS + PYTHON_STEPS;
 
 const started: RunningProcess[] = [];
 try {
@@ -38,6 +39,7 @@ try {
   rows.push(...(await inProcessBench({ seconds: settings.inProcessSeconds, step: CLIENT_STEPS + 2, total: TOTAL })));
   rows.push(...(await memoryBench({ redisPort: redis.port, entries: settings.memoryEntries, step: CLIENT_STEPS + 14, total: TOTAL })));
   rows.push(...(await langchainBench({ llmcacheAddress: llmcache.address, redisPort: redis.port, ...settings, step: CLIENT_STEPS + 16, total: TOTAL })));
+  rows.push(...(await pythonBench({ llmcacheAddress: llmcache.address, redisPort: redis.port, seconds: settings.seconds, step: CLIENT_STEPS + 16 + LANGCHAIN_STEPS, total: TOTAL })));
   process.stderr.write("\n");
   rows = withRatios(rows);
 
@@ -93,6 +95,9 @@ function targets(rows: Row[]): Target[] {
   const lookupOf = (system: string) => rows.find((row) => row.section === "langchain" && row.scenario.startsWith("cache.lookup") && row.system === system)!.value;
   const adapter = lookupOf("llmcache LangChainCache") / lookupOf("llmcache CacheClient (no adapter)");
   add("LangChainCache over a bare CacheClient", adapter, "≥ 0.9× (overhead ≤ 10%)", adapter >= 0.9, "cache.lookup, hit · 500 B · 64 callers");
+
+  const python = rows.find((row) => row.section === "python" && row.ratio !== undefined)!;
+  add("Python CacheClient.alookup, 64 tasks", python.ratio!, "≥ 1.0× redis-py asyncio GET + json.loads", python.ratio! >= 1, python.scenario);
 
   const memory = rows.find((row) => row.section === "memory" && row.system === "llmcache resident");
   if (memory?.ratio !== undefined) add("memory per entry", memory.ratio, "≤ 1.0× redis-server used_memory", memory.ratio <= 1, memory.scenario);

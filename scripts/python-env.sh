@@ -25,6 +25,8 @@ requirements=(
   ruff==0.16.9
   hatchling==1.32.4
   build==1.6.1
+  # The bench compares the client with redis-py.
+  redis==8.1.0
   # langchain-core's own dependencies, less langchain-protocol, which the
   # wheelhouse lacks (see no_deps).
   httpx==0.28.1
