@@ -11,27 +11,11 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { UpdateRequestSchema } from "../gen/llmcache/v1/cache_pb.js";
 import { certificates } from "./helpers/certificates.js";
 import { grpcFrame } from "./helpers/raw-grpc.js";
-import { CLI, startServerProcess, type ServerProcess } from "./helpers/server-process.js";
+import { CLI, runCli, startServerProcess, type CliRun, type ServerProcess } from "./helpers/server-process.js";
 import { closedPort } from "./helpers/stalled-server.js";
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function llmcache(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
-  try {
-    const { stdout, stderr } = await promisify(execFile)(process.execPath, [CLI, ...args], {
-      env: { ...process.env, ...env },
-      timeout: 15_000,
-    });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const failed = error as { code: number; stdout: string; stderr: string };
-    return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr };
-  }
-}
+type Run = CliRun;
+const llmcache = (args: string[], env: NodeJS.ProcessEnv = {}) => runCli(args, env);
 
 function assertOneLineError(run: Run, code: number, message: RegExp): void {
   assert.equal(run.code, code, `exit code; stderr: ${run.stderr}`);

@@ -6,7 +6,7 @@ import { promisify } from "node:util";
 import { CacheClient, CacheError, type CacheClientOptions } from "../../src/index.js";
 import { writeAuthFile } from "../helpers/auth-file.js";
 import { certificates } from "../helpers/certificates.js";
-import { CLI, startServerProcess, type ServerProcess } from "../helpers/server-process.js";
+import { runCli, startServerProcess, type ServerProcess } from "../helpers/server-process.js";
 
 const TEAM_A = "token-of-team-a";
 const PYTHON = fileURLToPath(new URL("../../../.venv/bin/python", import.meta.url));
@@ -129,15 +129,7 @@ describe("security", function () {
   });
 
   describe("listening beyond loopback", () => {
-    const serve = async (...args: string[]) => {
-      try {
-        await promisify(execFile)(process.execPath, [CLI, "serve", "--port", "0", ...args], { timeout: 5_000 });
-        return { code: 0, stderr: "" };
-      } catch (error) {
-        const failed = error as { code: number; stderr: string };
-        return { code: failed.code, stderr: failed.stderr };
-      }
-    };
+    const serve = (...args: string[]) => runCli(["serve", "--port", "0", ...args], {}, 5_000);
 
     it("is refused without TLS and authentication, in one line", async () => {
       const run = await serve("--host", "0.0.0.0");

@@ -1,27 +1,16 @@
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { get } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { status } from "@grpc/grpc-js";
 import { grpcFrame, rawCall } from "../helpers/raw-grpc.js";
-import { CLI, startServerProcess, type ServerProcess } from "../helpers/server-process.js";
+import { runCli, startServerProcess, type ServerProcess } from "../helpers/server-process.js";
 
 const directory = () => mkdtempSync(join(tmpdir(), "llmcache-snapshot-health-"));
 
-async function serve(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await promisify(execFile)(process.execPath, [CLI, "serve", "--port", "0", ...args], {
-      env: { ...process.env, ...env },
-      timeout: 15_000,
-    });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const failed = error as { code: number; stdout: string; stderr: string };
-    return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr };
-  }
+function serve(args: string[], env: NodeJS.ProcessEnv = {}) {
+  return runCli(["serve", "--port", "0", ...args], env);
 }
 
 const HEALTH = ["UNKNOWN", "SERVING", "NOT_SERVING"];
