@@ -8,6 +8,7 @@ CI build it); a missing build fails the tests rather than skipping them.
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import signal
 import socket
@@ -46,11 +47,16 @@ tokens:
 
 @dataclass
 class Server:
-    """A server process and the "host:port" it listens on."""
+    """A server process, the "host:port" it listens on, and its metrics port."""
 
     process: subprocess.Popen[str]
     address: str
     log: Path
+    metrics_port: int | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self.address.rsplit(":", 1)[1])
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -62,8 +68,8 @@ class Server:
                 self.process.wait()
 
 
-def start_server(*args: str) -> Server:
-    """Starts `llmcache serve --port 0 ARGS` and waits for its listening line."""
+def start_server(*args: str, port: int = 0) -> Server:
+    """Starts `llmcache serve --port PORT ARGS` and waits for its listening line."""
     node = shutil.which("node")
     if node is None:
         pytest.fail("node is not on PATH: the tests need it to run the server")
@@ -72,7 +78,7 @@ def start_server(*args: str) -> Server:
     log = Path(tempfile.mkstemp(prefix="llmcache-server-", suffix=".log")[1])
     with log.open("w") as stderr:
         process = subprocess.Popen(
-            [node, str(CLI), "serve", "--port", "0", *args],
+            [node, str(CLI), "serve", "--port", str(port), *args],
             stdout=subprocess.PIPE,
             stderr=stderr,
             stdin=subprocess.DEVNULL,
@@ -84,20 +90,22 @@ def start_server(*args: str) -> Server:
 
     def read() -> None:
         assert process.stdout is not None
-        for line in process.stdout:
-            lines.append(line)
-            if line.startswith("llmcache listening on "):
-                listening.set()
+        with process.stdout:  # closed once the server has exited
+            for line in process.stdout:
+                lines.append(line)
+                if line.startswith("llmcache listening on "):
+                    listening.set()
 
     threading.Thread(target=read, daemon=True).start()
     if not listening.wait(START_TIMEOUT):
         process.kill()
         process.wait()
         pytest.fail(f"the server did not start: {''.join(lines)}{log.read_text()}")
-    address = next(
-        line.split()[3] for line in lines if line.startswith("llmcache listening on ")
-    )
-    return Server(process, address, log)
+    # "llmcache listening on HOST:PORT", and " (metrics on port N)" if asked
+    line = next(line for line in lines if line.startswith("llmcache listening on "))
+    metrics = re.search(r"\(metrics on port (\d+)\)", line)
+    metrics_port = int(metrics.group(1)) if metrics else None
+    return Server(process, line.split()[3], log, metrics_port)
 
 
 @pytest.fixture(scope="session")

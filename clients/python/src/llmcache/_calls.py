@@ -1,22 +1,23 @@
 """Each operation as a call: its method, its encoded request, its reply's reading.
 
 The blocking and the async client methods build the same Call here and
-differ only in how they send it: the whole of the checking, encoding and
-decoding lives in this one layer.
+differ only in how they send it (a unary call, or an operation of the
+Stream call): the whole of the checking, encoding and decoding lives in this
+one layer.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 import grpc
 from google.protobuf.message import DecodeError
 
 from ._codec import check_key, decode_generations, encode_generations
 from ._describe import describe
-from ._errors import CacheError, call_failure
+from ._errors import CacheError, call_failure, status_numbered, trailer_reason
 from ._stats import StatsReport, decode_stats
 from .v1 import cache_pb2
 
@@ -26,24 +27,48 @@ if TYPE_CHECKING:
 
 R = TypeVar("R")
 
+# The operations the Stream call carries: StreamOperation's and
+# StreamResult's field of each.
+Streamed = Literal["lookup", "update"]
+
 
 @dataclass(frozen=True)
 class Call(Generic[R]):
-    """One RPC: the method's name, the request's bytes, and what the caller gets."""
+    """One RPC: the method's name, the request's bytes, and what the caller gets.
+
+    `reply` is the reply's message class and `read` makes the caller's value
+    of a reply decoded. `streamed` names the StreamOperation field that can
+    carry the request instead (None: the method is unary only).
+    """
 
     method: str
     request: bytes
-    read: Callable[[bytes], R]
+    reply: Any
+    read: Callable[[Any], R]
+    streamed: Streamed | None = None
 
     def result(self, reply: bytes) -> R:
         """What the caller gets from the reply; a malformed one is INTERNAL."""
         try:
-            return self.read(reply)
+            message = self.reply.FromString(reply)
         except DecodeError as error:
             details = f"the server's reply is malformed: {error}"
             raise call_failure(
                 self.method, grpc.StatusCode.INTERNAL, details
             ) from error
+        return self.read(message)
+
+    def stream_result(self, result: Any) -> R:
+        """What the caller gets from the StreamResult that answers the request."""
+        answer = result.WhichOneof("result")
+        if answer == self.streamed:
+            return self.read(getattr(result, answer))
+        if answer == "error":
+            error = result.error
+            code = status_numbered(error.code)
+            raise call_failure(self.method, code, error.message, error.reason)
+        details = f"the server answered a {self.streamed} with {answer}"
+        raise call_failure(self.method, grpc.StatusCode.INTERNAL, details)
 
     def failure(self, error: grpc.RpcError) -> CacheError:
         """The CacheError of a call that grpcio reports failed."""
@@ -52,7 +77,7 @@ class Call(Generic[R]):
         trailers = (
             error.trailing_metadata() if hasattr(error, "trailing_metadata") else None
         )
-        return call_failure(self.method, code, details or "", trailers)
+        return call_failure(self.method, code, details or "", trailer_reason(trailers))
 
 
 def lookup(
@@ -60,7 +85,13 @@ def lookup(
 ) -> Call[list[Generation] | None]:
     """Lookup: the generations stored for the pair, or None on a miss."""
     request = _lookup_request(prompt, llm_string, namespace, bypass=bypass)
-    return Call("Lookup", request.SerializeToString(), _read_lookup)
+    return Call(
+        "Lookup",
+        request.SerializeToString(),
+        cache_pb2.LookupResponse,
+        _lookup_result,
+        "lookup",
+    )
 
 
 def update(
@@ -74,20 +105,24 @@ def update(
     """Update: stores the generations; the reply says whether it did."""
     request = _update_request(prompt, llm_string, generations, options, "")
     request.only_if_absent = only_if_absent
-    return Call("Update", request.SerializeToString(), _read_update)
+    return Call(
+        "Update",
+        request.SerializeToString(),
+        cache_pb2.UpdateResponse,
+        _update_result,
+        "update",
+    )
 
 
 def clear(*, namespace: str, all_namespaces: bool) -> Call[None]:
     """Clear: removes the entries of a namespace, or of all."""
     request = cache_pb2.ClearRequest(namespace=namespace, all_namespaces=all_namespaces)
-    return Call("Clear", request.SerializeToString(), _read_nothing)
+    return Call("Clear", request.SerializeToString(), cache_pb2.ClearResponse, _nothing)
 
 
 def stats() -> Call[StatsReport]:
     """Stats: what the cache holds and has done."""
-    return Call(
-        "Stats", b"", lambda reply: decode_stats(_parse(cache_pb2.StatsResponse, reply))
-    )
+    return Call("Stats", b"", cache_pb2.StatsResponse, decode_stats)
 
 
 def lookup_many(
@@ -105,14 +140,16 @@ def lookup_many(
     )
     expected = len(pairs)
 
-    def read(reply: bytes) -> list[list[Generation] | None]:
-        results = _parse(cache_pb2.BatchLookupResponse, reply).results
+    def read(reply: Any) -> list[list[Generation] | None]:
+        results = reply.results
         if len(results) != expected:
             details = f"{len(results)} results for {expected} lookups"
             raise call_failure("BatchLookup", grpc.StatusCode.INTERNAL, details)
         return [_lookup_result(result) for result in results]
 
-    return Call("BatchLookup", request.SerializeToString(), read)
+    return Call(
+        "BatchLookup", request.SerializeToString(), cache_pb2.BatchLookupResponse, read
+    )
 
 
 def update_many(entries: object, options: UpdateOptions) -> Call[None]:
@@ -124,7 +161,12 @@ def update_many(entries: object, options: UpdateOptions) -> Call[None]:
             for i, (prompt, llm_string, generations) in enumerate(triples)
         ]
     )
-    return Call("BatchUpdate", request.SerializeToString(), _read_nothing)
+    return Call(
+        "BatchUpdate",
+        request.SerializeToString(),
+        cache_pb2.BatchUpdateResponse,
+        _nothing,
+    )
 
 
 def _lookup_request(
@@ -167,21 +209,13 @@ def _items(value: object, name: str, size: int, what: str) -> Sequence[Sequence[
     return items
 
 
-def _parse(message_type: Any, reply: bytes) -> Any:
-    return message_type.FromString(reply)
-
-
 def _lookup_result(result: Any) -> list[Generation] | None:
     return decode_generations(result.generations) if result.hit else None
 
 
-def _read_lookup(reply: bytes) -> list[Generation] | None:
-    return _lookup_result(_parse(cache_pb2.LookupResponse, reply))
+def _update_result(result: Any) -> bool:
+    return bool(result.stored)
 
 
-def _read_update(reply: bytes) -> bool:
-    return bool(_parse(cache_pb2.UpdateResponse, reply).stored)
-
-
-def _read_nothing(reply: bytes) -> None:
+def _nothing(reply: Any) -> None:
     del reply

@@ -15,6 +15,7 @@ REASON_TRAILER = "llmcache-reason"
 ENTRY_TOO_LARGE_REASON = "entry_too_large"
 
 _STATUS_BY_NAME = {status.name: status for status in grpc.StatusCode}
+_STATUS_BY_NUMBER = {status.value[0]: status for status in grpc.StatusCode}
 
 
 class CacheError(Exception):
@@ -65,19 +66,23 @@ class EntryTooLargeError(CacheError):
 
 
 def call_failure(
-    method: str,
-    code: grpc.StatusCode,
-    details: str,
-    trailers: Iterable[tuple[str, str | bytes]] | None = None,
+    method: str, code: grpc.StatusCode, details: str, reason: str | None = None
 ) -> CacheError:
-    """The error of a failed call: "Lookup failed: UNAVAILABLE: ..."."""
+    """The error of a failed call: "Lookup failed: UNAVAILABLE: ...".
+
+    `reason` is the server's machine-readable reason, from a unary call's
+    trailer (trailer_reason) or a stream's OperationError.
+    """
     message = f"{method} failed: {code.name}: {details}"
     error_type = CacheError
-    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and _reason(trailers) == (
-        ENTRY_TOO_LARGE_REASON
-    ):
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and reason == ENTRY_TOO_LARGE_REASON:
         error_type = EntryTooLargeError
     return error_type(code, message, details=details, method=method)
+
+
+def status_numbered(number: int) -> grpc.StatusCode:
+    """The gRPC status of a google.rpc.Code number; UNKNOWN for one unknown."""
+    return _STATUS_BY_NUMBER.get(number, grpc.StatusCode.UNKNOWN)
 
 
 def closed_error() -> CacheError:
@@ -85,7 +90,8 @@ def closed_error() -> CacheError:
     return CacheError(grpc.StatusCode.FAILED_PRECONDITION, "the client is closed")
 
 
-def _reason(trailers: Iterable[tuple[str, str | bytes]] | None) -> str | None:
+def trailer_reason(trailers: Iterable[tuple[str, str | bytes]] | None) -> str | None:
+    """The reason a failed unary call gives in its trailers, if any."""
     for key, value in trailers or ():
         if key == REASON_TRAILER:
             return value.decode() if isinstance(value, bytes) else value

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import TYPE_CHECKING, Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, Self, TypeVar
 
 import grpc
 
@@ -13,6 +13,7 @@ from ._channel import ChannelSettings, TlsConfig, open_async, open_blocking
 from ._codec import checked
 from ._errors import closed_error
 from ._options import Ttl, flag, namespace_of, timeout_of, update_options
+from ._stream import OperationStream, streams
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
@@ -27,6 +28,13 @@ if TYPE_CHECKING:
 R = TypeVar("R")
 
 DEFAULT_TIMEOUT = 5.0
+
+
+class _LoopTransport(NamedTuple):
+    """An event loop's grpc.aio channel and, when batching, its stream."""
+
+    callables: Callables
+    stream: OperationStream | None
 
 
 class CacheClient:
@@ -50,6 +58,12 @@ class CacheClient:
         namespace: the namespace of the calls that name none; default "".
         timeout: each call's deadline in seconds, unless the call gives its
             own; default 5.0.
+        batching: auto-batching of the async lookups and updates (`alookup`,
+            `aupdate`, `aupdate_if_absent`), on by default: those started in
+            the same turn of the event loop travel together on one
+            long-lived stream (CacheService.Stream), each call keeping its
+            own deadline, cancellation and error. False makes each a unary
+            call of its own. The blocking methods are unary either way.
 
     Errors: a failed call raises CacheError with the gRPC status name as
     `code` ("UNAVAILABLE", "DEADLINE_EXCEEDED", "UNAUTHENTICATED", ...);
@@ -60,11 +74,14 @@ class CacheClient:
 
     Close the client with `close()` / `await aclose()`, or use it as a
     context manager (`with` or `async with`). The async methods keep one
-    channel per event loop, so a client may serve several `asyncio.run`s.
+    channel (and, batching, one stream) per event loop, so a client may
+    serve several `asyncio.run`s; `aclose()` ends the stream of its loop
+    once it has answered, and a loop that ends with its stream open
+    cancels it.
 
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 -- the address, then keyword options
         self,
         address: str,
         *,
@@ -72,15 +89,17 @@ class CacheClient:
         tls: bool | TlsConfig = False,
         namespace: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        batching: bool = True,
     ) -> None:
         """Checks the options; connects lazily, on the first call."""
         self._settings = ChannelSettings.of(address, token, tls)
         self._namespace = "" if namespace is None else checked(namespace, "namespace")
         self._timeout = timeout_of(timeout)
+        self._batching = flag(batching, "batching")
         self._lock = threading.Lock()
         self._closed = False
         self._blocking: Callables | None = None
-        self._async: dict[asyncio.AbstractEventLoop, Callables] = {}
+        self._async: dict[asyncio.AbstractEventLoop, _LoopTransport] = {}
 
     @property
     def address(self) -> str:
@@ -96,6 +115,11 @@ class CacheClient:
     def timeout(self) -> float:
         """The deadline of each call that gives none, in seconds."""
         return self._timeout
+
+    @property
+    def batching(self) -> bool:
+        """Whether the async lookups and updates are auto-batched on a stream."""
+        return self._batching
 
     # -- blocking -----------------------------------------------------------
 
@@ -332,7 +356,11 @@ class CacheClient:
         await self._asend(call, timeout)
 
     async def aclose(self) -> None:
-        """Closes the client, waiting for this event loop's channel to close."""
+        """Closes the client, waiting for this event loop's channel to close.
+
+        This loop's stream sends what waits and ends: the calls it carries
+        get their results first.
+        """
         with self._lock:
             self._closed = True
             blocking, self._blocking = self._blocking, None
@@ -341,7 +369,9 @@ class CacheClient:
         if blocking is not None:
             blocking.channel.close()
         if current is not None:
-            await current.channel.close()
+            if current.stream is not None:
+                await current.stream.aclose()
+            await current.callables.channel.close()
 
     async def __aenter__(self) -> Self:
         """Returns the client, closed by the `async with` block's end."""
@@ -403,7 +433,9 @@ class CacheClient:
 
     async def _asend(self, call: Call[R], timeout: float | None) -> R:
         deadline = self._deadline(timeout)
-        callables = self._async_callables()
+        callables, stream = self._async_transport()
+        if stream is not None and streams(call):
+            return await stream.send(call, deadline)
         try:
             reply = await callables.unary(call.method)(
                 call.request, timeout=deadline, metadata=self._settings.metadata
@@ -423,19 +455,24 @@ class CacheClient:
                 self._blocking = open_blocking(self._settings)
             return self._blocking
 
-    def _async_callables(self) -> Callables:
-        # A grpc.aio channel works only on the event loop it was made on, so
-        # there is one per loop. One whose loop has closed (an asyncio.run
-        # that returned) can no longer be closed by awaiting; letting it go
-        # frees it with its loop.
+    def _async_transport(self) -> _LoopTransport:
+        # A grpc.aio channel (and a call on it) works only on the event loop
+        # it was made on, so there is one per loop. One whose loop has closed
+        # (an asyncio.run that returned) can no longer be closed by awaiting;
+        # letting it go frees it with its loop.
         loop = asyncio.get_running_loop()
         with self._lock:
             if self._closed:
                 raise closed_error()
-            callables = self._async.get(loop)
-            if callables is None:
+            transport = self._async.get(loop)
+            if transport is None:
                 for stale in [other for other in self._async if other.is_closed()]:
                     del self._async[stale]
                 callables = open_async(self._settings)
-                self._async[loop] = callables
-            return callables
+                stream = None
+                if self._batching:
+                    metadata = self._settings.metadata
+                    stream = OperationStream(callables.channel, metadata)
+                transport = _LoopTransport(callables, stream)
+                self._async[loop] = transport
+            return transport
