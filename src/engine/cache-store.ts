@@ -453,6 +453,19 @@ export class CacheStore<V> {
     return expiresAt !== Infinity && expiresAt <= this.#now();
   }
 
+  /**
+   * Throws TooManyNamespacesError if storing in all these namespaces would
+   * need more namespaces to hold entries than maxNamespaces allows: for a
+   * batch that must apply whole or not at all. It counts as it stands now,
+   * so a batch whose own evictions would have emptied a namespace may be
+   * refused all the same.
+   */
+  checkNamespacesFit(namespaces: Iterable<string>): void {
+    let added = 0;
+    for (const name of new Set(namespaces)) if ((this.#namespaces.get(name)?.entries ?? 0) === 0) added++;
+    if (added > 0 && this.#liveNamespaces + added > this.maxNamespaces) throw new TooManyNamespacesError(this.maxNamespaces);
+  }
+
   /** Throws EntryTooLargeError if an entry of `bytes` bytes could never fit the namespace. */
   checkFits(namespace: string, bytes: number): void {
     this.#checkFits({ name: namespace, limits: this.#namespaceLimits.get(namespace) ?? NO_LIMITS }, bytes + ENTRY_OVERHEAD_BYTES);

@@ -88,14 +88,18 @@ export function cacheServiceMethods(
     checkLimit(limits, "maxReplyBytes", "the reply's size in bytes", size);
   }
 
+  /** What a single lookup answers, refused if its reply alone would pass the reply limit. */
+  function getWithinReplyLimit(lookup: WireLookup, principal: Principal): string | undefined {
+    const stored = get(lookup, principal);
+    checkReply(lookupResponseSize(stored));
+    return stored;
+  }
+
   function execute(operation: WireOperation, principal: Principal): WireResult {
     try {
       switch (operation.kind) {
-        case "lookup": {
-          const stored = get(operation.lookup, principal);
-          checkReply(lookupResponseSize(stored));
-          return { id: operation.id, kind: "lookup", stored };
-        }
+        case "lookup":
+          return { id: operation.id, kind: "lookup", stored: getWithinReplyLimit(operation.lookup, principal) };
         case "update":
           return { id: operation.id, kind: "update", stored: set(operation.update, principal) };
         case "invalid":
@@ -107,11 +111,7 @@ export function cacheServiceMethods(
   }
 
   const unary: Record<string, MethodImplementation> = {
-    [lookup.localName]: (request, principal) => {
-      const stored = get(readLookupRequest(request, limits), principal);
-      checkReply(lookupResponseSize(stored));
-      return encodeLookupResponse(stored);
-    },
+    [lookup.localName]: (request, principal) => encodeLookupResponse(getWithinReplyLimit(readLookupRequest(request, limits), principal)),
     [update.localName]: (request, principal) => encodeUpdateResponse(set(readUpdateRequest(request, limits), principal)),
     [clear.localName]: (request, principal) => {
       const { namespace, allNamespaces } = decodeMessage(ClearRequestSchema, request);
@@ -126,12 +126,14 @@ export function cacheServiceMethods(
       return encodeBatchLookupResponse(results);
     },
     [batchUpdate.localName]: (request, principal) => {
-      // Read and check all first: a malformed, forbidden or oversized update anywhere applies none of them.
+      // Read and check all first: a malformed, forbidden or oversized update anywhere, or one
+      // namespace too many, applies none of them.
       const updates = readBatchUpdateRequest(request, limits);
       for (const entry of updates) {
         if (!principal.canWrite(entry.namespace)) throw denied(principal, "write", entry.namespace);
         store.checkFits(entry.namespace, entryBytes(entry));
       }
+      store.checkNamespacesFit(updates.filter((entry) => !entry.noStore).map((entry) => entry.namespace));
       for (const entry of updates) set(entry, principal);
       return EMPTY;
     },

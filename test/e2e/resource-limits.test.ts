@@ -49,6 +49,16 @@ describe("resource limits", function () {
         assert.match(error.message, /too many namespaces: 50 namespaces hold entries, the most allowed \(--max-namespaces\)$/);
         return true;
       });
+      await assert.rejects(
+        client.aupdateMany([["p", "llm", [{ text: "t" }]], ["q", "llm", [{ text: "t" }]]], { namespace: "one-too-many" }),
+        { code: "RESOURCE_EXHAUSTED", message: /too many namespaces/ },
+      );
+      await assert.rejects(
+        client.aupdateMany([["fresh", "llm", [{ text: "t" }]]], { namespace: "one-too-many-too" }),
+        { code: "RESOURCE_EXHAUSTED" },
+        "a batch that needs a namespace more applies none of its updates",
+      );
+      assert.equal(await client.alookup("p", "llm", { namespace: "one-too-many" }), null, "nothing of the refused batch was stored");
       await client.aupdate("p", "llm", [{ text: "replaced" }], { namespace: "held-7" });
       await client.aclear({ namespace: "held-0" });
       await client.aupdate("p", "llm", [{ text: "t" }], { namespace: "one-too-many" });

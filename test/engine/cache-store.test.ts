@@ -211,6 +211,8 @@ describe("CacheStore", () => {
       store.set("b", "p", "llm", "B", 10);
       assert.throws(() => store.set("c", "p", "llm", "C", 10), { name: "TooManyNamespacesError", message: "too many namespaces: 2 namespaces hold entries, the most allowed" });
       store.set("a", "q", "llm", "A2", 10); // a namespace already holding entries takes more
+      assert.doesNotThrow(() => store.checkNamespacesFit(["a", "b", "a"]), "namespaces that hold entries take more");
+      assert.throws(() => store.checkNamespacesFit(["a", "c"]), { name: "TooManyNamespacesError" });
       assert.deepEqual([store.size, store.total().evictions.size], [3, 0]);
       store.clear("b");
       store.set("c", "p", "llm", "C", 10);
