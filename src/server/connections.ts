@@ -55,14 +55,6 @@ export class Connections {
     this.limits = limits;
   }
 
-  get open(): number {
-    return this.#byPeer.size;
-  }
-
-  get unreadBytesTotal(): number {
-    return this.#unreadBytesTotal;
-  }
-
   /** Listens on host:port and serves each connection with `server`; resolves with the port bound. */
   async listen(server: Server, credentials: ServerCredentials, host: string, port: number): Promise<number> {
     const injector = watchingHttp2Servers(
