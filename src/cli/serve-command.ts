@@ -32,6 +32,8 @@ const FLAGS = {
   "max-concurrent-streams": { type: "string" },
   "max-reply-bytes": { type: "string" },
   "max-namespaces": { type: "string" },
+  "max-lease-waiters": { type: "string" },
+  "max-lease-waiters-per-pair": { type: "string" },
   "max-connections": { type: "string" },
   "handshake-timeout": { type: "string" },
   "idle-timeout": { type: "string" },
@@ -70,6 +72,8 @@ const FLAG_HELP: Record<keyof typeof FLAGS, FlagHelp> = {
   "max-concurrent-streams": { value: "N", about: "most calls at once on one connection", default: "1000" },
   "max-reply-bytes": { value: "SIZE", about: "largest reply message", default: "16MiB" },
   "max-namespaces": { value: "N", about: "most namespaces holding entries at once", default: "10000" },
+  "max-lease-waiters": { value: "N", about: "most lookups waiting for a lease's fill at once", default: "10000" },
+  "max-lease-waiters-per-pair": { value: "N", about: "most lookups waiting for one pair's fill at once", default: "1000" },
   "max-connections": { value: "N", about: "most connections open at once", default: "4096" },
   "handshake-timeout": { value: "DURATION", about: "how long a new connection may take to start its first call", default: "10s" },
   "idle-timeout": { value: "DURATION", about: "how long a connection may stay open with no call in flight", default: "5m" },
@@ -138,6 +142,10 @@ export async function serveCommand(args: string[]): Promise<void> {
       maxReplyBytes: bytes("max-reply-bytes"),
     },
     maxNamespaces: integer("max-namespaces"),
+    leaseWaiters: {
+      maxWaiters: integer("max-lease-waiters"),
+      maxWaitersPerPair: integer("max-lease-waiters-per-pair"),
+    },
     maxConcurrentStreams: integer("max-concurrent-streams"),
     connectionLimits: {
       maxConnections: integer("max-connections"),
@@ -154,6 +162,7 @@ export async function serveCommand(args: string[]): Promise<void> {
   };
   dropUndefined(options.requestLimits!);
   dropUndefined(options.connectionLimits!);
+  dropUndefined(options.leaseWaiters!);
   const graceMs = duration("shutdown-grace");
   if (typeof options.maxBytes === "number") warnOfHeapHeadroom(options.maxBytes, logger);
   const server = await startServer(dropUndefined(options)).catch((error: unknown) => {

@@ -319,6 +319,7 @@ function statsOperation(): Operation<CacheStatsReport> {
 
 function fromWireStats(stats: WireCacheStats | undefined): CacheStats {
   const evictions = stats?.evictions;
+  const leases = stats?.leases;
   return {
     entries: Number(stats?.entries ?? 0),
     bytes: Number(stats?.bytes ?? 0),
@@ -329,6 +330,15 @@ function fromWireStats(stats: WireCacheStats | undefined): CacheStats {
     evictions: { size: Number(evictions?.size ?? 0), bytes: Number(evictions?.bytes ?? 0), ttl: Number(evictions?.ttl ?? 0) },
     expirations: Number(stats?.expirations ?? 0),
     updatesNotStored: Number(stats?.updatesNotStored ?? 0),
+    leases: {
+      granted: Number(leases?.granted ?? 0),
+      filled: Number(leases?.filled ?? 0),
+      waitsServed: Number(leases?.waitsServed ?? 0),
+      waitsTimedOut: Number(leases?.waitsTimedOut ?? 0),
+      expired: Number(leases?.expired ?? 0),
+      released: Number(leases?.released ?? 0),
+      staleFillsRefused: Number(leases?.staleFillsRefused ?? 0),
+    },
   };
 }
 

@@ -12,7 +12,7 @@ import {
   type EvictionPolicy,
   type Limits,
 } from "./limits.js";
-import { newCounters, toStats, type CacheStats, type Counter, type Counters } from "./stats.js";
+import { newCounters, toStats, type CacheStats, type Counter, type Counters, type LeaseEvent } from "./stats.js";
 import { TooManyNamespacesError } from "./too-many-namespaces-error.js";
 
 export interface StoreOptions extends Limits {
@@ -201,6 +201,23 @@ export class CacheStore<V> {
     this.#count(space, "hits");
     if (this.policy === "lru") this.#touch(slot);
     return this.#values[slot];
+  }
+
+  /**
+   * The live value for the pair, counted as nothing and moving nothing: for
+   * a lookup already counted that looks again (see LeaseTable).
+   */
+  peek(namespace: string, prompt: string, llmString: string): V | undefined {
+    const slot = this.#namespaces.get(namespace)?.groups.get(llmString)?.slots.get(prompt);
+    return slot === undefined || this.#expired(slot) ? undefined : this.#values[slot];
+  }
+
+  /** Counts what single flight did in a namespace (see LeaseTable); a refused stale fill is an update not stored too. */
+  countLease(namespace: string, event: LeaseEvent): void {
+    const space = this.#namespace(namespace);
+    space.counters.leases[event]++;
+    this.#totals.leases[event]++;
+    if (event === "staleFillsRefused") this.#count(space, "updatesNotStored");
   }
 
   /** Counts a lookup that skipped the cache. */

@@ -9,40 +9,76 @@ import {
   type CacheStats as WireCacheStats,
 } from "../../gen/llmcache/v1/cache_pb.js";
 import type { CacheStore } from "../engine/cache-store.js";
+import { LeaseTable, type LeasedLookup } from "../engine/leases.js";
 import type { CacheStats } from "../engine/stats.js";
 import { asBuffer, decodeMessage } from "../rpc/codec.js";
 import { CacheError } from "../rpc/errors.js";
 import { methodPath } from "../rpc/service-definition.js";
 import type { Principal } from "./auth/principal.js";
 import { asKeyBytes, fromKeyBytes } from "./key-bytes.js";
-import { streamHandler, unaryHandler, type HandlerContext, type MethodImplementation, type StreamImplementation } from "./method-handlers.js";
+import {
+  streamHandler,
+  unaryHandler,
+  type CallScope,
+  type HandlerContext,
+  type MethodImplementation,
+  type StreamImplementation,
+} from "./method-handlers.js";
 import { checkLimit, type RequestLimits } from "./request-limits.js";
 import {
   readBatchLookupRequest,
   readBatchUpdateRequest,
   readLookupRequest,
+  readReleaseLeaseRequest,
   readStreamRequest,
   readUpdateRequest,
   type WireLookup,
   type WireOperation,
+  type WireRelease,
   type WireUpdate,
 } from "./request-reader.js";
 import {
   batchLookupResponseSize,
   encodeBatchLookupResponse,
+  encodeLease,
   encodeLookupResponse,
+  encodeReleaseLeaseResponse,
   encodeStreamResponses,
   encodeUpdateResponse,
   lookupResponseSize,
+  type EncodedLease,
   type WireResult,
 } from "./response-writer.js";
 import { toFailure } from "./status.js";
 
 const EMPTY = Buffer.alloc(0);
+/**
+ * A lookup's wait ends this long before its call's deadline, so that the
+ * caller gets its miss rather than DEADLINE_EXCEEDED.
+ */
+const DEADLINE_MARGIN_MS = 20;
+
+export interface CacheServiceOptions {
+  /** Single flight's leases over the store; every store of a pair must go through it. Default: a table of its own. */
+  leases?: LeaseTable;
+  /** Where unexpected failures go (see toFailure). */
+  logFailure?: (path: string, error: unknown) => void;
+}
+
+/** What a lookup answers: the stored bytes of a hit, and on a miss maybe a lease. */
+interface LookupAnswer {
+  stored: string | undefined;
+  lease?: EncodedLease;
+}
 
 /** The grpc-js handlers of llmcache.v1.CacheService over a store. */
-export function cacheServiceHandlers(store: CacheStore<string>, limits: RequestLimits, context: HandlerContext): UntypedServiceImplementation {
-  const { unary, stream } = cacheServiceMethods(store, limits, context.observer.failed);
+export function cacheServiceHandlers(
+  store: CacheStore<string>,
+  limits: RequestLimits,
+  context: HandlerContext,
+  leases?: LeaseTable,
+): UntypedServiceImplementation {
+  const { unary, stream } = cacheServiceMethods(store, limits, { leases, logFailure: context.observer.failed });
   const handlers: UntypedServiceImplementation = {};
   for (const method of CacheService.methods) {
     handlers[method.localName] =
@@ -59,14 +95,20 @@ export function cacheServiceHandlers(store: CacheStore<string>, limits: RequestL
  * stream's method answers one request message of the stream. No reply is
  * larger than limits.maxReplyBytes: a lookup or batch that would pass it is
  * refused, and a stream's results are spread over several messages.
+ *
+ * A lookup that asks for a lease goes to the lease table on a miss (see
+ * LeaseTable), and may wait there: its method answers later, while the
+ * stream answers its other operations meanwhile.
  */
 export function cacheServiceMethods(
   store: CacheStore<string>,
   limits: RequestLimits,
-  logFailure?: (path: string, error: unknown) => void,
+  options: CacheServiceOptions = {},
 ): { unary: Record<string, MethodImplementation>; stream: StreamImplementation } {
-  const { lookup, update, clear, batchLookup, batchUpdate, stream, stats } = CacheService.method;
+  const { lookup, update, clear, batchLookup, batchUpdate, stream, stats, releaseLease } = CacheService.method;
   const streamPath = methodPath(stream);
+  const { logFailure } = options;
+  const leases = options.leases ?? new LeaseTable({ count: (namespace, event) => store.countLease(namespace, event) });
 
   function get({ namespace, prompt, llmString, bypass }: WireLookup, principal: Principal): string | undefined {
     if (!principal.canRead(namespace)) throw denied(principal, "read", namespace);
@@ -75,13 +117,43 @@ export function cacheServiceMethods(
     return undefined;
   }
 
-  function set({ namespace, prompt, llmString, generations, ttlMs, noStore, onlyIfAbsent }: WireUpdate, principal: Principal): boolean {
-    if (!principal.canWrite(namespace)) throw denied(principal, "write", namespace);
-    if (noStore) {
-      store.skipStore(namespace);
-      return false;
+  /** A lookup that may take or wait for a lease: its answer now, or once its wait ends. */
+  function getOrLease(request: WireLookup, principal: Principal, call: CallScope): LookupAnswer | Promise<LookupAnswer> {
+    const { namespace, prompt, llmString, leaseMs } = request;
+    if (leaseMs > 0 && principal.canRead(namespace) && !principal.canWrite(namespace)) {
+      throw denied(principal, "take a lease (which needs the right to write) in", namespace);
     }
-    return store.set(namespace, prompt, llmString, generations, entryBytes({ prompt, llmString, generations }), { ttlMs, onlyIfAbsent });
+    const stored = get(request, principal);
+    if (stored !== undefined || leaseMs === 0) return { stored };
+    const waitMs = Math.max(0, Math.min(request.waitMs, call.remainingMs() - DEADLINE_MARGIN_MS));
+    const outcome = leases.afterMiss(namespace, prompt, llmString, () => store.peek(namespace, prompt, llmString), {
+      leaseMs,
+      waitMs,
+      signal: waitMs > 0 ? call.signal : undefined,
+    });
+    return outcome instanceof Promise ? outcome.then(answerOf) : answerOf(outcome);
+  }
+
+  function set({ namespace, prompt, llmString, generations, ttlMs, noStore, onlyIfAbsent, leaseToken }: WireUpdate, principal: Principal): boolean {
+    if (!principal.canWrite(namespace)) throw denied(principal, "write", namespace);
+    // Every store of a pair goes through the lease table, which answers whoever waits for it.
+    return leases.fill(
+      namespace,
+      prompt,
+      llmString,
+      leaseToken,
+      () => store.peek(namespace, prompt, llmString) !== undefined,
+      () => {
+        if (!noStore) return store.set(namespace, prompt, llmString, generations, entryBytes({ prompt, llmString, generations }), { ttlMs, onlyIfAbsent });
+        store.skipStore(namespace);
+        return false;
+      },
+    );
+  }
+
+  function release({ namespace, prompt, llmString, leaseToken }: WireRelease, principal: Principal): boolean {
+    if (!principal.canWrite(namespace)) throw denied(principal, "write", namespace);
+    return leases.release(namespace, prompt, llmString, leaseToken);
   }
 
   function checkReply(size: number): void {
@@ -89,35 +161,52 @@ export function cacheServiceMethods(
   }
 
   /** What a single lookup answers, refused if its reply alone would pass the reply limit. */
-  function getWithinReplyLimit(lookup: WireLookup, principal: Principal): string | undefined {
-    const stored = get(lookup, principal);
-    checkReply(lookupResponseSize(stored));
-    return stored;
+  function withinReplyLimit(answer: LookupAnswer): LookupAnswer {
+    checkReply(lookupResponseSize(answer.stored));
+    return answer;
   }
 
-  function execute(operation: WireOperation, principal: Principal): WireResult {
+  function lookupOne(request: WireLookup, principal: Principal, call: CallScope): LookupAnswer | Promise<LookupAnswer> {
+    const answer = getOrLease(request, principal, call);
+    return answer instanceof Promise ? answer.then(withinReplyLimit) : withinReplyLimit(answer);
+  }
+
+  function execute(operation: WireOperation, principal: Principal, call: CallScope): WireResult | Promise<WireResult> {
+    const { id } = operation;
+    const failed = (error: unknown): WireResult => ({ id, kind: "error", ...toFailure(streamPath, error, logFailure) });
     try {
       switch (operation.kind) {
-        case "lookup":
-          return { id: operation.id, kind: "lookup", stored: getWithinReplyLimit(operation.lookup, principal) };
+        case "lookup": {
+          const answer = lookupOne(operation.lookup, principal, call);
+          const result = (found: LookupAnswer): WireResult => ({ id, kind: "lookup", ...found });
+          return answer instanceof Promise ? answer.then(result, failed) : result(answer);
+        }
         case "update":
-          return { id: operation.id, kind: "update", stored: set(operation.update, principal) };
+          return { id, kind: "update", stored: set(operation.update, principal) };
+        case "release":
+          return { id, kind: "release", released: release(operation.release, principal) };
         case "invalid":
           throw operation.problem;
       }
     } catch (error) {
-      return { id: operation.id, kind: "error", ...toFailure(streamPath, error, logFailure) };
+      return failed(error);
     }
   }
 
   const unary: Record<string, MethodImplementation> = {
-    [lookup.localName]: (request, principal) => encodeLookupResponse(getWithinReplyLimit(readLookupRequest(request, limits), principal)),
+    [lookup.localName]: (request, principal, call) => {
+      const answer = lookupOne(readLookupRequest(request, limits), principal, call);
+      const encode = ({ stored, lease }: LookupAnswer) => encodeLookupResponse(stored, lease);
+      return answer instanceof Promise ? answer.then(encode) : encode(answer);
+    },
     [update.localName]: (request, principal) => encodeUpdateResponse(set(readUpdateRequest(request, limits), principal)),
+    [releaseLease.localName]: (request, principal) => encodeReleaseLeaseResponse(release(readReleaseLeaseRequest(request, limits), principal)),
     [clear.localName]: (request, principal) => {
       const { namespace, allNamespaces } = decodeMessage(ClearRequestSchema, request);
       const target = allNamespaces ? undefined : asKeyBytes(namespace);
       if (!principal.canClear(target)) throw denied(principal, "clear", target);
       store.clear(target);
+      leases.clear(target); // after the store: their waiters must find the pairs gone
       return EMPTY;
     },
     [batchLookup.localName]: (request, principal) => {
@@ -153,12 +242,28 @@ export function cacheServiceMethods(
       );
     },
   };
-  const streamMessage: StreamImplementation = (request, principal) =>
-    encodeStreamResponses(
-      readStreamRequest(request, limits).map((operation) => execute(operation, principal)),
-      limits.maxReplyBytes,
-    );
+  const streamMessage: StreamImplementation = (request, principal, call) => {
+    const now: WireResult[] = [];
+    const later: Promise<Buffer[]>[] = [];
+    for (const operation of readStreamRequest(request, limits)) {
+      const result = execute(operation, principal, call);
+      if (result instanceof Promise) later.push(result.then((settled) => encodeStreamResponses([settled], limits.maxReplyBytes)));
+      else now.push(result);
+    }
+    return { now: now.length === 0 ? [] : encodeStreamResponses(now, limits.maxReplyBytes), later };
+  };
   return { unary, stream: streamMessage };
+}
+
+function answerOf(outcome: LeasedLookup<string>): LookupAnswer {
+  switch (outcome.kind) {
+    case "hit":
+      return { stored: outcome.value };
+    case "lease":
+      return { stored: undefined, lease: encodeLease(outcome.lease) };
+    case "miss":
+      return { stored: undefined };
+  }
 }
 
 /** The key and value strings hold one character per byte: their lengths are their sizes. */
@@ -182,5 +287,14 @@ function toWireStats(stats: CacheStats): WireCacheStats {
     evictions: { size: BigInt(stats.evictions.size), bytes: BigInt(stats.evictions.bytes), ttl: BigInt(stats.evictions.ttl) },
     expirations: BigInt(stats.expirations),
     updatesNotStored: BigInt(stats.updatesNotStored),
+    leases: {
+      granted: BigInt(stats.leases.granted),
+      filled: BigInt(stats.leases.filled),
+      waitsServed: BigInt(stats.leases.waitsServed),
+      waitsTimedOut: BigInt(stats.leases.waitsTimedOut),
+      expired: BigInt(stats.leases.expired),
+      released: BigInt(stats.leases.released),
+      staleFillsRefused: BigInt(stats.leases.staleFillsRefused),
+    },
   });
 }

@@ -1,15 +1,45 @@
 import type { DescMethod } from "@bufbuild/protobuf";
-import { status, type handleBidiStreamingCall, type handleUnaryCall, type ServerDuplexStream } from "@grpc/grpc-js";
+import {
+  status,
+  type handleBidiStreamingCall,
+  type handleUnaryCall,
+  type Deadline,
+} from "@grpc/grpc-js";
+
+/** What unary calls and streams share in grpc-js (part of its ServerSurfaceCall, which it does not export). */
+interface ServerSurfaceCall {
+  readonly cancelled: boolean;
+  getDeadline(): Deadline;
+  once(event: "cancelled", listener: () => void): unknown;
+}
 import { methodPath } from "../rpc/service-definition.js";
 import type { Authenticator } from "./auth/authenticator.js";
 import type { Principal } from "./auth/principal.js";
 import { toStatus } from "./status.js";
 
-/** A unary method's work on its request message, for a caller with these rights. */
-export type MethodImplementation = (request: Buffer, principal: Principal) => Buffer;
+/** What a method may need of its call beyond the request: when it must answer by, and whether anyone still waits. */
+export interface CallScope {
+  /** Milliseconds left before the call's deadline; Infinity when it has none. */
+  remainingMs(): number;
+  /** Aborted when the caller cancels the call or goes away. */
+  readonly signal: AbortSignal;
+}
 
-/** A stream's work on one request message: the response messages that answer it (one, or several when one would be too large). */
-export type StreamImplementation = (request: Buffer, principal: Principal) => Buffer[];
+/** A unary method's work on its request message, for a caller with these rights: its reply, now or later. */
+export type MethodImplementation = (request: Buffer, principal: Principal, call: CallScope) => Buffer | Promise<Buffer>;
+
+/**
+ * A stream's work on one request message: the response messages that answer
+ * it now (one, or several when one would be too large), and those that
+ * answer its operations that wait, each when it is ready.
+ */
+export type StreamImplementation = (request: Buffer, principal: Principal, call: CallScope) => { now: Buffer[]; later: Promise<Buffer[]>[] };
+
+/** An open stream, as the server sees it when it drains. */
+export interface OpenStream {
+  /** Ends the stream once the answers it owes are written. */
+  drain(): void;
+}
 
 /** What the server is told about each call, for its metrics and logs. */
 export interface CallObserver {
@@ -23,7 +53,7 @@ export interface HandlerContext {
   authenticator: Authenticator;
   observer: CallObserver;
   /** The streams open now: ended, after their current message, when the server drains. */
-  streams: Set<ServerDuplexStream<Buffer, Buffer>>;
+  streams: Set<OpenStream>;
   isDraining(): boolean;
 }
 
@@ -36,39 +66,91 @@ export function unaryHandler(method: DescMethod, implementation: MethodImplement
   const path = methodPath(method);
   return (call, callback) => {
     const started = performance.now();
-    let response: Buffer;
-    try {
-      response = implementation(call.request, context.authenticator.authenticate(call.metadata));
-    } catch (error) {
+    const fail = (error: unknown) => {
       const failure = toStatus(path, error, context.observer.failed);
       context.observer.callEnded(method.name, failure.code, (performance.now() - started) / 1000);
       callback(failure);
+    };
+    const succeed = (response: Buffer) => {
+      context.observer.callEnded(method.name, status.OK, (performance.now() - started) / 1000);
+      callback(null, response);
+    };
+    let response: Buffer | Promise<Buffer>;
+    try {
+      response = implementation(call.request, context.authenticator.authenticate(call.metadata), new GrpcCallScope(call));
+    } catch (error) {
+      fail(error);
       return;
     }
-    context.observer.callEnded(method.name, status.OK, (performance.now() - started) / 1000);
-    callback(null, response);
+    if (response instanceof Promise) response.then(succeed, fail);
+    else succeed(response);
   };
+}
+
+/** A grpc-js call as a CallScope; its AbortSignal is made only for a method that asks for it. */
+class GrpcCallScope implements CallScope {
+  readonly #call: ServerSurfaceCall;
+  #controller: AbortController | undefined;
+
+  constructor(call: ServerSurfaceCall) {
+    this.#call = call;
+  }
+
+  remainingMs(): number {
+    const deadline = this.#call.getDeadline();
+    const at = deadline instanceof Date ? deadline.getTime() : deadline;
+    return at === Infinity ? Infinity : at - Date.now();
+  }
+
+  get signal(): AbortSignal {
+    if (!this.#controller) {
+      const controller = (this.#controller = new AbortController());
+      if (this.#call.cancelled) controller.abort(new Error("the call was cancelled"));
+      else this.#call.once("cancelled", () => controller.abort(new Error("the call was cancelled")));
+    }
+    return this.#controller.signal;
+  }
 }
 
 /**
  * Adapts a byte-level implementation to a bidirectional stream that answers
- * each request message with one response message, in order. A request that
- * cannot be answered at all ends the stream with its status. When the
- * client stops reading, the server stops reading too, so a client cannot
- * make it hold an unbounded backlog of replies. A draining server ends the
- * stream once the message in hand is answered.
+ * each request message as it comes, and the operations that wait when their
+ * wait ends. A request that cannot be answered at all ends the stream with
+ * its status. When the client stops reading, the server stops reading too,
+ * so a client cannot make it hold an unbounded backlog of replies. The
+ * stream ends (the client's end, or a draining server) once every answer it
+ * owes is written.
  */
 export function streamHandler(method: DescMethod, implementation: StreamImplementation, context: HandlerContext): handleBidiStreamingCall<Buffer, Buffer> {
   const path = methodPath(method);
   return (call) => {
     const started = performance.now();
     let ended = false;
+    /** Answers still owed: the stream ends only when none is. */
+    let owed = 0;
+    let ending = false;
+    const open: OpenStream = { drain: () => finish() };
     const end = (code: status) => {
       if (ended) return;
       ended = true;
-      context.streams.delete(call);
+      context.streams.delete(open);
       context.observer.callEnded(method.name, code, (performance.now() - started) / 1000);
     };
+    const finish = () => {
+      ending = true;
+      if (owed > 0 || ended) return;
+      end(status.OK);
+      call.end();
+    };
+    const write = (responses: Buffer[]) => {
+      let full = false;
+      for (const response of responses) full = !call.write(response) || full;
+      if (full) {
+        call.pause();
+        call.once("drain", () => call.resume());
+      }
+    };
+    const scope = new GrpcCallScope(call);
     const fail = (error: unknown) => {
       const failure = toStatus(path, error, context.observer.failed);
       end(failure.code);
@@ -87,10 +169,10 @@ export function streamHandler(method: DescMethod, implementation: StreamImplemen
       call.emit("error", { code: status.UNAVAILABLE, details: "the server is shutting down" });
       return;
     }
-    context.streams.add(call);
+    context.streams.add(open);
     call.on("data", (request: Buffer) => {
-      if (ended) return;
-      let responses: Buffer[];
+      if (ended || ending) return;
+      let responses: ReturnType<StreamImplementation>;
       try {
         // A stream outlives reloads of the auth file: the token is checked
         // again against the rights now in force, so revoking it ends the stream.
@@ -98,26 +180,30 @@ export function streamHandler(method: DescMethod, implementation: StreamImplemen
           authenticatedAt = context.authenticator.version;
           principal = context.authenticator.authenticate(call.metadata);
         }
-        responses = implementation(request, principal);
+        responses = implementation(request, principal, scope);
       } catch (error) {
         fail(error);
         return;
       }
-      let full = false;
-      for (const response of responses) full = !call.write(response) || full;
-      if (full) {
-        call.pause();
-        call.once("drain", () => call.resume());
+      write(responses.now);
+      for (const pending of responses.later) {
+        owed++;
+        // The implementation turns an operation's failure into its error result; a rejection is the stream's failure.
+        pending.then(
+          (later) => {
+            owed--;
+            if (!ended) write(later);
+            if (ending) finish();
+          },
+          (error: unknown) => {
+            owed--;
+            fail(error);
+          },
+        );
       }
-      if (context.isDraining()) {
-        end(status.OK);
-        call.end();
-      }
+      if (context.isDraining()) finish();
     });
-    call.on("end", () => {
-      end(status.OK);
-      call.end();
-    });
+    call.on("end", finish);
     // A client that cancels or disconnects: there is no one left to answer.
     call.on("error", () => end(status.CANCELLED));
   };

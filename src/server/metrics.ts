@@ -2,6 +2,8 @@ import { createServer, type Server as HttpServer } from "node:http";
 import type { status } from "@grpc/grpc-js";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { CacheStore } from "../engine/cache-store.js";
+import type { LeaseTable } from "../engine/leases.js";
+import type { LeaseEvent } from "../engine/stats.js";
 import { statusName } from "../rpc/errors.js";
 
 /**
@@ -17,7 +19,7 @@ export class ServerMetrics {
   readonly #snapshotFailures: Counter;
   readonly #snapshotWrittenAt: Gauge;
 
-  constructor(store: CacheStore<unknown>) {
+  constructor(store: CacheStore<unknown>, leases?: LeaseTable) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: "llmcache_" });
     this.#calls = new Counter({ name: "llmcache_calls_total", help: "Calls by method and gRPC status code.", labelNames: ["method", "code"], registers });
@@ -47,6 +49,23 @@ export class ServerMetrics {
         for (const cause of ["size", "bytes", "ttl"] as const) this.inc({ cause }, evictions[cause]);
       },
     });
+    new Counter({
+      name: "llmcache_lease_events_total",
+      help:
+        "Single flight, by event: granted, filled, waits_served (answered by another's fill), " +
+        "waits_timed_out, expired, released, stale_fills_refused.",
+      labelNames: ["event"],
+      registers,
+      collect() {
+        const counts = total().leases;
+        this.reset();
+        for (const [event, count] of Object.entries(counts)) this.inc({ event: LEASE_EVENT_LABELS[event as LeaseEvent] }, count);
+      },
+    });
+    if (leases) {
+      gaugeFrom(registers, "llmcache_leases_outstanding", "Leases granted and not yet ended.", () => leases.outstanding);
+      gaugeFrom(registers, "llmcache_lease_waiters", "Lookups waiting now for a lease's fill.", () => leases.waiting);
+    }
     // The log says why a snapshot failed; these let an alert see that it does, or how stale the last one is.
     this.#snapshotFailures = new Counter({ name: "llmcache_snapshot_failures_total", help: "Snapshot writes that failed.", registers });
     this.#snapshotWrittenAt = new Gauge({
@@ -89,6 +108,16 @@ export class ServerMetrics {
     return { port: bound, close: () => new Promise((resolve) => server.close(() => resolve())) };
   }
 }
+
+const LEASE_EVENT_LABELS: Record<LeaseEvent, string> = {
+  granted: "granted",
+  filled: "filled",
+  waitsServed: "waits_served",
+  waitsTimedOut: "waits_timed_out",
+  expired: "expired",
+  released: "released",
+  staleFillsRefused: "stale_fills_refused",
+};
 
 function gaugeFrom(registers: Registry[], name: string, help: string, read: () => number): void {
   new Gauge({ name, help, registers, collect() { this.set(read()); } });

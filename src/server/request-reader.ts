@@ -8,10 +8,12 @@ import {
   GenerationSchema,
   LookupRequestSchema,
   LookupResponseSchema,
+  ReleaseLeaseRequestSchema,
   StreamOperationSchema,
   StreamRequestSchema,
   UpdateRequestSchema,
 } from "../../gen/llmcache/v1/cache_pb.js";
+import { MAX_LEASE_MS } from "../engine/leases.js";
 import { checkGenerationNesting } from "../nesting.js";
 import { DecodeError, decodeProblem } from "../rpc/codec.js";
 import { fromWireGeneration } from "../rpc/generation-codec.js";
@@ -29,6 +31,9 @@ export interface WireLookup {
   prompt: string;
   llmString: string;
   bypass: boolean;
+  /** Single flight (see LeaseTable): 0 for a plain lookup. */
+  leaseMs: number;
+  waitMs: number;
 }
 
 export interface WireUpdate {
@@ -45,16 +50,27 @@ export interface WireUpdate {
   ttlMs: number | undefined;
   noStore: boolean;
   onlyIfAbsent: boolean;
+  /** The lease this update fills, if any (ASCII: its bytes are its characters). */
+  leaseToken: string | undefined;
+}
+
+export interface WireRelease {
+  namespace: string;
+  prompt: string;
+  llmString: string;
+  leaseToken: string;
 }
 
 export type WireOperation =
   | { id: number; kind: "lookup"; lookup: WireLookup }
   | { id: number; kind: "update"; update: WireUpdate }
+  | { id: number; kind: "release"; release: WireRelease }
   | { id: number; kind: "invalid"; problem: DecodeError | LimitExceededError };
 
 const LOOKUP = LookupRequestSchema.field;
 const UPDATE = UpdateRequestSchema.field;
 const OPERATION = StreamOperationSchema.field;
+const RELEASE = ReleaseLeaseRequestSchema.field;
 const STORED_GENERATION_TAG = tag(LookupResponseSchema.field.generations.number, WIRE_LENGTH_DELIMITED);
 
 /**
@@ -73,9 +89,18 @@ export function readUpdateRequest(bytes: Buffer, limits: RequestLimits): WireUpd
   return reading(UpdateRequestSchema.typeName, () => readUpdate(bytes, 0, bytes.length, limits));
 }
 
+export function readReleaseLeaseRequest(bytes: Buffer, limits: RequestLimits): WireRelease {
+  return reading(ReleaseLeaseRequestSchema.typeName, () => readRelease(bytes, 0, bytes.length, limits));
+}
+
+/** A batch's lookups are answered at once: none may ask for a lease. */
 export function readBatchLookupRequest(bytes: Buffer, limits: RequestLimits): WireLookup[] {
   return reading(BatchLookupRequestSchema.typeName, () =>
-    readRepeated(bytes, BatchLookupRequestSchema.field.lookups.number, "lookups", (start, end) => readLookup(bytes, start, end, limits)),
+    readRepeated(bytes, BatchLookupRequestSchema.field.lookups.number, "lookups", (start, end) => {
+      const lookup = readLookup(bytes, start, end, limits);
+      if (lookup.leaseMs > 0) throw new DecodeError("lease_ms is not allowed in a batch (ask for leases with Lookup or on the Stream)");
+      return lookup;
+    }),
   );
 }
 
@@ -99,15 +124,15 @@ export function readStreamRequest(bytes: Buffer, limits: RequestLimits): WireOpe
 function readOperation(bytes: Buffer, start: number, end: number, limits: RequestLimits): WireOperation {
   const reader = readerOf(bytes, start, end);
   let id = 0;
-  let body: { kind: "lookup" | "update"; start: number; end: number } | undefined;
+  let body: { kind: "lookup" | "update" | "release"; start: number; end: number } | undefined;
   while (reader.pos < end) {
     const [field, wireType] = reader.tag();
     if (field === OPERATION.id.number) {
       expectWireType(wireType, WireType.Varint, "id");
       id = reader.uint32();
-    } else if (field === OPERATION.lookup.number || field === OPERATION.update.number) {
-      const kind = field === OPERATION.lookup.number ? "lookup" : "update";
-      expectWireType(wireType, WireType.LengthDelimited, kind);
+    } else if (field === OPERATION.lookup.number || field === OPERATION.update.number || field === OPERATION.releaseLease.number) {
+      const kind = field === OPERATION.lookup.number ? "lookup" : field === OPERATION.update.number ? "update" : "release";
+      expectWireType(wireType, WireType.LengthDelimited, kind === "release" ? "release_lease" : kind);
       const [bodyStart, bodyEnd] = lengthDelimited(reader);
       body = { kind, start: bodyStart, end: bodyEnd }; // a oneof: the last one wins
     } else {
@@ -115,12 +140,17 @@ function readOperation(bytes: Buffer, start: number, end: number, limits: Reques
     }
   }
   if (!body) {
-    return { id, kind: "invalid", problem: new DecodeError(`operation ${id} has neither a lookup nor an update`) };
+    return { id, kind: "invalid", problem: new DecodeError(`operation ${id} has no lookup, update or release_lease`) };
   }
   try {
-    return body.kind === "lookup"
-      ? { id, kind: "lookup", lookup: reading(LookupRequestSchema.typeName, () => readLookup(bytes, body.start, body.end, limits)) }
-      : { id, kind: "update", update: reading(UpdateRequestSchema.typeName, () => readUpdate(bytes, body.start, body.end, limits)) };
+    switch (body.kind) {
+      case "lookup":
+        return { id, kind: "lookup", lookup: reading(LookupRequestSchema.typeName, () => readLookup(bytes, body.start, body.end, limits)) };
+      case "update":
+        return { id, kind: "update", update: reading(UpdateRequestSchema.typeName, () => readUpdate(bytes, body.start, body.end, limits)) };
+      case "release":
+        return { id, kind: "release", release: reading(ReleaseLeaseRequestSchema.typeName, () => readRelease(bytes, body.start, body.end, limits)) };
+    }
   } catch (error) {
     if (error instanceof DecodeError || error instanceof LimitExceededError) return { id, kind: "invalid", problem: error };
     throw error;
@@ -130,17 +160,46 @@ function readOperation(bytes: Buffer, start: number, end: number, limits: Reques
 /** Reads a LookupRequest from bytes[start, end). */
 function readLookup(bytes: Buffer, start: number, end: number, limits: RequestLimits): WireLookup {
   const reader = readerOf(bytes, start, end);
-  const lookup: WireLookup = { namespace: "", prompt: "", llmString: "", bypass: false };
+  const lookup: WireLookup = { namespace: "", prompt: "", llmString: "", bypass: false, leaseMs: 0, waitMs: 0 };
   while (reader.pos < end) {
     const [field, wireType] = reader.tag();
     if (field === LOOKUP.prompt.number) lookup.prompt = readString(bytes, reader, wireType, "prompt");
     else if (field === LOOKUP.llmString.number) lookup.llmString = readString(bytes, reader, wireType, "llm_string");
     else if (field === LOOKUP.namespace.number) lookup.namespace = readString(bytes, reader, wireType, "namespace");
     else if (field === LOOKUP.bypass.number) lookup.bypass = readBool(reader, wireType, "bypass");
+    else if (field === LOOKUP.leaseMs.number) lookup.leaseMs = readLeaseTime(reader, wireType, "lease_ms");
+    else if (field === LOOKUP.waitMs.number) lookup.waitMs = readLeaseTime(reader, wireType, "wait_ms");
     else reader.skip(wireType, field);
   }
   checkKeyLimits(lookup, limits);
+  if (lookup.waitMs > 0 && lookup.leaseMs === 0) throw new DecodeError("wait_ms needs lease_ms: only a lookup that would take a lease may wait for one");
+  if (lookup.leaseMs > 0 && lookup.bypass) throw new DecodeError("lease_ms with bypass: a lookup that bypasses the cache never takes or waits for a lease");
   return lookup;
+}
+
+/** Reads a ReleaseLeaseRequest from bytes[start, end). */
+function readRelease(bytes: Buffer, start: number, end: number, limits: RequestLimits): WireRelease {
+  const reader = readerOf(bytes, start, end);
+  const release: WireRelease = { namespace: "", prompt: "", llmString: "", leaseToken: "" };
+  while (reader.pos < end) {
+    const [field, wireType] = reader.tag();
+    if (field === RELEASE.prompt.number) release.prompt = readString(bytes, reader, wireType, "prompt");
+    else if (field === RELEASE.llmString.number) release.llmString = readString(bytes, reader, wireType, "llm_string");
+    else if (field === RELEASE.namespace.number) release.namespace = readString(bytes, reader, wireType, "namespace");
+    else if (field === RELEASE.leaseToken.number) release.leaseToken = readString(bytes, reader, wireType, "lease_token");
+    else reader.skip(wireType, field);
+  }
+  checkKeyLimits(release, limits);
+  if (release.leaseToken === "") throw new DecodeError("lease_token is empty: give the token of the lease to release");
+  return release;
+}
+
+/** lease_ms and wait_ms: at most MAX_LEASE_MS. */
+function readLeaseTime(reader: BinaryReader, wireType: WireType, name: string): number {
+  expectWireType(wireType, WireType.Varint, name);
+  const ms = BigInt(reader.uint64());
+  if (ms > BigInt(MAX_LEASE_MS)) throw new DecodeError(`${name} is ${ms}, over the largest allowed, ${MAX_LEASE_MS} (an hour)`);
+  return Number(ms);
 }
 
 /** Reads an UpdateRequest from bytes[start, end). */
@@ -153,6 +212,7 @@ function readUpdate(bytes: Buffer, start: number, end: number, limits: RequestLi
   let neverExpires = false;
   let noStore = false;
   let onlyIfAbsent = false;
+  let leaseToken: string | undefined;
   const generations: [number, number][] = [];
   while (reader.pos < end) {
     const [field, wireType] = reader.tag();
@@ -168,6 +228,7 @@ function readUpdate(bytes: Buffer, start: number, end: number, limits: RequestLi
     } else if (field === UPDATE.neverExpires.number) neverExpires = readBool(reader, wireType, "never_expires");
     else if (field === UPDATE.noStore.number) noStore = readBool(reader, wireType, "no_store");
     else if (field === UPDATE.onlyIfAbsent.number) onlyIfAbsent = readBool(reader, wireType, "only_if_absent");
+    else if (field === UPDATE.leaseToken.number) leaseToken = readString(bytes, reader, wireType, "lease_token") || undefined;
     else reader.skip(wireType, field);
   }
   checkKeyLimits({ namespace, prompt, llmString }, limits);
@@ -180,6 +241,7 @@ function readUpdate(bytes: Buffer, start: number, end: number, limits: RequestLi
     ttlMs: neverExpires ? Infinity : ttlMs > 0 ? ttlMs : undefined,
     noStore,
     onlyIfAbsent,
+    leaseToken,
   };
 }
 

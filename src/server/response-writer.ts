@@ -1,20 +1,26 @@
+import { create, toBinary } from "@bufbuild/protobuf";
 import {
   BatchLookupResponseSchema,
+  LeaseSchema,
+  ReleaseLeaseResponseSchema,
   LookupResponseSchema,
   OperationErrorSchema,
   StreamResponseSchema,
   StreamResultSchema,
   UpdateResponseSchema,
 } from "../../gen/llmcache/v1/cache_pb.js";
+import type { Lease } from "../engine/leases.js";
 import { fieldSize, tag, varintSize, WIRE_LENGTH_DELIMITED, WIRE_VARINT, writeFieldHeader, writeVarint } from "../rpc/wire-writer.js";
 
 /** A stream operation's outcome, ready to be written. */
 export type WireResult =
-  | { id: number; kind: "lookup"; stored: string | undefined }
+  | { id: number; kind: "lookup"; stored: string | undefined; lease?: EncodedLease }
   | { id: number; kind: "update"; stored: boolean }
+  | { id: number; kind: "release"; released: boolean }
   | { id: number; kind: "error"; code: number; message: string; reason: string };
 
 const HIT_TAG = tag(LookupResponseSchema.field.hit.number, WIRE_VARINT);
+const LEASE_TAG = tag(LookupResponseSchema.field.lease.number, WIRE_LENGTH_DELIMITED);
 const BATCH_RESULT_TAG = tag(BatchLookupResponseSchema.field.results.number, WIRE_LENGTH_DELIMITED);
 const STREAM_RESULT_TAG = tag(StreamResponseSchema.field.results.number, WIRE_LENGTH_DELIMITED);
 const RESULT = StreamResultSchema.field;
@@ -23,6 +29,7 @@ const RESULT_TAGS = {
   lookup: tag(RESULT.lookup.number, WIRE_LENGTH_DELIMITED),
   update: tag(RESULT.update.number, WIRE_LENGTH_DELIMITED),
   error: tag(RESULT.error.number, WIRE_LENGTH_DELIMITED),
+  release: tag(RESULT.releaseLease.number, WIRE_LENGTH_DELIMITED),
 };
 const ERROR_CODE_TAG = tag(OperationErrorSchema.field.code.number, WIRE_VARINT);
 const ERROR_MESSAGE_TAG = tag(OperationErrorSchema.field.message.number, WIRE_LENGTH_DELIMITED);
@@ -30,16 +37,29 @@ const ERROR_REASON_TAG = tag(OperationErrorSchema.field.reason.number, WIRE_LENG
 const STORED_TAG = tag(UpdateResponseSchema.field.stored.number, WIRE_VARINT);
 /** UpdateResponse with stored = true; stored = false is the empty message. */
 const STORED = Buffer.from([STORED_TAG, 1]);
+/** ReleaseLeaseResponse with released = true; false is the empty message. */
+const RELEASED = Buffer.from([tag(ReleaseLeaseResponseSchema.field.released.number, WIRE_VARINT), 1]);
+
+/** A granted lease as the bytes of a Lease message: leases are rare, so protobuf-es writes them. */
+export type EncodedLease = Buffer & { readonly __encodedLease: true };
+
+export function encodeLease({ token, leaseMs }: Lease): EncodedLease {
+  return Buffer.from(toBinary(LeaseSchema, create(LeaseSchema, { token, leaseMs: BigInt(leaseMs) }))) as EncodedLease;
+}
 
 /**
  * Writers for the replies that carry stored generations. A hit is the hit
  * flag followed by the stored bytes as they are (they are already laid out
  * as LookupResponse.generations): nothing is decoded or encoded again.
  */
-export function encodeLookupResponse(stored: string | undefined): Buffer {
-  const buffer = Buffer.allocUnsafe(lookupBodySize(stored));
-  writeLookupBody(buffer, 0, stored);
+export function encodeLookupResponse(stored: string | undefined, lease?: EncodedLease): Buffer {
+  const buffer = Buffer.allocUnsafe(lookupBodySize(stored, lease));
+  writeLookupBody(buffer, 0, stored, lease);
   return buffer;
+}
+
+export function encodeReleaseLeaseResponse(released: boolean): Buffer {
+  return released ? RELEASED : Buffer.alloc(0);
 }
 
 export function encodeUpdateResponse(stored: boolean): Buffer {
@@ -97,18 +117,24 @@ export function encodeStreamResponse(results: readonly WireResult[]): Buffer {
     position = writeFieldHeader(buffer, position, STREAM_RESULT_TAG, resultBodySize(result));
     if (result.id !== 0) position = writeVarint(buffer, writeVarint(buffer, position, RESULT_ID_TAG), result.id);
     position = writeFieldHeader(buffer, position, RESULT_TAGS[result.kind], outcomeSize(result));
-    if (result.kind === "lookup") position = writeLookupBody(buffer, position, result.stored);
+    if (result.kind === "lookup") position = writeLookupBody(buffer, position, result.stored, result.lease);
     else if (result.kind === "update" && result.stored) position += STORED.copy(buffer, position);
+    else if (result.kind === "release" && result.released) position += RELEASED.copy(buffer, position);
     else if (result.kind === "error") position = writeErrorBody(buffer, position, result);
   }
   return buffer;
 }
 
-function lookupBodySize(stored: string | undefined): number {
+function lookupBodySize(stored: string | undefined, lease?: EncodedLease): number {
+  if (lease) return fieldSize(LEASE_TAG, lease.length); // a miss granted a lease
   return stored === undefined ? 0 : varintSize(HIT_TAG) + 1 + stored.length;
 }
 
-function writeLookupBody(buffer: Buffer, position: number, stored: string | undefined): number {
+function writeLookupBody(buffer: Buffer, position: number, stored: string | undefined, lease?: EncodedLease): number {
+  if (lease) {
+    position = writeFieldHeader(buffer, position, LEASE_TAG, lease.length);
+    return position + lease.copy(buffer, position);
+  }
   if (stored === undefined) return position; // a miss: every field at its default
   position = writeVarint(buffer, position, HIT_TAG);
   buffer[position++] = 1;
@@ -123,9 +149,11 @@ function resultBodySize(result: WireResult): number {
 function outcomeSize(result: WireResult): number {
   switch (result.kind) {
     case "lookup":
-      return lookupBodySize(result.stored);
+      return lookupBodySize(result.stored, result.lease);
     case "update":
       return result.stored ? STORED.length : 0;
+    case "release":
+      return result.released ? RELEASED.length : 0;
     case "error": {
       const reason = result.reason.length === 0 ? 0 : fieldSize(ERROR_REASON_TAG, Buffer.byteLength(result.reason));
       return varintSize(ERROR_CODE_TAG) + varintSize(result.code) + fieldSize(ERROR_MESSAGE_TAG, Buffer.byteLength(result.message)) + reason;

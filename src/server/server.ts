@@ -1,7 +1,9 @@
-import { Server, type ServerDuplexStream } from "@grpc/grpc-js";
+import { Server } from "@grpc/grpc-js";
 import { CacheService } from "../../gen/llmcache/v1/cache_pb.js";
 import { CacheStore, type StoreOptions } from "../engine/cache-store.js";
+import { LeaseTable, type WaiterLimits } from "../engine/leases.js";
 import { reclaimInBackground } from "../engine/reclaimer.js";
+import { CacheError } from "../rpc/errors.js";
 import { byteServiceDefinition } from "../rpc/service-definition.js";
 import { Authenticator } from "./auth/authenticator.js";
 import { callTracking } from "./call-tracking.js";
@@ -11,7 +13,7 @@ import { asKeyBytes } from "./key-bytes.js";
 import { addIntrospection } from "./introspection.js";
 import { createLogger, type Logger } from "./logger.js";
 import { throttledLog } from "./log-throttle.js";
-import type { CallObserver } from "./method-handlers.js";
+import type { CallObserver, OpenStream } from "./method-handlers.js";
 import { ServerMetrics } from "./metrics.js";
 import { DEFAULT_REQUEST_LIMITS, type RequestLimits } from "./request-limits.js";
 import { loadSnapshot, prepareSnapshotDirectory, writeSnapshot } from "./snapshot.js";
@@ -37,6 +39,8 @@ export interface ServerOptions extends Omit<StoreOptions, "now"> {
   requestLimits?: Partial<RequestLimits>;
   /** Largest request message, in bytes. Default 4 MiB. */
   maxMessageBytes?: number;
+  /** Most lookups waiting for leases' fills, in all and per pair (see LeaseTable). Default DEFAULT_WAITER_LIMITS. */
+  leaseWaiters?: Partial<WaiterLimits>;
   /** Most calls at once on one connection. Default 1000. */
   maxConcurrentStreams?: number;
   /** Bounds on connections: count, handshake and idle timeouts, unread reply bytes (see ConnectionLimits). */
@@ -95,7 +99,9 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   const store = new CacheStore<string>({ ...options, namespaces });
   if (options.snapshotPath) await restore(store, options.snapshotPath, logger);
 
-  const metrics = new ServerMetrics(store);
+  // Leases live in this process only: they are not in the snapshot, and a restart ends them.
+  const leases = new LeaseTable({ ...options.leaseWaiters, count: (namespace, event) => store.countLease(namespace, event) });
+  const metrics = new ServerMetrics(store, leases);
   const logFailure = throttledLog<{ path: string; error: unknown }>(
     ({ path, error }, suppressed) => logger.error({ err: error, method: path, suppressed }, "call failed"),
     ({ path, error }) => `${path} ${error instanceof Error ? error.name : typeof error}`,
@@ -105,7 +111,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     callEnded: (method, code, seconds) => metrics.callEnded(method, code, seconds),
     failed: (path, error) => logFailure({ path, error }),
   };
-  const streams = new Set<ServerDuplexStream<Buffer, Buffer>>();
+  const streams = new Set<OpenStream>();
   let draining = false;
   const connections = new Connections({ ...DEFAULT_CONNECTION_LIMITS, ...options.connectionLimits });
   const server = new Server({
@@ -118,7 +124,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   const limits = { ...DEFAULT_REQUEST_LIMITS, ...options.requestLimits };
   server.addService(
     byteServiceDefinition(CacheService),
-    cacheServiceHandlers(store, limits, { authenticator, observer, streams, isDraining: () => draining }),
+    cacheServiceHandlers(store, limits, { authenticator, observer, streams, isDraining: () => draining }, leases),
   );
   const health = addIntrospection(server);
 
@@ -180,10 +186,13 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     async shutdown(graceMs = DEFAULT_SHUTDOWN_GRACE_MS) {
       draining = true;
       health.setServing("NOT_SERVING");
-      logger.info({ openStreams: streams.size }, "draining");
-      // The server answers a stream's message as it arrives: one waiting for
-      // its next message has nothing in flight and can end now.
-      for (const call of streams) call.end();
+      logger.info({ openStreams: streams.size, leaseWaiters: leases.waiting }, "draining");
+      // Lookups waiting for a fill would wait out the grace period: answer them now.
+      leases.close(new CacheError("UNAVAILABLE", "the server is shutting down; the lookup stopped waiting for the lease's fill"));
+      // The server answers a stream's message as it arrives: one with no
+      // answer owed has nothing in flight and can end now (the others, once
+      // their waits' answers are written).
+      for (const stream of streams) stream.drain();
       connections.stopAccepting();
       await stopServer(server, graceMs);
       connections.destroyAll();

@@ -2,6 +2,7 @@ import { Metadata, status, type StatusObject } from "@grpc/grpc-js";
 import { ENTRY_TOO_LARGE_REASON, EntryTooLargeError } from "../engine/entry-too-large-error.js";
 import { DecodeError } from "../rpc/codec.js";
 import { CacheError, REASON_TRAILER } from "../rpc/errors.js";
+import { TooManyLeaseWaitersError } from "../engine/too-many-lease-waiters-error.js";
 import { TooManyNamespacesError } from "../engine/too-many-namespaces-error.js";
 import { LimitExceededError } from "./request-limits.js";
 
@@ -27,6 +28,10 @@ export function toFailure(path: string, error: unknown, log: (path: string, erro
   }
   if (error instanceof LimitExceededError) return { code: status.RESOURCE_EXHAUSTED, message: error.message, reason: "" };
   if (error instanceof TooManyNamespacesError) return { code: status.RESOURCE_EXHAUSTED, message: `${error.message} (--max-namespaces)`, reason: "" };
+  if (error instanceof TooManyLeaseWaitersError) {
+    const flag = error.limit === "maxWaiters" ? "--max-lease-waiters" : "--max-lease-waiters-per-pair";
+    return { code: status.RESOURCE_EXHAUSTED, message: `${error.message} (${flag})`, reason: "" };
+  }
   if (error instanceof CacheError) return { code: error.grpcCode, message: error.message, reason: "" };
   log(path, error);
   return { code: status.INTERNAL, message: "internal error", reason: "" };

@@ -257,5 +257,8 @@ function addStats(a: CacheStats, b: CacheStats): CacheStats {
     },
     expirations: a.expirations + b.expirations,
     updatesNotStored: a.updatesNotStored + b.updatesNotStored,
+    leases: Object.fromEntries(
+      Object.entries(a.leases).map(([event, count]) => [event, count + b.leases[event as keyof CacheStats["leases"]]]),
+    ) as CacheStats["leases"],
   };
 }

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { CacheStore, type StoreOptions } from "../../src/engine/cache-store.js";
 import { EntryTooLargeError } from "../../src/engine/entry-too-large-error.js";
 import { ENTRY_OVERHEAD_BYTES, GROUP_OVERHEAD_BYTES, IDLE_NAMESPACES_KEPT, NAMESPACE_OVERHEAD_BYTES } from "../../src/engine/limits.js";
+import { newLeaseStats } from "../../src/engine/stats.js";
 import { fakeClock } from "../helpers/fake-clock.js";
 
 /** Bytes that make an entry's accounted size exactly `accounted`. */
@@ -258,6 +259,8 @@ describe("CacheStore", () => {
     store.get("", "b", "m"); // miss + expiration
     store.set("", "d", "m", "D", sized(250));
     store.set("", "e", "m", "E", sized(250)); // maxsize 3: evicts a (oldest), a size eviction
+    store.countLease("n", "granted");
+    store.countLease("", "staleFillsRefused"); // an update not stored, too
     const { total, namespaces } = store.stats();
     assert.deepEqual(namespaces[""], {
       entries: 2,
@@ -268,7 +271,8 @@ describe("CacheStore", () => {
       hitRatio: 0.5,
       evictions: { size: 1, bytes: 0, ttl: 0 },
       expirations: 1,
-      updatesNotStored: 1,
+      updatesNotStored: 2,
+      leases: { ...newLeaseStats(), staleFillsRefused: 1 },
     });
     assert.deepEqual(namespaces.n, {
       entries: 1,
@@ -280,6 +284,7 @@ describe("CacheStore", () => {
       evictions: { size: 0, bytes: 0, ttl: 0 },
       expirations: 0,
       updatesNotStored: 1,
+      leases: { ...newLeaseStats(), granted: 1 },
     });
     assert.deepEqual(total, {
       entries: 3,
@@ -290,7 +295,8 @@ describe("CacheStore", () => {
       hitRatio: 0.6,
       evictions: { size: 1, bytes: 0, ttl: 0 },
       expirations: 1,
-      updatesNotStored: 2,
+      updatesNotStored: 3,
+      leases: { ...newLeaseStats(), granted: 1, staleFillsRefused: 1 },
     });
   });
 

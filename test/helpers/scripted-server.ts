@@ -1,5 +1,6 @@
 import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { Server, ServerCredentials, type ServerDuplexStream, type ServerUnaryCall, type sendUnaryData } from "@grpc/grpc-js";
+import { LeaseTable } from "../../src/engine/leases.js";
 import {
   CacheService,
   StreamRequestSchema,
@@ -12,6 +13,7 @@ import { byteServiceDefinition } from "../../src/rpc/service-definition.js";
 import { Authenticator } from "../../src/server/auth/authenticator.js";
 import { ANYONE } from "../../src/server/auth/principal.js";
 import { cacheServiceHandlers, cacheServiceMethods } from "../../src/server/cache-service.js";
+import type { OpenStream } from "../../src/server/method-handlers.js";
 import { DEFAULT_REQUEST_LIMITS } from "../../src/server/request-limits.js";
 
 export type StreamResultInit = MessageInitShape<typeof StreamResultSchema>;
@@ -50,11 +52,12 @@ export async function startScriptedServer(
   const context = {
     authenticator: new Authenticator(undefined),
     observer: { callEnded() {}, failed() {} },
-    streams: new Set<ServerDuplexStream<Buffer, Buffer>>(),
+    streams: new Set<OpenStream>(),
     isDraining: () => false,
   };
-  const realHandlers = cacheServiceHandlers(store, DEFAULT_REQUEST_LIMITS, context);
-  const realStream = cacheServiceMethods(store, DEFAULT_REQUEST_LIMITS).stream;
+  const leases = new LeaseTable();
+  const realHandlers = cacheServiceHandlers(store, DEFAULT_REQUEST_LIMITS, context, leases);
+  const realStream = cacheServiceMethods(store, DEFAULT_REQUEST_LIMITS, { leases }).stream;
   const streamMessages: StreamOperation[][] = [];
   const unaryCalls: Record<string, number> = {};
 
@@ -73,10 +76,14 @@ export async function startScriptedServer(
         const scripted = options.answer?.(operation);
         const send = () => {
           if (call.cancelled || call.destroyed) return;
-          const replies = scripted?.result
-            ? [Buffer.from(toBinary(StreamResponseSchema, create(StreamResponseSchema, { results: [scripted.result] })))]
-            : realStream(Buffer.from(toBinary(StreamRequestSchema, create(StreamRequestSchema, { operations: [operation] }))), ANYONE);
-          for (const reply of replies) call.write(reply);
+          if (scripted?.result) {
+            call.write(Buffer.from(toBinary(StreamResponseSchema, create(StreamResponseSchema, { results: [scripted.result] }))));
+            return;
+          }
+          const request = Buffer.from(toBinary(StreamRequestSchema, create(StreamRequestSchema, { operations: [operation] })));
+          const { now, later } = realStream(request, ANYONE, { remainingMs: () => Infinity, signal: new AbortController().signal });
+          for (const reply of now) call.write(reply);
+          for (const pending of later) void pending.then((replies) => replies.forEach((reply) => call.write(reply)));
         };
         if (scripted?.delayMs) setTimeout(send, scripted.delayMs);
         else send();

@@ -26,7 +26,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file llmcache/v1/cache.proto.
  */
 export const file_llmcache_v1_cache: GenFile = /*@__PURE__*/
-  fileDesc("ChdsbG1jYWNoZS92MS9jYWNoZS5wcm90bxILbGxtY2FjaGUudjEiVgoNTG9va3VwUmVxdWVzdBIOCgZwcm9tcHQYASABKAkSEgoKbGxtX3N0cmluZxgCIAEoCRIRCgluYW1lc3BhY2UYAyABKAkSDgoGYnlwYXNzGAQgASgIIksKDkxvb2t1cFJlc3BvbnNlEgsKA2hpdBgBIAEoCBIsCgtnZW5lcmF0aW9ucxgCIAMoCzIXLmxsbWNhY2hlLnYxLkdlbmVyYXRpb24ixQEKDVVwZGF0ZVJlcXVlc3QSDgoGcHJvbXB0GAEgASgJEhIKCmxsbV9zdHJpbmcYAiABKAkSLAoLZ2VuZXJhdGlvbnMYAyADKAsyFy5sbG1jYWNoZS52MS5HZW5lcmF0aW9uEhEKCW5hbWVzcGFjZRgEIAEoCRIOCgZ0dGxfbXMYBSABKAQSFQoNbmV2ZXJfZXhwaXJlcxgGIAEoCBIQCghub19zdG9yZRgHIAEoCBIWCg5vbmx5X2lmX2Fic2VudBgIIAEoCCIgCg5VcGRhdGVSZXNwb25zZRIOCgZzdG9yZWQYASABKAgiOQoMQ2xlYXJSZXF1ZXN0EhEKCW5hbWVzcGFjZRgBIAEoCRIWCg5hbGxfbmFtZXNwYWNlcxgCIAEoCCIPCg1DbGVhclJlc3BvbnNlIkEKEkJhdGNoTG9va3VwUmVxdWVzdBIrCgdsb29rdXBzGAEgAygLMhoubGxtY2FjaGUudjEuTG9va3VwUmVxdWVzdCJDChNCYXRjaExvb2t1cFJlc3BvbnNlEiwKB3Jlc3VsdHMYASADKAsyGy5sbG1jYWNoZS52MS5Mb29rdXBSZXNwb25zZSJBChJCYXRjaFVwZGF0ZVJlcXVlc3QSKwoHdXBkYXRlcxgBIAMoCzIaLmxsbWNhY2hlLnYxLlVwZGF0ZVJlcXVlc3QiFQoTQmF0Y2hVcGRhdGVSZXNwb25zZSJBCg1TdHJlYW1SZXF1ZXN0EjAKCm9wZXJhdGlvbnMYASADKAsyHC5sbG1jYWNoZS52MS5TdHJlYW1PcGVyYXRpb24ihgEKD1N0cmVhbU9wZXJhdGlvbhIKCgJpZBgBIAEoDRIsCgZsb29rdXAYAiABKAsyGi5sbG1jYWNoZS52MS5Mb29rdXBSZXF1ZXN0SAASLAoGdXBkYXRlGAMgASgLMhoubGxtY2FjaGUudjEuVXBkYXRlUmVxdWVzdEgAQgsKCW9wZXJhdGlvbiI8Cg5TdHJlYW1SZXNwb25zZRIqCgdyZXN1bHRzGAEgAygLMhkubGxtY2FjaGUudjEuU3RyZWFtUmVzdWx0IrABCgxTdHJlYW1SZXN1bHQSCgoCaWQYASABKA0SLQoGbG9va3VwGAIgASgLMhsubGxtY2FjaGUudjEuTG9va3VwUmVzcG9uc2VIABItCgZ1cGRhdGUYAyABKAsyGy5sbG1jYWNoZS52MS5VcGRhdGVSZXNwb25zZUgAEiwKBWVycm9yGAQgASgLMhsubGxtY2FjaGUudjEuT3BlcmF0aW9uRXJyb3JIAEIICgZyZXN1bHQiPwoOT3BlcmF0aW9uRXJyb3ISDAoEY29kZRgBIAEoBRIPCgdtZXNzYWdlGAIgASgJEg4KBnJlYXNvbhgDIAEoCSIOCgxTdGF0c1JlcXVlc3Qi4gEKDVN0YXRzUmVzcG9uc2USJgoFdG90YWwYASABKAsyFy5sbG1jYWNoZS52MS5DYWNoZVN0YXRzEj4KCm5hbWVzcGFjZXMYAiADKAsyKi5sbG1jYWNoZS52MS5TdGF0c1Jlc3BvbnNlLk5hbWVzcGFjZXNFbnRyeRIdChVuYW1lc3BhY2VzX25vdF9saXN0ZWQYAyABKAQaSgoPTmFtZXNwYWNlc0VudHJ5EgsKA2tleRgBIAEoCRImCgV2YWx1ZRgCIAEoCzIXLmxsbWNhY2hlLnYxLkNhY2hlU3RhdHM6AjgBIssBCgpDYWNoZVN0YXRzEg8KB2VudHJpZXMYASABKAQSDQoFYnl0ZXMYAiABKAQSDAoEaGl0cxgDIAEoBBIOCgZtaXNzZXMYBCABKAQSEAoIYnlwYXNzZXMYBSABKAQSEQoJaGl0X3JhdGlvGAYgASgBEikKCWV2aWN0aW9ucxgHIAEoCzIWLmxsbWNhY2hlLnYxLkV2aWN0aW9ucxITCgtleHBpcmF0aW9ucxgIIAEoBBIaChJ1cGRhdGVzX25vdF9zdG9yZWQYCSABKAQiNQoJRXZpY3Rpb25zEgwKBHNpemUYASABKAQSDQoFYnl0ZXMYAiABKAQSCwoDdHRsGAMgASgEIncKCkdlbmVyYXRpb24SDAoEdGV4dBgBIAEoCRIwCg9nZW5lcmF0aW9uX2luZm8YAiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EikKB21lc3NhZ2UYAyABKAsyGC5sbG1jYWNoZS52MS5DaGF0TWVzc2FnZSKJBQoLQ2hhdE1lc3NhZ2USDAoEdHlwZRgBIAEoCRIOCgR0ZXh0GAIgASgJSAASLAoGYmxvY2tzGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLkxpc3RWYWx1ZUgAEjIKEWFkZGl0aW9uYWxfa3dhcmdzGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIyChFyZXNwb25zZV9tZXRhZGF0YRgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSKQoKdG9vbF9jYWxscxgGIAMoCzIVLmxsbWNhY2hlLnYxLlRvb2xDYWxsEjgKEmludmFsaWRfdG9vbF9jYWxscxgHIAMoCzIcLmxsbWNhY2hlLnYxLkludmFsaWRUb29sQ2FsbBIyCg51c2FnZV9tZXRhZGF0YRgIIAEoCzIaLmxsbWNhY2hlLnYxLlVzYWdlTWV0YWRhdGESDwoCaWQYCSABKAlIAYgBARIRCgRuYW1lGAogASgJSAKIAQESGQoMdG9vbF9jYWxsX2lkGAsgASgJSAOIAQESEQoEcm9sZRgMIAEoCUgEiAEBEhMKBnN0YXR1cxgNIAEoCUgFiAEBEigKCGFydGlmYWN0GA4gASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEjQKEHRvb2xfY2FsbF9jaHVua3MYDyADKAsyGi5sbG1jYWNoZS52MS5Ub29sQ2FsbENodW5rEiYKBWV4dHJhGBAgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdEIJCgdjb250ZW50QgUKA19pZEIHCgVfbmFtZUIPCg1fdG9vbF9jYWxsX2lkQgcKBV9yb2xlQgkKB19zdGF0dXMicwoIVG9vbENhbGwSDAoEbmFtZRgBIAEoCRIlCgRhcmdzGAIgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIPCgJpZBgDIAEoCUgAiAEBEhEKBHR5cGUYBCABKAlIAYgBAUIFCgNfaWRCBwoFX3R5cGUimwEKD0ludmFsaWRUb29sQ2FsbBIRCgRuYW1lGAEgASgJSACIAQESEQoEYXJncxgCIAEoCUgBiAEBEg8KAmlkGAMgASgJSAKIAQESEgoFZXJyb3IYBCABKAlIA4gBARIRCgR0eXBlGAUgASgJSASIAQFCBwoFX25hbWVCBwoFX2FyZ3NCBQoDX2lkQggKBl9lcnJvckIHCgVfdHlwZSKZAQoNVG9vbENhbGxDaHVuaxIRCgRuYW1lGAEgASgJSACIAQESEQoEYXJncxgCIAEoCUgBiAEBEg8KAmlkGAMgASgJSAKIAQESEgoFaW5kZXgYBCABKANIA4gBARIRCgR0eXBlGAUgASgJSASIAQFCBwoFX25hbWVCBwoFX2FyZ3NCBQoDX2lkQggKBl9pbmRleEIHCgVfdHlwZSK/AQoNVXNhZ2VNZXRhZGF0YRIUCgxpbnB1dF90b2tlbnMYASABKAMSFQoNb3V0cHV0X3Rva2VucxgCIAEoAxIUCgx0b3RhbF90b2tlbnMYAyABKAMSNAoTaW5wdXRfdG9rZW5fZGV0YWlscxgEIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSNQoUb3V0cHV0X3Rva2VuX2RldGFpbHMYBSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Mv8DCgxDYWNoZVNlcnZpY2USQQoGTG9va3VwEhoubGxtY2FjaGUudjEuTG9va3VwUmVxdWVzdBobLmxsbWNhY2hlLnYxLkxvb2t1cFJlc3BvbnNlEkEKBlVwZGF0ZRIaLmxsbWNhY2hlLnYxLlVwZGF0ZVJlcXVlc3QaGy5sbG1jYWNoZS52MS5VcGRhdGVSZXNwb25zZRI+CgVDbGVhchIZLmxsbWNhY2hlLnYxLkNsZWFyUmVxdWVzdBoaLmxsbWNhY2hlLnYxLkNsZWFyUmVzcG9uc2USUAoLQmF0Y2hMb29rdXASHy5sbG1jYWNoZS52MS5CYXRjaExvb2t1cFJlcXVlc3QaIC5sbG1jYWNoZS52MS5CYXRjaExvb2t1cFJlc3BvbnNlElAKC0JhdGNoVXBkYXRlEh8ubGxtY2FjaGUudjEuQmF0Y2hVcGRhdGVSZXF1ZXN0GiAubGxtY2FjaGUudjEuQmF0Y2hVcGRhdGVSZXNwb25zZRJFCgZTdHJlYW0SGi5sbG1jYWNoZS52MS5TdHJlYW1SZXF1ZXN0GhsubGxtY2FjaGUudjEuU3RyZWFtUmVzcG9uc2UoATABEj4KBVN0YXRzEhkubGxtY2FjaGUudjEuU3RhdHNSZXF1ZXN0GhoubGxtY2FjaGUudjEuU3RhdHNSZXNwb25zZUJVCg9kZXYubGxtY2FjaGUudjFCCkNhY2hlUHJvdG9QAVombGxtY2FjaGUuZGV2L2dvL2xsbWNhY2hlL3YxO2xsbWNhY2hldjGqAgtMbG1jYWNoZS5WMWIGcHJvdG8z", [file_google_protobuf_struct]);
+  fileDesc("ChdsbG1jYWNoZS92MS9jYWNoZS5wcm90bxILbGxtY2FjaGUudjEieQoNTG9va3VwUmVxdWVzdBIOCgZwcm9tcHQYASABKAkSEgoKbGxtX3N0cmluZxgCIAEoCRIRCgluYW1lc3BhY2UYAyABKAkSDgoGYnlwYXNzGAQgASgIEhAKCGxlYXNlX21zGAUgASgEEg8KB3dhaXRfbXMYBiABKAQibgoOTG9va3VwUmVzcG9uc2USCwoDaGl0GAEgASgIEiwKC2dlbmVyYXRpb25zGAIgAygLMhcubGxtY2FjaGUudjEuR2VuZXJhdGlvbhIhCgVsZWFzZRgDIAEoCzISLmxsbWNhY2hlLnYxLkxlYXNlIigKBUxlYXNlEg0KBXRva2VuGAEgASgJEhAKCGxlYXNlX21zGAIgASgEItoBCg1VcGRhdGVSZXF1ZXN0Eg4KBnByb21wdBgBIAEoCRISCgpsbG1fc3RyaW5nGAIgASgJEiwKC2dlbmVyYXRpb25zGAMgAygLMhcubGxtY2FjaGUudjEuR2VuZXJhdGlvbhIRCgluYW1lc3BhY2UYBCABKAkSDgoGdHRsX21zGAUgASgEEhUKDW5ldmVyX2V4cGlyZXMYBiABKAgSEAoIbm9fc3RvcmUYByABKAgSFgoOb25seV9pZl9hYnNlbnQYCCABKAgSEwoLbGVhc2VfdG9rZW4YCSABKAkiIAoOVXBkYXRlUmVzcG9uc2USDgoGc3RvcmVkGAEgASgIImEKE1JlbGVhc2VMZWFzZVJlcXVlc3QSDgoGcHJvbXB0GAEgASgJEhIKCmxsbV9zdHJpbmcYAiABKAkSEQoJbmFtZXNwYWNlGAMgASgJEhMKC2xlYXNlX3Rva2VuGAQgASgJIigKFFJlbGVhc2VMZWFzZVJlc3BvbnNlEhAKCHJlbGVhc2VkGAEgASgIIjkKDENsZWFyUmVxdWVzdBIRCgluYW1lc3BhY2UYASABKAkSFgoOYWxsX25hbWVzcGFjZXMYAiABKAgiDwoNQ2xlYXJSZXNwb25zZSJBChJCYXRjaExvb2t1cFJlcXVlc3QSKwoHbG9va3VwcxgBIAMoCzIaLmxsbWNhY2hlLnYxLkxvb2t1cFJlcXVlc3QiQwoTQmF0Y2hMb29rdXBSZXNwb25zZRIsCgdyZXN1bHRzGAEgAygLMhsubGxtY2FjaGUudjEuTG9va3VwUmVzcG9uc2UiQQoSQmF0Y2hVcGRhdGVSZXF1ZXN0EisKB3VwZGF0ZXMYASADKAsyGi5sbG1jYWNoZS52MS5VcGRhdGVSZXF1ZXN0IhUKE0JhdGNoVXBkYXRlUmVzcG9uc2UiQQoNU3RyZWFtUmVxdWVzdBIwCgpvcGVyYXRpb25zGAEgAygLMhwubGxtY2FjaGUudjEuU3RyZWFtT3BlcmF0aW9uIsEBCg9TdHJlYW1PcGVyYXRpb24SCgoCaWQYASABKA0SLAoGbG9va3VwGAIgASgLMhoubGxtY2FjaGUudjEuTG9va3VwUmVxdWVzdEgAEiwKBnVwZGF0ZRgDIAEoCzIaLmxsbWNhY2hlLnYxLlVwZGF0ZVJlcXVlc3RIABI5Cg1yZWxlYXNlX2xlYXNlGAQgASgLMiAubGxtY2FjaGUudjEuUmVsZWFzZUxlYXNlUmVxdWVzdEgAQgsKCW9wZXJhdGlvbiI8Cg5TdHJlYW1SZXNwb25zZRIqCgdyZXN1bHRzGAEgAygLMhkubGxtY2FjaGUudjEuU3RyZWFtUmVzdWx0IuwBCgxTdHJlYW1SZXN1bHQSCgoCaWQYASABKA0SLQoGbG9va3VwGAIgASgLMhsubGxtY2FjaGUudjEuTG9va3VwUmVzcG9uc2VIABItCgZ1cGRhdGUYAyABKAsyGy5sbG1jYWNoZS52MS5VcGRhdGVSZXNwb25zZUgAEiwKBWVycm9yGAQgASgLMhsubGxtY2FjaGUudjEuT3BlcmF0aW9uRXJyb3JIABI6Cg1yZWxlYXNlX2xlYXNlGAUgASgLMiEubGxtY2FjaGUudjEuUmVsZWFzZUxlYXNlUmVzcG9uc2VIAEIICgZyZXN1bHQiPwoOT3BlcmF0aW9uRXJyb3ISDAoEY29kZRgBIAEoBRIPCgdtZXNzYWdlGAIgASgJEg4KBnJlYXNvbhgDIAEoCSIOCgxTdGF0c1JlcXVlc3Qi4gEKDVN0YXRzUmVzcG9uc2USJgoFdG90YWwYASABKAsyFy5sbG1jYWNoZS52MS5DYWNoZVN0YXRzEj4KCm5hbWVzcGFjZXMYAiADKAsyKi5sbG1jYWNoZS52MS5TdGF0c1Jlc3BvbnNlLk5hbWVzcGFjZXNFbnRyeRIdChVuYW1lc3BhY2VzX25vdF9saXN0ZWQYAyABKAQaSgoPTmFtZXNwYWNlc0VudHJ5EgsKA2tleRgBIAEoCRImCgV2YWx1ZRgCIAEoCzIXLmxsbWNhY2hlLnYxLkNhY2hlU3RhdHM6AjgBIvQBCgpDYWNoZVN0YXRzEg8KB2VudHJpZXMYASABKAQSDQoFYnl0ZXMYAiABKAQSDAoEaGl0cxgDIAEoBBIOCgZtaXNzZXMYBCABKAQSEAoIYnlwYXNzZXMYBSABKAQSEQoJaGl0X3JhdGlvGAYgASgBEikKCWV2aWN0aW9ucxgHIAEoCzIWLmxsbWNhY2hlLnYxLkV2aWN0aW9ucxITCgtleHBpcmF0aW9ucxgIIAEoBBIaChJ1cGRhdGVzX25vdF9zdG9yZWQYCSABKAQSJwoGbGVhc2VzGAogASgLMhcubGxtY2FjaGUudjEuTGVhc2VTdGF0cyKcAQoKTGVhc2VTdGF0cxIPCgdncmFudGVkGAEgASgEEg4KBmZpbGxlZBgCIAEoBBIUCgx3YWl0c19zZXJ2ZWQYAyABKAQSFwoPd2FpdHNfdGltZWRfb3V0GAQgASgEEg8KB2V4cGlyZWQYBSABKAQSEAoIcmVsZWFzZWQYBiABKAQSGwoTc3RhbGVfZmlsbHNfcmVmdXNlZBgHIAEoBCI1CglFdmljdGlvbnMSDAoEc2l6ZRgBIAEoBBINCgVieXRlcxgCIAEoBBILCgN0dGwYAyABKAQidwoKR2VuZXJhdGlvbhIMCgR0ZXh0GAEgASgJEjAKD2dlbmVyYXRpb25faW5mbxgCIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSKQoHbWVzc2FnZRgDIAEoCzIYLmxsbWNhY2hlLnYxLkNoYXRNZXNzYWdlIokFCgtDaGF0TWVzc2FnZRIMCgR0eXBlGAEgASgJEg4KBHRleHQYAiABKAlIABIsCgZibG9ja3MYAyABKAsyGi5nb29nbGUucHJvdG9idWYuTGlzdFZhbHVlSAASMgoRYWRkaXRpb25hbF9rd2FyZ3MYBCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EjIKEXJlc3BvbnNlX21ldGFkYXRhGAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIpCgp0b29sX2NhbGxzGAYgAygLMhUubGxtY2FjaGUudjEuVG9vbENhbGwSOAoSaW52YWxpZF90b29sX2NhbGxzGAcgAygLMhwubGxtY2FjaGUudjEuSW52YWxpZFRvb2xDYWxsEjIKDnVzYWdlX21ldGFkYXRhGAggASgLMhoubGxtY2FjaGUudjEuVXNhZ2VNZXRhZGF0YRIPCgJpZBgJIAEoCUgBiAEBEhEKBG5hbWUYCiABKAlIAogBARIZCgx0b29sX2NhbGxfaWQYCyABKAlIA4gBARIRCgRyb2xlGAwgASgJSASIAQESEwoGc3RhdHVzGA0gASgJSAWIAQESKAoIYXJ0aWZhY3QYDiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSNAoQdG9vbF9jYWxsX2NodW5rcxgPIAMoCzIaLmxsbWNhY2hlLnYxLlRvb2xDYWxsQ2h1bmsSJgoFZXh0cmEYECABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0QgkKB2NvbnRlbnRCBQoDX2lkQgcKBV9uYW1lQg8KDV90b29sX2NhbGxfaWRCBwoFX3JvbGVCCQoHX3N0YXR1cyJzCghUb29sQ2FsbBIMCgRuYW1lGAEgASgJEiUKBGFyZ3MYAiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Eg8KAmlkGAMgASgJSACIAQESEQoEdHlwZRgEIAEoCUgBiAEBQgUKA19pZEIHCgVfdHlwZSKbAQoPSW52YWxpZFRvb2xDYWxsEhEKBG5hbWUYASABKAlIAIgBARIRCgRhcmdzGAIgASgJSAGIAQESDwoCaWQYAyABKAlIAogBARISCgVlcnJvchgEIAEoCUgDiAEBEhEKBHR5cGUYBSABKAlIBIgBAUIHCgVfbmFtZUIHCgVfYXJnc0IFCgNfaWRCCAoGX2Vycm9yQgcKBV90eXBlIpkBCg1Ub29sQ2FsbENodW5rEhEKBG5hbWUYASABKAlIAIgBARIRCgRhcmdzGAIgASgJSAGIAQESDwoCaWQYAyABKAlIAogBARISCgVpbmRleBgEIAEoA0gDiAEBEhEKBHR5cGUYBSABKAlIBIgBAUIHCgVfbmFtZUIHCgVfYXJnc0IFCgNfaWRCCAoGX2luZGV4QgcKBV90eXBlIr8BCg1Vc2FnZU1ldGFkYXRhEhQKDGlucHV0X3Rva2VucxgBIAEoAxIVCg1vdXRwdXRfdG9rZW5zGAIgASgDEhQKDHRvdGFsX3Rva2VucxgDIAEoAxI0ChNpbnB1dF90b2tlbl9kZXRhaWxzGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBI1ChRvdXRwdXRfdG9rZW5fZGV0YWlscxgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3Qy1AQKDENhY2hlU2VydmljZRJBCgZMb29rdXASGi5sbG1jYWNoZS52MS5Mb29rdXBSZXF1ZXN0GhsubGxtY2FjaGUudjEuTG9va3VwUmVzcG9uc2USQQoGVXBkYXRlEhoubGxtY2FjaGUudjEuVXBkYXRlUmVxdWVzdBobLmxsbWNhY2hlLnYxLlVwZGF0ZVJlc3BvbnNlEj4KBUNsZWFyEhkubGxtY2FjaGUudjEuQ2xlYXJSZXF1ZXN0GhoubGxtY2FjaGUudjEuQ2xlYXJSZXNwb25zZRJQCgtCYXRjaExvb2t1cBIfLmxsbWNhY2hlLnYxLkJhdGNoTG9va3VwUmVxdWVzdBogLmxsbWNhY2hlLnYxLkJhdGNoTG9va3VwUmVzcG9uc2USUAoLQmF0Y2hVcGRhdGUSHy5sbG1jYWNoZS52MS5CYXRjaFVwZGF0ZVJlcXVlc3QaIC5sbG1jYWNoZS52MS5CYXRjaFVwZGF0ZVJlc3BvbnNlEkUKBlN0cmVhbRIaLmxsbWNhY2hlLnYxLlN0cmVhbVJlcXVlc3QaGy5sbG1jYWNoZS52MS5TdHJlYW1SZXNwb25zZSgBMAESPgoFU3RhdHMSGS5sbG1jYWNoZS52MS5TdGF0c1JlcXVlc3QaGi5sbG1jYWNoZS52MS5TdGF0c1Jlc3BvbnNlElMKDFJlbGVhc2VMZWFzZRIgLmxsbWNhY2hlLnYxLlJlbGVhc2VMZWFzZVJlcXVlc3QaIS5sbG1jYWNoZS52MS5SZWxlYXNlTGVhc2VSZXNwb25zZUJVCg9kZXYubGxtY2FjaGUudjFCCkNhY2hlUHJvdG9QAVombGxtY2FjaGUuZGV2L2dvL2xsbWNhY2hlL3YxO2xsbWNhY2hldjGqAgtMbG1jYWNoZS5WMWIGcHJvdG8z", [file_google_protobuf_struct]);
 
 /**
  * @generated from message llmcache.v1.LookupRequest
@@ -55,6 +55,27 @@ export type LookupRequest = Message<"llmcache.v1.LookupRequest"> & {
    * @generated from field: bool bypass = 4;
    */
   bypass: boolean;
+
+  /**
+   * Single flight (see Lease). Ask for a lease on a miss, for this many
+   * milliseconds: the time the caller expects to need to compute the answer
+   * and Update it. 0 (the default): a plain lookup that neither takes nor
+   * waits for a lease. Needs the right to write the namespace; at most
+   * 3,600,000 (an hour). Not allowed with bypass, nor in BatchLookup.
+   *
+   * @generated from field: uint64 lease_ms = 5;
+   */
+  leaseMs: bigint;
+
+  /**
+   * With lease_ms: when another caller holds the pair's lease, wait up to
+   * this many milliseconds (and no longer than the call's deadline) for its
+   * Update, and answer that hit. 0: do not wait; a miss without a lease.
+   * At most 3,600,000.
+   *
+   * @generated from field: uint64 wait_ms = 6;
+   */
+  waitMs: bigint;
 };
 
 /**
@@ -81,6 +102,14 @@ export type LookupResponse = Message<"llmcache.v1.LookupResponse"> & {
    * @generated from field: repeated llmcache.v1.Generation generations = 2;
    */
   generations: Generation[];
+
+  /**
+   * Set on a miss that asked for a lease and was granted one: this caller
+   * is to compute the answer and Update the pair with lease.token.
+   *
+   * @generated from field: llmcache.v1.Lease lease = 3;
+   */
+  lease?: Lease | undefined;
 };
 
 /**
@@ -89,6 +118,42 @@ export type LookupResponse = Message<"llmcache.v1.LookupResponse"> & {
  */
 export const LookupResponseSchema: GenMessage<LookupResponse> = /*@__PURE__*/
   messageDesc(file_llmcache_v1_cache, 1);
+
+/**
+ * The right, for a while, to fill a pair that others wait for: memcache's
+ * leases (Scaling Memcache at Facebook, NSDI 2013). A lookup that misses
+ * while no lease is outstanding for the pair is granted one; lookups of the
+ * pair that miss while it is outstanding wait for the leaseholder's Update
+ * and are answered that hit. If the lease ends without a fill (it expires,
+ * or is released, or a Clear ends it) the first waiter is granted the next
+ * lease and the others go on waiting. Leases live in the server's memory
+ * only: a restart ends them all, and a fill carrying a token from before it
+ * is treated as stale.
+ *
+ * @generated from message llmcache.v1.Lease
+ */
+export type Lease = Message<"llmcache.v1.Lease"> & {
+  /**
+   * Opaque; give it back in UpdateRequest.lease_token or ReleaseLease.
+   *
+   * @generated from field: string token = 1;
+   */
+  token: string;
+
+  /**
+   * How long the lease lasts from when it was granted, in milliseconds.
+   *
+   * @generated from field: uint64 lease_ms = 2;
+   */
+  leaseMs: bigint;
+};
+
+/**
+ * Describes the message llmcache.v1.Lease.
+ * Use `create(LeaseSchema)` to create a new message.
+ */
+export const LeaseSchema: GenMessage<Lease> = /*@__PURE__*/
+  messageDesc(file_llmcache_v1_cache, 2);
 
 /**
  * @generated from message llmcache.v1.UpdateRequest
@@ -144,6 +209,19 @@ export type UpdateRequest = Message<"llmcache.v1.UpdateRequest"> & {
    * @generated from field: bool only_if_absent = 8;
    */
   onlyIfAbsent: boolean;
+
+  /**
+   * The token of the pair's lease that this update fills (see Lease). While
+   * the lease is current the update is stored as any other. A token no
+   * longer current (expired, released, cleared, or from before a restart)
+   * is a stale fill: stored only if the pair holds no live entry and no
+   * other lease, so it never overwrites a newer value nor races a newer
+   * leaseholder; otherwise stored = false. Any update that stores the pair,
+   * with or without a token, ends its lease and answers its waiters.
+   *
+   * @generated from field: string lease_token = 9;
+   */
+  leaseToken: string;
 };
 
 /**
@@ -151,7 +229,7 @@ export type UpdateRequest = Message<"llmcache.v1.UpdateRequest"> & {
  * Use `create(UpdateRequestSchema)` to create a new message.
  */
 export const UpdateRequestSchema: GenMessage<UpdateRequest> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 2);
+  messageDesc(file_llmcache_v1_cache, 3);
 
 /**
  * @generated from message llmcache.v1.UpdateResponse
@@ -171,7 +249,58 @@ export type UpdateResponse = Message<"llmcache.v1.UpdateResponse"> & {
  * Use `create(UpdateResponseSchema)` to create a new message.
  */
 export const UpdateResponseSchema: GenMessage<UpdateResponse> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 3);
+  messageDesc(file_llmcache_v1_cache, 4);
+
+/**
+ * @generated from message llmcache.v1.ReleaseLeaseRequest
+ */
+export type ReleaseLeaseRequest = Message<"llmcache.v1.ReleaseLeaseRequest"> & {
+  /**
+   * @generated from field: string prompt = 1;
+   */
+  prompt: string;
+
+  /**
+   * @generated from field: string llm_string = 2;
+   */
+  llmString: string;
+
+  /**
+   * @generated from field: string namespace = 3;
+   */
+  namespace: string;
+
+  /**
+   * @generated from field: string lease_token = 4;
+   */
+  leaseToken: string;
+};
+
+/**
+ * Describes the message llmcache.v1.ReleaseLeaseRequest.
+ * Use `create(ReleaseLeaseRequestSchema)` to create a new message.
+ */
+export const ReleaseLeaseRequestSchema: GenMessage<ReleaseLeaseRequest> = /*@__PURE__*/
+  messageDesc(file_llmcache_v1_cache, 5);
+
+/**
+ * @generated from message llmcache.v1.ReleaseLeaseResponse
+ */
+export type ReleaseLeaseResponse = Message<"llmcache.v1.ReleaseLeaseResponse"> & {
+  /**
+   * False when the token was no longer the pair's current lease.
+   *
+   * @generated from field: bool released = 1;
+   */
+  released: boolean;
+};
+
+/**
+ * Describes the message llmcache.v1.ReleaseLeaseResponse.
+ * Use `create(ReleaseLeaseResponseSchema)` to create a new message.
+ */
+export const ReleaseLeaseResponseSchema: GenMessage<ReleaseLeaseResponse> = /*@__PURE__*/
+  messageDesc(file_llmcache_v1_cache, 6);
 
 /**
  * @generated from message llmcache.v1.ClearRequest
@@ -195,7 +324,7 @@ export type ClearRequest = Message<"llmcache.v1.ClearRequest"> & {
  * Use `create(ClearRequestSchema)` to create a new message.
  */
 export const ClearRequestSchema: GenMessage<ClearRequest> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 4);
+  messageDesc(file_llmcache_v1_cache, 7);
 
 /**
  * @generated from message llmcache.v1.ClearResponse
@@ -208,7 +337,7 @@ export type ClearResponse = Message<"llmcache.v1.ClearResponse"> & {
  * Use `create(ClearResponseSchema)` to create a new message.
  */
 export const ClearResponseSchema: GenMessage<ClearResponse> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 5);
+  messageDesc(file_llmcache_v1_cache, 8);
 
 /**
  * @generated from message llmcache.v1.BatchLookupRequest
@@ -225,7 +354,7 @@ export type BatchLookupRequest = Message<"llmcache.v1.BatchLookupRequest"> & {
  * Use `create(BatchLookupRequestSchema)` to create a new message.
  */
 export const BatchLookupRequestSchema: GenMessage<BatchLookupRequest> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 6);
+  messageDesc(file_llmcache_v1_cache, 9);
 
 /**
  * @generated from message llmcache.v1.BatchLookupResponse
@@ -244,7 +373,7 @@ export type BatchLookupResponse = Message<"llmcache.v1.BatchLookupResponse"> & {
  * Use `create(BatchLookupResponseSchema)` to create a new message.
  */
 export const BatchLookupResponseSchema: GenMessage<BatchLookupResponse> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 7);
+  messageDesc(file_llmcache_v1_cache, 10);
 
 /**
  * @generated from message llmcache.v1.BatchUpdateRequest
@@ -261,7 +390,7 @@ export type BatchUpdateRequest = Message<"llmcache.v1.BatchUpdateRequest"> & {
  * Use `create(BatchUpdateRequestSchema)` to create a new message.
  */
 export const BatchUpdateRequestSchema: GenMessage<BatchUpdateRequest> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 8);
+  messageDesc(file_llmcache_v1_cache, 11);
 
 /**
  * @generated from message llmcache.v1.BatchUpdateResponse
@@ -274,7 +403,7 @@ export type BatchUpdateResponse = Message<"llmcache.v1.BatchUpdateResponse"> & {
  * Use `create(BatchUpdateResponseSchema)` to create a new message.
  */
 export const BatchUpdateResponseSchema: GenMessage<BatchUpdateResponse> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 9);
+  messageDesc(file_llmcache_v1_cache, 12);
 
 /**
  * @generated from message llmcache.v1.StreamRequest
@@ -291,7 +420,7 @@ export type StreamRequest = Message<"llmcache.v1.StreamRequest"> & {
  * Use `create(StreamRequestSchema)` to create a new message.
  */
 export const StreamRequestSchema: GenMessage<StreamRequest> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 10);
+  messageDesc(file_llmcache_v1_cache, 13);
 
 /**
  * @generated from message llmcache.v1.StreamOperation
@@ -320,6 +449,12 @@ export type StreamOperation = Message<"llmcache.v1.StreamOperation"> & {
      */
     value: UpdateRequest;
     case: "update";
+  } | {
+    /**
+     * @generated from field: llmcache.v1.ReleaseLeaseRequest release_lease = 4;
+     */
+    value: ReleaseLeaseRequest;
+    case: "releaseLease";
   } | { case: undefined; value?: undefined };
 };
 
@@ -328,7 +463,7 @@ export type StreamOperation = Message<"llmcache.v1.StreamOperation"> & {
  * Use `create(StreamOperationSchema)` to create a new message.
  */
 export const StreamOperationSchema: GenMessage<StreamOperation> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 11);
+  messageDesc(file_llmcache_v1_cache, 14);
 
 /**
  * @generated from message llmcache.v1.StreamResponse
@@ -345,7 +480,7 @@ export type StreamResponse = Message<"llmcache.v1.StreamResponse"> & {
  * Use `create(StreamResponseSchema)` to create a new message.
  */
 export const StreamResponseSchema: GenMessage<StreamResponse> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 12);
+  messageDesc(file_llmcache_v1_cache, 15);
 
 /**
  * @generated from message llmcache.v1.StreamResult
@@ -381,6 +516,12 @@ export type StreamResult = Message<"llmcache.v1.StreamResult"> & {
      */
     value: OperationError;
     case: "error";
+  } | {
+    /**
+     * @generated from field: llmcache.v1.ReleaseLeaseResponse release_lease = 5;
+     */
+    value: ReleaseLeaseResponse;
+    case: "releaseLease";
   } | { case: undefined; value?: undefined };
 };
 
@@ -389,7 +530,7 @@ export type StreamResult = Message<"llmcache.v1.StreamResult"> & {
  * Use `create(StreamResultSchema)` to create a new message.
  */
 export const StreamResultSchema: GenMessage<StreamResult> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 13);
+  messageDesc(file_llmcache_v1_cache, 16);
 
 /**
  * Why one operation failed: a gRPC status code (google.rpc.Code) and a
@@ -424,7 +565,7 @@ export type OperationError = Message<"llmcache.v1.OperationError"> & {
  * Use `create(OperationErrorSchema)` to create a new message.
  */
 export const OperationErrorSchema: GenMessage<OperationError> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 14);
+  messageDesc(file_llmcache_v1_cache, 17);
 
 /**
  * @generated from message llmcache.v1.StatsRequest
@@ -437,7 +578,7 @@ export type StatsRequest = Message<"llmcache.v1.StatsRequest"> & {
  * Use `create(StatsRequestSchema)` to create a new message.
  */
 export const StatsRequestSchema: GenMessage<StatsRequest> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 15);
+  messageDesc(file_llmcache_v1_cache, 18);
 
 /**
  * @generated from message llmcache.v1.StatsResponse
@@ -473,7 +614,7 @@ export type StatsResponse = Message<"llmcache.v1.StatsResponse"> & {
  * Use `create(StatsResponseSchema)` to create a new message.
  */
 export const StatsResponseSchema: GenMessage<StatsResponse> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 16);
+  messageDesc(file_llmcache_v1_cache, 19);
 
 /**
  * @generated from message llmcache.v1.CacheStats
@@ -533,12 +674,19 @@ export type CacheStats = Message<"llmcache.v1.CacheStats"> & {
   expirations: bigint;
 
   /**
-   * Updates that stored nothing: no_store, or only_if_absent with the pair
-   * present.
+   * Updates that stored nothing: no_store, only_if_absent with the pair
+   * present, or a stale lease token (see UpdateRequest.lease_token).
    *
    * @generated from field: uint64 updates_not_stored = 9;
    */
   updatesNotStored: bigint;
+
+  /**
+   * Single flight's work (see Lease).
+   *
+   * @generated from field: llmcache.v1.LeaseStats leases = 10;
+   */
+  leases?: LeaseStats | undefined;
 };
 
 /**
@@ -546,7 +694,68 @@ export type CacheStats = Message<"llmcache.v1.CacheStats"> & {
  * Use `create(CacheStatsSchema)` to create a new message.
  */
 export const CacheStatsSchema: GenMessage<CacheStats> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 17);
+  messageDesc(file_llmcache_v1_cache, 20);
+
+/**
+ * @generated from message llmcache.v1.LeaseStats
+ */
+export type LeaseStats = Message<"llmcache.v1.LeaseStats"> & {
+  /**
+   * Lookups that missed and were granted a lease.
+   *
+   * @generated from field: uint64 granted = 1;
+   */
+  granted: bigint;
+
+  /**
+   * Updates with a current lease token.
+   *
+   * @generated from field: uint64 filled = 2;
+   */
+  filled: bigint;
+
+  /**
+   * Lookups that waited and were answered by another caller's fill.
+   *
+   * @generated from field: uint64 waits_served = 3;
+   */
+  waitsServed: bigint;
+
+  /**
+   * Lookups that waited wait_ms (or their deadline) and got a plain miss.
+   *
+   * @generated from field: uint64 waits_timed_out = 4;
+   */
+  waitsTimedOut: bigint;
+
+  /**
+   * Leases that ended at their time with no fill.
+   *
+   * @generated from field: uint64 expired = 5;
+   */
+  expired: bigint;
+
+  /**
+   * Leases given up through ReleaseLease.
+   *
+   * @generated from field: uint64 released = 6;
+   */
+  released: bigint;
+
+  /**
+   * Updates whose token was stale and that were not stored.
+   *
+   * @generated from field: uint64 stale_fills_refused = 7;
+   */
+  staleFillsRefused: bigint;
+};
+
+/**
+ * Describes the message llmcache.v1.LeaseStats.
+ * Use `create(LeaseStatsSchema)` to create a new message.
+ */
+export const LeaseStatsSchema: GenMessage<LeaseStats> = /*@__PURE__*/
+  messageDesc(file_llmcache_v1_cache, 21);
 
 /**
  * Entries removed to make room or because they expired, by cause.
@@ -582,7 +791,7 @@ export type Evictions = Message<"llmcache.v1.Evictions"> & {
  * Use `create(EvictionsSchema)` to create a new message.
  */
 export const EvictionsSchema: GenMessage<Evictions> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 18);
+  messageDesc(file_llmcache_v1_cache, 22);
 
 /**
  * One output of a model: LangChain's Generation, or its ChatGeneration when
@@ -617,7 +826,7 @@ export type Generation = Message<"llmcache.v1.Generation"> & {
  * Use `create(GenerationSchema)` to create a new message.
  */
 export const GenerationSchema: GenMessage<Generation> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 19);
+  messageDesc(file_llmcache_v1_cache, 23);
 
 /**
  * A LangChain message (Python or JS): AIMessage, HumanMessage, SystemMessage,
@@ -740,7 +949,7 @@ export type ChatMessage = Message<"llmcache.v1.ChatMessage"> & {
  * Use `create(ChatMessageSchema)` to create a new message.
  */
 export const ChatMessageSchema: GenMessage<ChatMessage> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 20);
+  messageDesc(file_llmcache_v1_cache, 24);
 
 /**
  * @generated from message llmcache.v1.ToolCall
@@ -774,7 +983,7 @@ export type ToolCall = Message<"llmcache.v1.ToolCall"> & {
  * Use `create(ToolCallSchema)` to create a new message.
  */
 export const ToolCallSchema: GenMessage<ToolCall> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 21);
+  messageDesc(file_llmcache_v1_cache, 25);
 
 /**
  * @generated from message llmcache.v1.InvalidToolCall
@@ -815,7 +1024,7 @@ export type InvalidToolCall = Message<"llmcache.v1.InvalidToolCall"> & {
  * Use `create(InvalidToolCallSchema)` to create a new message.
  */
 export const InvalidToolCallSchema: GenMessage<InvalidToolCall> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 22);
+  messageDesc(file_llmcache_v1_cache, 26);
 
 /**
  * @generated from message llmcache.v1.ToolCallChunk
@@ -854,7 +1063,7 @@ export type ToolCallChunk = Message<"llmcache.v1.ToolCallChunk"> & {
  * Use `create(ToolCallChunkSchema)` to create a new message.
  */
 export const ToolCallChunkSchema: GenMessage<ToolCallChunk> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 23);
+  messageDesc(file_llmcache_v1_cache, 27);
 
 /**
  * Token counts of one model call.
@@ -897,7 +1106,7 @@ export type UsageMetadata = Message<"llmcache.v1.UsageMetadata"> & {
  * Use `create(UsageMetadataSchema)` to create a new message.
  */
 export const UsageMetadataSchema: GenMessage<UsageMetadata> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 24);
+  messageDesc(file_llmcache_v1_cache, 28);
 
 /**
  * CacheService is the remote twin of LangChain's InMemoryCache.
@@ -990,6 +1199,18 @@ export const CacheService: GenService<{
     methodKind: "unary";
     input: typeof StatsRequestSchema;
     output: typeof StatsResponseSchema;
+  },
+  /**
+   * ReleaseLease gives up a lease taken by a Lookup without filling the
+   * pair (the model call failed): the next waiting lookup is granted a new
+   * lease at once instead of when this one would have expired.
+   *
+   * @generated from rpc llmcache.v1.CacheService.ReleaseLease
+   */
+  releaseLease: {
+    methodKind: "unary";
+    input: typeof ReleaseLeaseRequestSchema;
+    output: typeof ReleaseLeaseResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_llmcache_v1_cache, 0);

@@ -8,27 +8,41 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class LookupRequest(_message.Message):
-    __slots__ = ("prompt", "llm_string", "namespace", "bypass")
+    __slots__ = ("prompt", "llm_string", "namespace", "bypass", "lease_ms", "wait_ms")
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     LLM_STRING_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     BYPASS_FIELD_NUMBER: _ClassVar[int]
+    LEASE_MS_FIELD_NUMBER: _ClassVar[int]
+    WAIT_MS_FIELD_NUMBER: _ClassVar[int]
     prompt: str
     llm_string: str
     namespace: str
     bypass: bool
-    def __init__(self, prompt: _Optional[str] = ..., llm_string: _Optional[str] = ..., namespace: _Optional[str] = ..., bypass: _Optional[bool] = ...) -> None: ...
+    lease_ms: int
+    wait_ms: int
+    def __init__(self, prompt: _Optional[str] = ..., llm_string: _Optional[str] = ..., namespace: _Optional[str] = ..., bypass: _Optional[bool] = ..., lease_ms: _Optional[int] = ..., wait_ms: _Optional[int] = ...) -> None: ...
 
 class LookupResponse(_message.Message):
-    __slots__ = ("hit", "generations")
+    __slots__ = ("hit", "generations", "lease")
     HIT_FIELD_NUMBER: _ClassVar[int]
     GENERATIONS_FIELD_NUMBER: _ClassVar[int]
+    LEASE_FIELD_NUMBER: _ClassVar[int]
     hit: bool
     generations: _containers.RepeatedCompositeFieldContainer[Generation]
-    def __init__(self, hit: _Optional[bool] = ..., generations: _Optional[_Iterable[_Union[Generation, _Mapping]]] = ...) -> None: ...
+    lease: Lease
+    def __init__(self, hit: _Optional[bool] = ..., generations: _Optional[_Iterable[_Union[Generation, _Mapping]]] = ..., lease: _Optional[_Union[Lease, _Mapping]] = ...) -> None: ...
+
+class Lease(_message.Message):
+    __slots__ = ("token", "lease_ms")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    LEASE_MS_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    lease_ms: int
+    def __init__(self, token: _Optional[str] = ..., lease_ms: _Optional[int] = ...) -> None: ...
 
 class UpdateRequest(_message.Message):
-    __slots__ = ("prompt", "llm_string", "generations", "namespace", "ttl_ms", "never_expires", "no_store", "only_if_absent")
+    __slots__ = ("prompt", "llm_string", "generations", "namespace", "ttl_ms", "never_expires", "no_store", "only_if_absent", "lease_token")
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     LLM_STRING_FIELD_NUMBER: _ClassVar[int]
     GENERATIONS_FIELD_NUMBER: _ClassVar[int]
@@ -37,6 +51,7 @@ class UpdateRequest(_message.Message):
     NEVER_EXPIRES_FIELD_NUMBER: _ClassVar[int]
     NO_STORE_FIELD_NUMBER: _ClassVar[int]
     ONLY_IF_ABSENT_FIELD_NUMBER: _ClassVar[int]
+    LEASE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     prompt: str
     llm_string: str
     generations: _containers.RepeatedCompositeFieldContainer[Generation]
@@ -45,13 +60,32 @@ class UpdateRequest(_message.Message):
     never_expires: bool
     no_store: bool
     only_if_absent: bool
-    def __init__(self, prompt: _Optional[str] = ..., llm_string: _Optional[str] = ..., generations: _Optional[_Iterable[_Union[Generation, _Mapping]]] = ..., namespace: _Optional[str] = ..., ttl_ms: _Optional[int] = ..., never_expires: _Optional[bool] = ..., no_store: _Optional[bool] = ..., only_if_absent: _Optional[bool] = ...) -> None: ...
+    lease_token: str
+    def __init__(self, prompt: _Optional[str] = ..., llm_string: _Optional[str] = ..., generations: _Optional[_Iterable[_Union[Generation, _Mapping]]] = ..., namespace: _Optional[str] = ..., ttl_ms: _Optional[int] = ..., never_expires: _Optional[bool] = ..., no_store: _Optional[bool] = ..., only_if_absent: _Optional[bool] = ..., lease_token: _Optional[str] = ...) -> None: ...
 
 class UpdateResponse(_message.Message):
     __slots__ = ("stored",)
     STORED_FIELD_NUMBER: _ClassVar[int]
     stored: bool
     def __init__(self, stored: _Optional[bool] = ...) -> None: ...
+
+class ReleaseLeaseRequest(_message.Message):
+    __slots__ = ("prompt", "llm_string", "namespace", "lease_token")
+    PROMPT_FIELD_NUMBER: _ClassVar[int]
+    LLM_STRING_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    LEASE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    prompt: str
+    llm_string: str
+    namespace: str
+    lease_token: str
+    def __init__(self, prompt: _Optional[str] = ..., llm_string: _Optional[str] = ..., namespace: _Optional[str] = ..., lease_token: _Optional[str] = ...) -> None: ...
+
+class ReleaseLeaseResponse(_message.Message):
+    __slots__ = ("released",)
+    RELEASED_FIELD_NUMBER: _ClassVar[int]
+    released: bool
+    def __init__(self, released: _Optional[bool] = ...) -> None: ...
 
 class ClearRequest(_message.Message):
     __slots__ = ("namespace", "all_namespaces")
@@ -94,14 +128,16 @@ class StreamRequest(_message.Message):
     def __init__(self, operations: _Optional[_Iterable[_Union[StreamOperation, _Mapping]]] = ...) -> None: ...
 
 class StreamOperation(_message.Message):
-    __slots__ = ("id", "lookup", "update")
+    __slots__ = ("id", "lookup", "update", "release_lease")
     ID_FIELD_NUMBER: _ClassVar[int]
     LOOKUP_FIELD_NUMBER: _ClassVar[int]
     UPDATE_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_LEASE_FIELD_NUMBER: _ClassVar[int]
     id: int
     lookup: LookupRequest
     update: UpdateRequest
-    def __init__(self, id: _Optional[int] = ..., lookup: _Optional[_Union[LookupRequest, _Mapping]] = ..., update: _Optional[_Union[UpdateRequest, _Mapping]] = ...) -> None: ...
+    release_lease: ReleaseLeaseRequest
+    def __init__(self, id: _Optional[int] = ..., lookup: _Optional[_Union[LookupRequest, _Mapping]] = ..., update: _Optional[_Union[UpdateRequest, _Mapping]] = ..., release_lease: _Optional[_Union[ReleaseLeaseRequest, _Mapping]] = ...) -> None: ...
 
 class StreamResponse(_message.Message):
     __slots__ = ("results",)
@@ -110,16 +146,18 @@ class StreamResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[StreamResult, _Mapping]]] = ...) -> None: ...
 
 class StreamResult(_message.Message):
-    __slots__ = ("id", "lookup", "update", "error")
+    __slots__ = ("id", "lookup", "update", "error", "release_lease")
     ID_FIELD_NUMBER: _ClassVar[int]
     LOOKUP_FIELD_NUMBER: _ClassVar[int]
     UPDATE_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_LEASE_FIELD_NUMBER: _ClassVar[int]
     id: int
     lookup: LookupResponse
     update: UpdateResponse
     error: OperationError
-    def __init__(self, id: _Optional[int] = ..., lookup: _Optional[_Union[LookupResponse, _Mapping]] = ..., update: _Optional[_Union[UpdateResponse, _Mapping]] = ..., error: _Optional[_Union[OperationError, _Mapping]] = ...) -> None: ...
+    release_lease: ReleaseLeaseResponse
+    def __init__(self, id: _Optional[int] = ..., lookup: _Optional[_Union[LookupResponse, _Mapping]] = ..., update: _Optional[_Union[UpdateResponse, _Mapping]] = ..., error: _Optional[_Union[OperationError, _Mapping]] = ..., release_lease: _Optional[_Union[ReleaseLeaseResponse, _Mapping]] = ...) -> None: ...
 
 class OperationError(_message.Message):
     __slots__ = ("code", "message", "reason")
@@ -153,7 +191,7 @@ class StatsResponse(_message.Message):
     def __init__(self, total: _Optional[_Union[CacheStats, _Mapping]] = ..., namespaces: _Optional[_Mapping[str, CacheStats]] = ..., namespaces_not_listed: _Optional[int] = ...) -> None: ...
 
 class CacheStats(_message.Message):
-    __slots__ = ("entries", "bytes", "hits", "misses", "bypasses", "hit_ratio", "evictions", "expirations", "updates_not_stored")
+    __slots__ = ("entries", "bytes", "hits", "misses", "bypasses", "hit_ratio", "evictions", "expirations", "updates_not_stored", "leases")
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
     BYTES_FIELD_NUMBER: _ClassVar[int]
     HITS_FIELD_NUMBER: _ClassVar[int]
@@ -163,6 +201,7 @@ class CacheStats(_message.Message):
     EVICTIONS_FIELD_NUMBER: _ClassVar[int]
     EXPIRATIONS_FIELD_NUMBER: _ClassVar[int]
     UPDATES_NOT_STORED_FIELD_NUMBER: _ClassVar[int]
+    LEASES_FIELD_NUMBER: _ClassVar[int]
     entries: int
     bytes: int
     hits: int
@@ -172,7 +211,26 @@ class CacheStats(_message.Message):
     evictions: Evictions
     expirations: int
     updates_not_stored: int
-    def __init__(self, entries: _Optional[int] = ..., bytes: _Optional[int] = ..., hits: _Optional[int] = ..., misses: _Optional[int] = ..., bypasses: _Optional[int] = ..., hit_ratio: _Optional[float] = ..., evictions: _Optional[_Union[Evictions, _Mapping]] = ..., expirations: _Optional[int] = ..., updates_not_stored: _Optional[int] = ...) -> None: ...
+    leases: LeaseStats
+    def __init__(self, entries: _Optional[int] = ..., bytes: _Optional[int] = ..., hits: _Optional[int] = ..., misses: _Optional[int] = ..., bypasses: _Optional[int] = ..., hit_ratio: _Optional[float] = ..., evictions: _Optional[_Union[Evictions, _Mapping]] = ..., expirations: _Optional[int] = ..., updates_not_stored: _Optional[int] = ..., leases: _Optional[_Union[LeaseStats, _Mapping]] = ...) -> None: ...
+
+class LeaseStats(_message.Message):
+    __slots__ = ("granted", "filled", "waits_served", "waits_timed_out", "expired", "released", "stale_fills_refused")
+    GRANTED_FIELD_NUMBER: _ClassVar[int]
+    FILLED_FIELD_NUMBER: _ClassVar[int]
+    WAITS_SERVED_FIELD_NUMBER: _ClassVar[int]
+    WAITS_TIMED_OUT_FIELD_NUMBER: _ClassVar[int]
+    EXPIRED_FIELD_NUMBER: _ClassVar[int]
+    RELEASED_FIELD_NUMBER: _ClassVar[int]
+    STALE_FILLS_REFUSED_FIELD_NUMBER: _ClassVar[int]
+    granted: int
+    filled: int
+    waits_served: int
+    waits_timed_out: int
+    expired: int
+    released: int
+    stale_fills_refused: int
+    def __init__(self, granted: _Optional[int] = ..., filled: _Optional[int] = ..., waits_served: _Optional[int] = ..., waits_timed_out: _Optional[int] = ..., expired: _Optional[int] = ..., released: _Optional[int] = ..., stale_fills_refused: _Optional[int] = ...) -> None: ...
 
 class Evictions(_message.Message):
     __slots__ = ("size", "bytes", "ttl")

@@ -70,6 +70,11 @@ class CacheServiceStub:
                 request_serializer=llmcache_dot_v1_dot_cache__pb2.StatsRequest.SerializeToString,
                 response_deserializer=llmcache_dot_v1_dot_cache__pb2.StatsResponse.FromString,
                 _registered_method=True)
+        self.ReleaseLease = channel.unary_unary(
+                '/llmcache.v1.CacheService/ReleaseLease',
+                request_serializer=llmcache_dot_v1_dot_cache__pb2.ReleaseLeaseRequest.SerializeToString,
+                response_deserializer=llmcache_dot_v1_dot_cache__pb2.ReleaseLeaseResponse.FromString,
+                _registered_method=True)
 
 
 class CacheServiceServicer:
@@ -141,6 +146,15 @@ class CacheServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReleaseLease(self, request, context):
+        """ReleaseLease gives up a lease taken by a Lookup without filling the
+        pair (the model call failed): the next waiting lookup is granted a new
+        lease at once instead of when this one would have expired.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CacheServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -178,6 +192,11 @@ def add_CacheServiceServicer_to_server(servicer, server):
                     servicer.Stats,
                     request_deserializer=llmcache_dot_v1_dot_cache__pb2.StatsRequest.FromString,
                     response_serializer=llmcache_dot_v1_dot_cache__pb2.StatsResponse.SerializeToString,
+            ),
+            'ReleaseLease': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseLease,
+                    request_deserializer=llmcache_dot_v1_dot_cache__pb2.ReleaseLeaseRequest.FromString,
+                    response_serializer=llmcache_dot_v1_dot_cache__pb2.ReleaseLeaseResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -370,6 +389,33 @@ class CacheService:
             '/llmcache.v1.CacheService/Stats',
             llmcache_dot_v1_dot_cache__pb2.StatsRequest.SerializeToString,
             llmcache_dot_v1_dot_cache__pb2.StatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseLease(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmcache.v1.CacheService/ReleaseLease',
+            llmcache_dot_v1_dot_cache__pb2.ReleaseLeaseRequest.SerializeToString,
+            llmcache_dot_v1_dot_cache__pb2.ReleaseLeaseResponse.FromString,
             options,
             channel_credentials,
             insecure,
