@@ -1,4 +1,6 @@
+import { MAX_LEASE_MS } from "./engine/leases.js";
 import { checkTtl } from "./engine/limits.js";
+import type { Generation } from "./generation.js";
 import { checkString, describe } from "./json.js";
 
 /** Options of one lookup. */
@@ -7,6 +9,41 @@ export interface LookupOptions {
   namespace?: string;
   /** Skip the read: answer a miss whatever is stored, counted as a bypass rather than a miss. */
   bypass?: boolean;
+  /**
+   * Single flight: on a miss, take the pair's lease, or wait for whoever
+   * holds it to fill the pair. The lookup then answers a LeasedLookup.
+   * Not with bypass.
+   */
+  lease?: LeaseOptions;
+}
+
+/** What a lookup asks of single flight (see LeasedLookup). */
+export interface LeaseOptions {
+  /** How long a lease granted to this caller lasts, in ms: the time it needs to compute and store the answer. 1 to 3,600,000. */
+  leaseMs: number;
+  /**
+   * How long to wait, in ms, when another caller holds the lease, for its
+   * fill. Default 0: a miss at once. At most 3,600,000. The call's deadline
+   * is this plus its usual timeout. A synchronous in-process lookup never
+   * waits (nothing could fill the pair while it blocks).
+   */
+  waitMs?: number;
+}
+
+/** A granted lease: fill the pair with `token` (UpdateOptions.leaseToken), or release it. */
+export interface Lease {
+  token: string;
+  leaseMs: number;
+}
+
+/**
+ * What a lookup with a lease answers: a hit (generations, no lease); a miss
+ * with a lease (this caller computes and fills); or a miss with neither
+ * (another holds the lease and the wait ran out: compute on your own).
+ */
+export interface LeasedLookup {
+  generations: Generation[] | null;
+  lease: Lease | null;
 }
 
 /** Options of one update. */
@@ -16,6 +53,12 @@ export interface UpdateOptions {
   ttlMs?: number;
   /** Store nothing (the update is accepted and discarded); updateIfAbsent then answers false. */
   noStore?: boolean;
+  /**
+   * The token of the lease this update fills (see LeaseOptions). A stale
+   * token (the lease ended) stores only into a pair with no entry and no
+   * other lease; otherwise nothing is stored (updateIfAbsent answers false).
+   */
+  leaseToken?: string;
 }
 
 export interface ClearOptions {
@@ -28,12 +71,14 @@ export interface ClearOptions {
 export interface CheckedLookupOptions {
   namespace: string;
   bypass: boolean;
+  lease: Required<LeaseOptions> | undefined;
 }
 
 export interface CheckedUpdateOptions {
   namespace: string;
   ttlMs: number | undefined;
   noStore: boolean;
+  leaseToken: string | undefined;
 }
 
 export interface CheckedClearOptions {
@@ -43,12 +88,35 @@ export interface CheckedClearOptions {
 
 export function checkLookupOptions(options: LookupOptions | undefined, defaultNamespace: string): CheckedLookupOptions {
   const given = optionsObject(options);
-  return { namespace: namespaceOf(given, defaultNamespace), bypass: flag(given.bypass, "bypass") };
+  const bypass = flag(given.bypass, "bypass");
+  const lease = given.lease === undefined ? undefined : checkLeaseOptions(given.lease);
+  if (lease && bypass) throw new TypeError("lease and bypass together: a lookup that bypasses the cache never takes or waits for a lease");
+  return { namespace: namespaceOf(given, defaultNamespace), bypass, lease };
 }
 
 export function checkUpdateOptions(options: UpdateOptions | undefined, defaultNamespace: string): CheckedUpdateOptions {
   const given = optionsObject(options);
-  return { namespace: namespaceOf(given, defaultNamespace), ttlMs: checkTtl(given.ttlMs), noStore: flag(given.noStore, "noStore") };
+  const leaseToken = given.leaseToken === undefined ? undefined : checkString(given.leaseToken, "leaseToken");
+  if (leaseToken === "") throw new TypeError("leaseToken must not be empty");
+  return {
+    namespace: namespaceOf(given, defaultNamespace),
+    ttlMs: checkTtl(given.ttlMs),
+    noStore: flag(given.noStore, "noStore"),
+    leaseToken,
+  };
+}
+
+export function checkLeaseOptions(lease: unknown): Required<LeaseOptions> {
+  if (lease === null || typeof lease !== "object") throw new TypeError(`lease must be an object { leaseMs, waitMs? }, got ${describe(lease)}`);
+  const { leaseMs, waitMs = 0 } = lease as Partial<Record<keyof LeaseOptions, unknown>>;
+  return { leaseMs: leaseTime(leaseMs, "lease.leaseMs", 1), waitMs: leaseTime(waitMs, "lease.waitMs", 0) };
+}
+
+function leaseTime(value: unknown, name: string, least: number): number {
+  if (typeof value !== "number" || !Number.isInteger(value) || value < least || value > MAX_LEASE_MS) {
+    throw new RangeError(`${name} must be an integer number of milliseconds from ${least} to ${MAX_LEASE_MS}, got ${describe(value)}`);
+  }
+  return value;
 }
 
 export function checkClearOptions(options: ClearOptions | undefined, defaultNamespace: string): CheckedClearOptions {

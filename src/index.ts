@@ -1,11 +1,14 @@
 // The public surface of llmcache, what users need first.
 export type { BaseCache, CacheStatsReport } from "./base-cache.js";
-export type { ClearOptions, LookupOptions, UpdateOptions } from "./call-options.js";
-export { InMemoryCache, type InMemoryCacheOptions } from "./engine/in-memory-cache.js";
+export type { ClearOptions, Lease, LeasedLookup, LeaseOptions, LookupOptions, UpdateOptions } from "./call-options.js";
+export { DEFAULT_LEASE_MS, DEFAULT_WAIT_MS, type GetOrComputeOptions } from "./single-flight.js";
+export { MAX_LEASE_MS } from "./engine/leases.js";
+export { TooManyLeaseWaitersError } from "./engine/too-many-lease-waiters-error.js";
+export { InMemoryCache, type InMemoryCacheOptions, type InMemoryLookupOptions } from "./engine/in-memory-cache.js";
 export { EntryTooLargeError } from "./engine/entry-too-large-error.js";
 export { ENTRY_OVERHEAD_BYTES, GROUP_OVERHEAD_BYTES, NAMESPACE_OVERHEAD_BYTES, type EvictionPolicy, type Limits } from "./engine/limits.js";
 export { TooManyNamespacesError } from "./engine/too-many-namespaces-error.js";
-export type { CacheStats } from "./engine/stats.js";
+export type { CacheStats, LeaseStats } from "./engine/stats.js";
 export {
   CacheClient,
   DEFAULT_ADDRESS,

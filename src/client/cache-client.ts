@@ -8,11 +8,14 @@ import {
   checkNamespace,
   checkUpdateOptions,
   type ClearOptions,
+  type LeasedLookup,
+  type LeaseOptions,
   type LookupOptions,
   type UpdateOptions,
 } from "../call-options.js";
 import type { CacheStats } from "../engine/stats.js";
 import { checkKey, copyGenerations, type Generation } from "../generation.js";
+import { getOrCompute, type GetOrComputeOptions } from "../single-flight.js";
 import { callMetadata, openChannel, type ChannelSettings } from "../rpc/channel.js";
 import { asBuffer, DecodeError, decodeMessage, encodeMessage } from "../rpc/codec.js";
 import { CacheError } from "../rpc/errors.js";
@@ -24,9 +27,17 @@ import {
   encodeBatchLookupRequest,
   encodeBatchUpdateRequest,
   encodeLookupRequest,
+  encodeReleaseLeaseRequest,
   encodeUpdateRequest,
 } from "./request-encoder.js";
-import { decodeBatchLookupResponse, decodeLookupResponse, decodeUpdateResponse } from "./response-decoder.js";
+import {
+  decodeBatchLookupResponse,
+  decodeLeasedLookupResponse,
+  decodeLookupResponse,
+  decodeReleaseLeaseResponse,
+  decodeUpdateResponse,
+  type StreamOutcome,
+} from "./response-decoder.js";
 
 export interface CacheClientOptions {
   /** host:port of an llmcache server. Default "127.0.0.1:50051". */
@@ -68,8 +79,10 @@ interface Operation<R> {
   method: DescMethod;
   request: Buffer;
   decode(reply: Buffer): R;
-  /** Set for the operations the stream carries, when batching is on. */
-  streamKind?: StreamOperationKind;
+  /** Set for the operations the stream carries, when batching is on: its kind, and what the caller gets from its result. */
+  stream?: { kind: StreamOperationKind; result(outcome: StreamOutcome): R | undefined };
+  /** How long the server may hold the call beyond its deadline's usual timeout: a lookup's wait for a lease's fill. */
+  waitMs?: number;
 }
 
 /**
@@ -114,8 +127,24 @@ export class CacheClient implements BaseCache {
     }
   }
 
-  alookup(prompt: string, llmString: string, options?: LookupOptions & CallOptions): Promise<Generation[] | null> {
+  /** With `lease`: single flight (see LeaseOptions); the call's deadline is the wait plus its timeout. */
+  alookup(prompt: string, llmString: string, options: LookupOptions & CallOptions & { lease: LeaseOptions }): Promise<LeasedLookup>;
+  alookup(prompt: string, llmString: string, options?: LookupOptions & CallOptions): Promise<Generation[] | null>;
+  alookup(prompt: string, llmString: string, options?: LookupOptions & CallOptions): Promise<Generation[] | null | LeasedLookup> {
     return this.#call(() => this.#lookup(prompt, llmString, options), options);
+  }
+
+  areleaseLease(prompt: string, llmString: string, token: string, options?: Pick<LookupOptions, "namespace"> & CallOptions): Promise<boolean> {
+    return this.#call(() => this.#releaseLease(prompt, llmString, token, options), options);
+  }
+
+  getOrCompute(
+    prompt: string,
+    llmString: string,
+    compute: () => Generation[] | Promise<Generation[]>,
+    options?: GetOrComputeOptions,
+  ): Promise<Generation[]> {
+    return getOrCompute(this, prompt, llmString, compute, options);
   }
 
   aupdate(prompt: string, llmString: string, generations: Generation[], options?: UpdateOptions & CallOptions): Promise<void> {
@@ -157,8 +186,14 @@ export class CacheClient implements BaseCache {
     return this.#call(() => this.#updateMany(entries, options), options);
   }
 
-  lookup(prompt: string, llmString: string, options?: LookupOptions & CallOptions): Generation[] | null {
+  lookup(prompt: string, llmString: string, options: LookupOptions & CallOptions & { lease: LeaseOptions }): LeasedLookup;
+  lookup(prompt: string, llmString: string, options?: LookupOptions & CallOptions): Generation[] | null;
+  lookup(prompt: string, llmString: string, options?: LookupOptions & CallOptions): Generation[] | null | LeasedLookup {
     return this.#callBlocking(this.#lookup(prompt, llmString, options), options);
+  }
+
+  releaseLease(prompt: string, llmString: string, token: string, options?: Pick<LookupOptions, "namespace"> & CallOptions): boolean {
+    return this.#callBlocking(this.#releaseLease(prompt, llmString, token, options), options);
   }
 
   update(prompt: string, llmString: string, generations: Generation[], options?: UpdateOptions & CallOptions): void {
@@ -185,13 +220,32 @@ export class CacheClient implements BaseCache {
     await this.#blocking.close();
   }
 
-  #lookup(prompt: string, llmString: string, options: LookupOptions | undefined): Operation<Generation[] | null> {
+  #lookup(prompt: string, llmString: string, options: LookupOptions | undefined): Operation<Generation[] | null | LeasedLookup> {
     checkKey(prompt, llmString);
+    const fields = checkLookupOptions(options, this.namespace);
+    const request = encodeLookupRequest(prompt, llmString, fields);
+    const method = CacheService.method.lookup;
+    if (!fields.lease) {
+      return { method, request, decode: decodeLookupResponse, stream: { kind: "lookup", result: (outcome) => (outcome.kind === "lookup" ? outcome.generations : undefined) } };
+    }
     return {
-      method: CacheService.method.lookup,
-      request: encodeLookupRequest(prompt, llmString, checkLookupOptions(options, this.namespace)),
-      decode: decodeLookupResponse,
-      streamKind: "lookup",
+      method,
+      request,
+      decode: decodeLeasedLookupResponse,
+      stream: { kind: "lookup", result: lookupResult },
+      waitMs: fields.lease.waitMs,
+    };
+  }
+
+  #releaseLease(prompt: string, llmString: string, token: string, options: Pick<LookupOptions, "namespace"> | undefined): Operation<boolean> {
+    checkKey(prompt, llmString);
+    if (typeof token !== "string" || token === "") throw new TypeError("token must be the non-empty token of a lease");
+    const { namespace } = checkLookupOptions(options, this.namespace);
+    return {
+      method: CacheService.method.releaseLease,
+      request: encodeReleaseLeaseRequest(prompt, llmString, namespace, token),
+      decode: decodeReleaseLeaseResponse,
+      stream: { kind: "release", result: (outcome) => (outcome.kind === "release" ? outcome.released : undefined) },
     };
   }
 
@@ -208,7 +262,7 @@ export class CacheClient implements BaseCache {
       method: CacheService.method.update,
       request: encodeUpdateRequest(prompt, llmString, copyGenerations(generations), fields),
       decode: decodeUpdateResponse,
-      streamKind: "update",
+      stream: { kind: "update", result: (outcome) => (outcome.kind === "update" ? outcome.stored : undefined) },
     };
   }
 
@@ -220,6 +274,7 @@ export class CacheClient implements BaseCache {
   #lookupMany(keys: readonly (readonly [string, string])[], options: LookupOptions | undefined): Operation<(Generation[] | null)[]> {
     if (!Array.isArray(keys)) throw new TypeError("keys must be an array of [prompt, llmString] pairs");
     const fields = checkLookupOptions(options, this.namespace);
+    if (fields.lease) throw new TypeError("lease is not allowed in alookupMany: a batch is answered at once (use alookup)");
     const lookups = keys.map(([prompt, llmString]) => {
       checkKey(prompt, llmString);
       return encodeLookupRequest(prompt, llmString, fields);
@@ -249,14 +304,14 @@ export class CacheClient implements BaseCache {
 
   async #call<R>(operation: () => Operation<R>, options: CallOptions = {}): Promise<R> {
     this.#checkOpen();
-    const { method, request, decode, streamKind } = operation();
-    const timeoutMs = this.#timeout(options);
-    if (this.#stream && streamKind && request.length < MAX_STREAM_MESSAGE_BYTES) {
-      const outcome = await this.#stream.submit(streamKind, method.name, request, timeoutMs, options.signal);
+    const { method, request, decode, stream, waitMs = 0 } = operation();
+    const timeoutMs = this.#timeout(options) + waitMs;
+    if (this.#stream && stream && request.length < MAX_STREAM_MESSAGE_BYTES) {
+      const outcome = await this.#stream.submit(stream.kind, method.name, request, timeoutMs, options.signal);
       if (outcome.kind === "error") throw callFailure(method.name, outcome.code, outcome.message, outcome.reason);
-      if (outcome.kind === "lookup") return outcome.generations as R;
-      if (outcome.kind === "update") return outcome.stored as R;
-      throw callFailure(method.name, status.INTERNAL, `the server answered a ${streamKind} with ${outcome.kind}`);
+      const result = stream.result(outcome);
+      if (result === undefined) throw callFailure(method.name, status.INTERNAL, `the server answered a ${stream.kind} with ${outcome.kind}`);
+      return result;
     }
     const reply = await callUnary(this.#channel, methodPath(method), request, {
       timeoutMs,
@@ -266,9 +321,9 @@ export class CacheClient implements BaseCache {
     return decodeReply(method, decode, reply);
   }
 
-  #callBlocking<R>({ method, request, decode }: Operation<R>, options: CallOptions = {}): R {
+  #callBlocking<R>({ method, request, decode, waitMs = 0 }: Operation<R>, options: CallOptions = {}): R {
     this.#checkOpen();
-    const timeoutMs = this.#timeout(options);
+    const timeoutMs = this.#timeout(options) + waitMs;
     try {
       const reply = this.#blocking.call(methodPath(method), request, timeoutMs);
       return decodeReply(method, decode, asBuffer(reply));
@@ -291,6 +346,11 @@ export class CacheClient implements BaseCache {
   #checkOpen(): void {
     if (this.#closed) throw new CacheError("FAILED_PRECONDITION", "the client is closed");
   }
+}
+
+/** A stream lookup's result, as a LeasedLookup; undefined if the outcome is not a lookup's. */
+function lookupResult(outcome: StreamOutcome): LeasedLookup | undefined {
+  return outcome.kind === "lookup" ? { generations: outcome.generations, lease: outcome.lease } : undefined;
 }
 
 function channelSettings(address: string, { token, tls }: CacheClientOptions): ChannelSettings {

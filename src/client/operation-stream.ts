@@ -6,7 +6,7 @@ import { callFailure } from "../rpc/unary-call.js";
 import { fieldSize, tag, varintSize, WIRE_LENGTH_DELIMITED, WIRE_VARINT, writeFieldHeader, writeVarint } from "../rpc/wire-writer.js";
 import { decodeStreamResponse, type StreamOutcome } from "./response-decoder.js";
 
-export type StreamOperationKind = "lookup" | "update";
+export type StreamOperationKind = "lookup" | "update" | "release";
 
 export interface BatchingOptions {
   /**
@@ -36,6 +36,7 @@ const ID_TAG = tag(StreamOperationSchema.field.id.number, WIRE_VARINT);
 const KIND_TAGS: Record<StreamOperationKind, number> = {
   lookup: tag(StreamOperationSchema.field.lookup.number, WIRE_LENGTH_DELIMITED),
   update: tag(StreamOperationSchema.field.update.number, WIRE_LENGTH_DELIMITED),
+  release: tag(StreamOperationSchema.field.releaseLease.number, WIRE_LENGTH_DELIMITED),
 };
 
 interface Operation {
@@ -43,7 +44,7 @@ interface Operation {
   kind: StreamOperationKind;
   /** The method's name, for errors: "Lookup". */
   label: string;
-  /** The encoded LookupRequest or UpdateRequest. */
+  /** The encoded LookupRequest, UpdateRequest or ReleaseLeaseRequest. */
   request: Uint8Array;
   timeoutMs: number;
   deadline: number;

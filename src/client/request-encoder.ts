@@ -4,6 +4,7 @@ import {
   BatchUpdateRequestSchema,
   GenerationSchema,
   LookupRequestSchema,
+  ReleaseLeaseRequestSchema,
   UpdateRequestSchema,
 } from "../../gen/llmcache/v1/cache_pb.js";
 import type { Generation } from "../generation.js";
@@ -24,12 +25,16 @@ const PROMPT_TAG = tag(LOOKUP.prompt.number, WIRE_LENGTH_DELIMITED);
 const LLM_STRING_TAG = tag(LOOKUP.llmString.number, WIRE_LENGTH_DELIMITED);
 const LOOKUP_NAMESPACE_TAG = tag(LOOKUP.namespace.number, WIRE_LENGTH_DELIMITED);
 const BYPASS_TAG = tag(LOOKUP.bypass.number, WIRE_VARINT);
+const LEASE_MS_TAG = tag(LOOKUP.leaseMs.number, WIRE_VARINT);
+const WAIT_MS_TAG = tag(LOOKUP.waitMs.number, WIRE_VARINT);
 const GENERATIONS_TAG = tag(UPDATE.generations.number, WIRE_LENGTH_DELIMITED);
 const UPDATE_NAMESPACE_TAG = tag(UPDATE.namespace.number, WIRE_LENGTH_DELIMITED);
 const TTL_MS_TAG = tag(UPDATE.ttlMs.number, WIRE_VARINT);
 const NEVER_EXPIRES_TAG = tag(UPDATE.neverExpires.number, WIRE_VARINT);
 const NO_STORE_TAG = tag(UPDATE.noStore.number, WIRE_VARINT);
 const ONLY_IF_ABSENT_TAG = tag(UPDATE.onlyIfAbsent.number, WIRE_VARINT);
+const LEASE_TOKEN_TAG = tag(UPDATE.leaseToken.number, WIRE_LENGTH_DELIMITED);
+const RELEASE = ReleaseLeaseRequestSchema.field;
 const TEXT_TAG = tag(GenerationSchema.field.text.number, WIRE_LENGTH_DELIMITED);
 const LOOKUPS_TAG = tag(BatchLookupRequestSchema.field.lookups.number, WIRE_LENGTH_DELIMITED);
 const UPDATES_TAG = tag(BatchUpdateRequestSchema.field.updates.number, WIRE_LENGTH_DELIMITED);
@@ -37,6 +42,7 @@ const UPDATES_TAG = tag(BatchUpdateRequestSchema.field.updates.number, WIRE_LENG
 export interface LookupFields {
   namespace: string;
   bypass: boolean;
+  lease?: { leaseMs: number; waitMs: number } | undefined;
 }
 
 export interface UpdateFields {
@@ -45,14 +51,26 @@ export interface UpdateFields {
   ttlMs: number | undefined;
   noStore: boolean;
   onlyIfAbsent: boolean;
+  leaseToken?: string | undefined;
 }
 
-export function encodeLookupRequest(prompt: string, llmString: string, { namespace, bypass }: LookupFields): Buffer {
+export function encodeLookupRequest(prompt: string, llmString: string, { namespace, bypass, lease }: LookupFields): Buffer {
   return concatFields([
     stringField(PROMPT_TAG, prompt),
     stringField(LLM_STRING_TAG, llmString),
     stringField(LOOKUP_NAMESPACE_TAG, namespace),
     boolField(BYPASS_TAG, bypass),
+    lease && varintField(LEASE_MS_TAG, lease.leaseMs),
+    lease && varintField(WAIT_MS_TAG, lease.waitMs),
+  ]);
+}
+
+export function encodeReleaseLeaseRequest(prompt: string, llmString: string, namespace: string, token: string): Buffer {
+  return concatFields([
+    stringField(tag(RELEASE.prompt.number, WIRE_LENGTH_DELIMITED), prompt),
+    stringField(tag(RELEASE.llmString.number, WIRE_LENGTH_DELIMITED), llmString),
+    stringField(tag(RELEASE.namespace.number, WIRE_LENGTH_DELIMITED), namespace),
+    stringField(tag(RELEASE.leaseToken.number, WIRE_LENGTH_DELIMITED), token),
   ]);
 }
 
@@ -67,6 +85,7 @@ export function encodeUpdateRequest(prompt: string, llmString: string, generatio
     boolField(NEVER_EXPIRES_TAG, fields.ttlMs === Infinity),
     boolField(NO_STORE_TAG, fields.noStore),
     boolField(ONLY_IF_ABSENT_TAG, fields.onlyIfAbsent),
+    fields.leaseToken === undefined ? undefined : stringField(LEASE_TOKEN_TAG, fields.leaseToken),
   );
   return concatFields(parts);
 }

@@ -4,12 +4,15 @@ import { isUtf8 } from "node:buffer";
 import {
   BatchLookupResponseSchema,
   GenerationSchema,
+  LeaseSchema,
   LookupResponseSchema,
   OperationErrorSchema,
+  ReleaseLeaseResponseSchema,
   StreamResponseSchema,
   StreamResultSchema,
   UpdateResponseSchema,
 } from "../../gen/llmcache/v1/cache_pb.js";
+import type { LeasedLookup, Lease } from "../call-options.js";
 import type { Generation } from "../generation.js";
 import { DecodeError, decodeProblem } from "../rpc/codec.js";
 import { fromWireGeneration } from "../rpc/generation-codec.js";
@@ -17,8 +20,9 @@ import { expectWireType, lengthDelimited, readerOf } from "../rpc/wire-reader.js
 
 /** One result of a stream message, decoded as far as its caller needs. */
 export type StreamOutcome =
-  | { id: number; kind: "lookup"; generations: Generation[] | null }
+  | { id: number; kind: "lookup"; generations: Generation[] | null; lease: Lease | null }
   | { id: number; kind: "update"; stored: boolean }
+  | { id: number; kind: "release"; released: boolean }
   | { id: number; kind: "error"; code: number; message: string; reason: string }
   | { id: number; kind: "none" };
 
@@ -34,6 +38,20 @@ const TEXT = GenerationSchema.field.text.number;
  */
 export function decodeLookupResponse(bytes: Buffer): Generation[] | null {
   return decoding(LookupResponseSchema.typeName, () => readLookupResponse(bytes, 0, bytes.length));
+}
+
+/** A lookup that asked for a lease: its generations, and the lease if one was granted. */
+export function decodeLeasedLookupResponse(bytes: Buffer): LeasedLookup {
+  return decoding(LookupResponseSchema.typeName, () => {
+    const granted: LeaseHolder = { lease: null };
+    const generations = readLookupResponse(bytes, 0, bytes.length, granted);
+    return { generations, lease: granted.lease };
+  });
+}
+
+/** Whether the lease was released. */
+export function decodeReleaseLeaseResponse(bytes: Buffer): boolean {
+  return decoding(ReleaseLeaseResponseSchema.typeName, () => fromBinary(ReleaseLeaseResponseSchema, bytes).released);
 }
 
 /** Whether the update stored its generations. */
@@ -59,7 +77,12 @@ function decoding<T>(typeName: string, read: () => T): T {
   }
 }
 
-function readLookupResponse(bytes: Buffer, start: number, end: number): Generation[] | null {
+/** Where a reader puts a lease it finds. */
+interface LeaseHolder {
+  lease: Lease | null;
+}
+
+function readLookupResponse(bytes: Buffer, start: number, end: number, granted?: LeaseHolder): Generation[] | null {
   const reader = readerOf(bytes, start, end);
   let hit = false;
   const generations: Generation[] = [];
@@ -71,6 +94,12 @@ function readLookupResponse(bytes: Buffer, start: number, end: number): Generati
     } else if (field === LOOKUP.generations.number) {
       expectWireType(wireType, WireType.LengthDelimited, "generations");
       generations.push(decodeGeneration(bytes, lengthDelimited(reader)));
+    } else if (field === LOOKUP.lease.number && granted) {
+      expectWireType(wireType, WireType.LengthDelimited, "lease");
+      const [leaseStart, leaseEnd] = lengthDelimited(reader);
+      const { token, leaseMs } = fromBinary(LeaseSchema, bytes.subarray(leaseStart, leaseEnd));
+      if (token === "") throw new DecodeError("lease: the token is empty");
+      granted.lease = { token, leaseMs: Number(leaseMs) };
     } else {
       reader.skip(wireType, field);
     }
@@ -119,11 +148,16 @@ function decodeStreamResult(bytes: Buffer, start: number, end: number): StreamOu
       id = reader.uint32();
     } else if (field === RESULT.lookup.number) {
       expectWireType(wireType, WireType.LengthDelimited, "lookup");
-      outcome = { id, kind: "lookup", generations: readLookupResponse(bytes, ...lengthDelimited(reader)) };
+      const granted: LeaseHolder = { lease: null };
+      outcome = { id, kind: "lookup", generations: readLookupResponse(bytes, ...lengthDelimited(reader), granted), lease: granted.lease };
     } else if (field === RESULT.update.number) {
       expectWireType(wireType, WireType.LengthDelimited, "update");
       const [updateStart, updateEnd] = lengthDelimited(reader);
       outcome = { id, kind: "update", stored: fromBinary(UpdateResponseSchema, bytes.subarray(updateStart, updateEnd)).stored };
+    } else if (field === RESULT.releaseLease.number) {
+      expectWireType(wireType, WireType.LengthDelimited, "release_lease");
+      const [releaseStart, releaseEnd] = lengthDelimited(reader);
+      outcome = { id, kind: "release", released: fromBinary(ReleaseLeaseResponseSchema, bytes.subarray(releaseStart, releaseEnd)).released };
     } else if (field === RESULT.error.number) {
       expectWireType(wireType, WireType.LengthDelimited, "error");
       const [errorStart, errorEnd] = lengthDelimited(reader);

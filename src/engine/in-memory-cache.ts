@@ -4,16 +4,24 @@ import {
   checkLookupOptions,
   checkNamespace,
   checkUpdateOptions,
+  type CheckedLookupOptions,
   type ClearOptions,
+  type LeasedLookup,
+  type LeaseOptions,
   type LookupOptions,
   type UpdateOptions,
 } from "../call-options.js";
 import { checkKey, copyGenerations, type Generation } from "../generation.js";
 import { cloneJson, type JsonValue } from "../json.js";
+import { getOrCompute, type GetOrComputeOptions } from "../single-flight.js";
 import { CacheStore, type StoreOptions } from "./cache-store.js";
+import { LeaseTable, type LeasedLookup as TableOutcome, type WaiterLimits } from "./leases.js";
 import { reclaimInBackground } from "./reclaimer.js";
 
-export interface InMemoryCacheOptions extends StoreOptions {
+/** An in-process lookup's options: a wait for a lease's fill may be cancelled. */
+export type InMemoryLookupOptions = LookupOptions & { signal?: AbortSignal };
+
+export interface InMemoryCacheOptions extends StoreOptions, Partial<WaiterLimits> {
   /** The namespace of the calls that do not name one. Default "". */
   namespace?: string;
   /**
@@ -32,13 +40,22 @@ export interface InMemoryCacheOptions extends StoreOptions {
  *
  * Unlike LangChain's, it copies values in and out: a caller that changes
  * what it stored or what a lookup returned does not change the cache.
+ *
+ * Single flight (the `lease` lookup option, getOrCompute) coalesces this
+ * process's callers, as the server does for all of its callers.
  */
 export class InMemoryCache implements BaseCache {
   readonly namespace: string;
   readonly #store: CacheStore<Generation[]>;
+  readonly #leases: LeaseTable;
 
   constructor(options: InMemoryCacheOptions = {}) {
     this.#store = new CacheStore(options);
+    this.#leases = new LeaseTable({
+      maxWaiters: options.maxWaiters,
+      maxWaitersPerPair: options.maxWaitersPerPair,
+      count: (namespace, event) => this.#store.countLease(namespace, event),
+    });
     this.namespace = options.namespace === undefined ? "" : checkNamespace(options.namespace);
     const interval = options.reclaimIntervalMs ?? 1_000;
     if (interval > 0) reclaimInBackground(this.#store, interval);
@@ -53,16 +70,46 @@ export class InMemoryCache implements BaseCache {
     return this.#store.size;
   }
 
-  lookup(prompt: string, llmString: string, options?: LookupOptions): Generation[] | null {
+  /** Synchronous: with a lease held by another caller it never waits (nothing could fill the pair meanwhile). */
+  lookup(prompt: string, llmString: string, options: LookupOptions & { lease: LeaseOptions }): LeasedLookup;
+  lookup(prompt: string, llmString: string, options?: LookupOptions): Generation[] | null;
+  lookup(prompt: string, llmString: string, options?: LookupOptions): Generation[] | null | LeasedLookup {
     checkKey(prompt, llmString);
-    const { namespace, bypass } = checkLookupOptions(options, this.namespace);
+    const checked = checkLookupOptions(options, this.namespace);
+    const generations = this.#get(prompt, llmString, checked);
+    if (!checked.lease) return generations;
+    if (generations) return { generations, lease: null };
+    const lease = { ...checked.lease, waitMs: 0 };
+    return leasedLookup(this.#leases.afterMiss(checked.namespace, prompt, llmString, () => undefined, lease) as TableOutcome<Generation[]>);
+  }
+
+  releaseLease(prompt: string, llmString: string, token: string, options?: Pick<LookupOptions, "namespace">): boolean {
+    checkKey(prompt, llmString);
+    const { namespace } = checkLookupOptions(options, this.namespace);
+    if (typeof token !== "string" || token === "") throw new TypeError("token must be the non-empty token of a lease");
+    return this.#leases.release(namespace, prompt, llmString, token);
+  }
+
+  async areleaseLease(prompt: string, llmString: string, token: string, options?: Pick<LookupOptions, "namespace">): Promise<boolean> {
+    return this.releaseLease(prompt, llmString, token, options);
+  }
+
+  getOrCompute(
+    prompt: string,
+    llmString: string,
+    compute: () => Generation[] | Promise<Generation[]>,
+    options?: GetOrComputeOptions,
+  ): Promise<Generation[]> {
+    return getOrCompute(this, prompt, llmString, compute, options);
+  }
+
+  /** The pair's generations, counted as a hit or miss; null for a miss or a bypass. */
+  #get(prompt: string, llmString: string, { namespace, bypass }: CheckedLookupOptions): Generation[] | null {
     if (bypass) {
       this.#store.bypass(namespace);
       return null;
     }
-    const generations = this.#store.get(namespace, prompt, llmString);
-    // Stored copies were checked on the way in: handing one out needs a copy, not another check.
-    return generations === undefined ? null : cloneJson(generations as unknown as JsonValue) as unknown as Generation[];
+    return copyOut(this.#store.get(namespace, prompt, llmString));
   }
 
   update(prompt: string, llmString: string, generations: Generation[], options?: UpdateOptions): void {
@@ -76,14 +123,25 @@ export class InMemoryCache implements BaseCache {
   clear(options?: ClearOptions): void {
     const { namespace, allNamespaces } = checkClearOptions(options, this.namespace);
     this.#store.clear(allNamespaces ? undefined : namespace);
+    this.#leases.clear(allNamespaces ? undefined : namespace); // after the store: their waiters must find the pairs gone
   }
 
   stats(): CacheStatsReport {
     return this.#store.stats();
   }
 
-  async alookup(prompt: string, llmString: string, options?: LookupOptions): Promise<Generation[] | null> {
-    return this.lookup(prompt, llmString, options);
+  alookup(prompt: string, llmString: string, options: InMemoryLookupOptions & { lease: LeaseOptions }): Promise<LeasedLookup>;
+  alookup(prompt: string, llmString: string, options?: InMemoryLookupOptions): Promise<Generation[] | null>;
+  async alookup(prompt: string, llmString: string, options?: InMemoryLookupOptions): Promise<Generation[] | null | LeasedLookup> {
+    checkKey(prompt, llmString);
+    const checked = checkLookupOptions(options, this.namespace);
+    const generations = this.#get(prompt, llmString, checked);
+    if (!checked.lease) return generations;
+    if (generations) return { generations, lease: null };
+    const { namespace } = checked;
+    const reread = () => this.#store.peek(namespace, prompt, llmString);
+    const signal = options?.signal;
+    return leasedLookup(await this.#leases.afterMiss(namespace, prompt, llmString, reread, { ...checked.lease, signal }));
   }
 
   async aupdate(prompt: string, llmString: string, generations: Generation[], options?: UpdateOptions): Promise<void> {
@@ -105,12 +163,36 @@ export class InMemoryCache implements BaseCache {
   #update(prompt: string, llmString: string, generations: Generation[], options: UpdateOptions | undefined, onlyIfAbsent: boolean): boolean {
     checkKey(prompt, llmString);
     const copy = copyGenerations(generations);
-    const { namespace, ttlMs, noStore } = checkUpdateOptions(options, this.namespace);
-    if (noStore) {
-      this.#store.skipStore(namespace);
-      return false;
-    }
-    return this.#store.set(namespace, prompt, llmString, copy, entryBytes(prompt, llmString, copy), { ttlMs, onlyIfAbsent });
+    const { namespace, ttlMs, noStore, leaseToken } = checkUpdateOptions(options, this.namespace);
+    // Every store of a pair goes through the lease table, which answers whoever waits for it.
+    return this.#leases.fill(
+      namespace,
+      prompt,
+      llmString,
+      leaseToken,
+      () => this.#store.peek(namespace, prompt, llmString) !== undefined,
+      () => {
+        if (!noStore) return this.#store.set(namespace, prompt, llmString, copy, entryBytes(prompt, llmString, copy), { ttlMs, onlyIfAbsent });
+        this.#store.skipStore(namespace);
+        return false;
+      },
+    );
+  }
+}
+
+/** Stored copies were checked on the way in: handing one out needs a copy, not another check. */
+function copyOut(generations: Generation[] | undefined): Generation[] | null {
+  return generations === undefined ? null : (cloneJson(generations as unknown as JsonValue) as unknown as Generation[]);
+}
+
+function leasedLookup(outcome: TableOutcome<Generation[]>): LeasedLookup {
+  switch (outcome.kind) {
+    case "hit":
+      return { generations: copyOut(outcome.value), lease: null };
+    case "lease":
+      return { generations: null, lease: outcome.lease };
+    case "miss":
+      return { generations: null, lease: null };
   }
 }
 

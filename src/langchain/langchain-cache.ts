@@ -1,8 +1,10 @@
 import { BaseCache as LangChainBaseCache } from "@langchain/core/caches";
 import type { ChatGeneration, Generation as LangChainGeneration } from "@langchain/core/outputs";
 import type { BaseCache } from "../base-cache.js";
+import { checkLeaseOptions, type LeaseOptions } from "../call-options.js";
 import type { Generation } from "../generation.js";
 import type { JsonObject } from "../json.js";
+import { DEFAULT_LEASE_MS, DEFAULT_WAIT_MS } from "../single-flight.js";
 import { fromStoredMessage, toStoredMessage } from "./messages.js";
 
 export interface LangChainCacheOptions {
@@ -12,7 +14,19 @@ export interface LangChainCacheOptions {
   ttlMs?: number;
   /** Skip reads: every lookup is a miss (what LangChain then computes is still stored). */
   bypass?: boolean;
+  /**
+   * Single flight: of many callers that miss the same pair at once, across
+   * processes, one calls the model and the others wait for its answer.
+   * `true` takes a lease of DEFAULT_LEASE_MS (30 s: the longest a model
+   * call is expected to take) and waits up to DEFAULT_WAIT_MS (60 s); or
+   * give `{ leaseMs, waitMs }`. If the model call throws, LangChain stores
+   * nothing and the lease expires: a waiter then takes over.
+   */
+  singleFlight?: boolean | Partial<LeaseOptions>;
 }
+
+/** Most tokens remembered for updates still to come; past it, those whose lease has expired are dropped. */
+const REMEMBERED_TOKENS = 1_000;
 
 /**
  * llmcache as LangChain JS's cache: pass it as a model's `cache`. It keeps
@@ -25,23 +39,65 @@ export interface LangChainCacheOptions {
 export class LangChainCache extends LangChainBaseCache<LangChainGeneration[]> {
   readonly cache: BaseCache;
   readonly options: Readonly<LangChainCacheOptions>;
+  readonly #lease: Required<LeaseOptions> | undefined;
+  /**
+   * The leases this adapter's lookups were granted, by pair, for the
+   * update LangChain makes once the model answers. A lease whose update
+   * never comes (the model threw) is forgotten once it has expired.
+   */
+  readonly #tokens = new Map<string, { token: string; expiresAt: number }>();
 
   constructor(cache: BaseCache, options: LangChainCacheOptions = {}) {
     super();
     this.cache = cache;
     this.options = { ...options };
+    const { singleFlight } = options;
+    if (singleFlight !== undefined && singleFlight !== false && options.bypass) {
+      throw new TypeError("singleFlight with bypass: a lookup that bypasses the cache never takes or waits for a lease");
+    }
+    this.#lease =
+      singleFlight === undefined || singleFlight === false
+        ? undefined
+        : checkLeaseOptions({ leaseMs: DEFAULT_LEASE_MS, waitMs: DEFAULT_WAIT_MS, ...(singleFlight === true ? {} : singleFlight) });
   }
 
   async lookup(prompt: string, llmKey: string): Promise<LangChainGeneration[] | null> {
     const { namespace, bypass } = this.options;
-    const stored = await this.cache.alookup(prompt, llmKey, { namespace, bypass });
-    return stored && stored.map(fromStoredGeneration);
+    if (!this.#lease) {
+      const stored = await this.cache.alookup(prompt, llmKey, { namespace, bypass });
+      return stored && stored.map(fromStoredGeneration);
+    }
+    const { generations, lease } = await this.cache.alookup(prompt, llmKey, { namespace, lease: this.#lease });
+    if (lease) this.#remember(prompt, llmKey, lease.token, lease.leaseMs);
+    return generations && generations.map(fromStoredGeneration);
   }
 
   async update(prompt: string, llmKey: string, value: LangChainGeneration[]): Promise<void> {
     const { namespace, ttlMs } = this.options;
-    await this.cache.aupdate(prompt, llmKey, value.map(toStoredGeneration), { namespace, ttlMs });
+    const leaseToken = this.#take(prompt, llmKey);
+    await this.cache.aupdate(prompt, llmKey, value.map(toStoredGeneration), { namespace, ttlMs, leaseToken });
   }
+
+  #remember(prompt: string, llmKey: string, token: string, leaseMs: number): void {
+    const now = Date.now();
+    if (this.#tokens.size >= REMEMBERED_TOKENS) {
+      for (const [pair, { expiresAt }] of this.#tokens) if (expiresAt <= now) this.#tokens.delete(pair);
+    }
+    // Still full of live leases: the oldest goes (its fill then counts as stale, which is safe).
+    if (this.#tokens.size >= REMEMBERED_TOKENS) this.#tokens.delete(this.#tokens.keys().next().value!);
+    this.#tokens.set(pairKey(prompt, llmKey), { token, expiresAt: now + leaseMs });
+  }
+
+  #take(prompt: string, llmKey: string): string | undefined {
+    const key = pairKey(prompt, llmKey);
+    const remembered = this.#tokens.get(key);
+    this.#tokens.delete(key);
+    return remembered?.token;
+  }
+}
+
+function pairKey(prompt: string, llmKey: string): string {
+  return `${prompt.length}:${prompt}${llmKey}`;
 }
 
 function toStoredGeneration(generation: LangChainGeneration | ChatGeneration): Generation {
