@@ -89,6 +89,12 @@ export function drawChart(report: Report): string {
   const h2load = rows.filter((row) => row.section === "h2load");
   if (h2load.length > 0) panels.push([`h2load · ${h2load[0]!.scenario}`, asBars(h2load)]);
   panels.push(["In-process lookups per second · hit · 500 B", asBars(pick("in-process", "lookup hit · 500 B"))]);
+  const burst = rows.filter((row) => row.section === "single flight");
+  if (burst.length > 0) {
+    panels.push([`Model calls per burst (lower is better) · ${burst[0]!.scenario}`, asBars(burst)]);
+    const answered = burst.map((row) => ({ label: row.system, value: row.p99 ?? 0, text: `p99 ${((row.p99 ?? 0) / 1000).toFixed(1)} ms`, color: "#777777" }));
+    panels.push(["Time to answer in the burst, p99 (ms, lower is better)", answered]);
+  }
   const memory = rows.filter((row) => row.section === "memory");
   if (memory.length > 0) panels.push([`Memory per entry (lower is better) · ${memory[0]!.scenario}`, asBars(memory)]);
 

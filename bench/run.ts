@@ -9,6 +9,7 @@ import { inProcessBench } from "./in-process-bench.js";
 import { LANGCHAIN_STEPS, langchainBench } from "./langchain-bench.js";
 import { PYTHON_STEPS, pythonBench } from "./python-bench.js";
 import { memoryBench } from "./memory-bench.js";
+import { MODEL_MS, SINGLE_FLIGHT_STEPS, singleFlightBench } from "./single-flight-bench.js";
 import { startEmptyServer, startLlmcache, startRedis, type RunningProcess } from "./processes.js";
 import { drawChart, formatTables } from "./report.js";
 import { findRow, withRatios, type Report, type Row, type Target } from "./results.js";
@@ -20,11 +21,11 @@ import { findRow, withRatios, type Report, type Row, type Target } from "./resul
 const { values } = parseArgs({ options: { quick: { type: "boolean", default: false }, out: { type: "string", default: "bench/results" } } });
 const quick = values.quick!;
 const settings = quick
-  ? { seconds: 0.25, warmupSeconds: 0.1, inProcessSeconds: 0.2, h2loadRequests: 5_000, memoryEntries: 20_000 }
-  : { seconds: 2.5, warmupSeconds: 0.5, inProcessSeconds: 1.5, h2loadRequests: 200_000, memoryEntries: 1_000_000 };
+  ? { seconds: 0.25, warmupSeconds: 0.1, inProcessSeconds: 0.2, h2loadRequests: 5_000, memoryEntries: 20_000, bursts: 2 }
+  : { seconds: 2.5, warmupSeconds: 0.5, inProcessSeconds: 1.5, h2loadRequests: 200_000, memoryEntries: 1_000_000, bursts: 20 };
 
 const CLIENT_STEPS = 60;
-const TOTAL = CLIENT_STEPS + 2 + 12 + 2 + LANGCHAIN_STEPS + PYTHON_STEPS;
+const TOTAL = CLIENT_STEPS + 2 + 12 + 2 + LANGCHAIN_STEPS + PYTHON_STEPS + SINGLE_FLIGHT_STEPS;
 
 const started: RunningProcess[] = [];
 try {
@@ -40,6 +41,8 @@ try {
   rows.push(...(await memoryBench({ redisPort: redis.port, entries: settings.memoryEntries, step: CLIENT_STEPS + 14, total: TOTAL })));
   rows.push(...(await langchainBench({ llmcacheAddress: llmcache.address, redisPort: redis.port, ...settings, step: CLIENT_STEPS + 16, total: TOTAL })));
   rows.push(...(await pythonBench({ llmcacheAddress: llmcache.address, redisPort: redis.port, seconds: settings.seconds, step: CLIENT_STEPS + 16 + LANGCHAIN_STEPS, total: TOTAL })));
+  const singleFlightStep = CLIENT_STEPS + 16 + LANGCHAIN_STEPS + PYTHON_STEPS;
+  rows.push(...(await singleFlightBench({ llmcacheAddress: llmcache.address, rounds: settings.bursts, step: singleFlightStep, total: TOTAL })));
   process.stderr.write("\n");
   rows = withRatios(rows);
 
@@ -98,6 +101,25 @@ function targets(rows: Row[]): Target[] {
 
   const python = rows.find((row) => row.section === "python" && row.ratio !== undefined)!;
   add("Python CacheClient.alookup, 64 tasks", python.ratio!, "≥ 1.0× redis-py asyncio GET + json.loads", python.ratio! >= 1, python.scenario);
+
+  const burstOf = (system: string) => rows.find((row) => row.section === "single flight" && row.system === system)!;
+  const coalesced = burstOf("llmcache getOrCompute");
+  const uncoalesced = burstOf("no single flight (alookup, model, aupdate)");
+  add(
+    "single flight: model calls in a burst of 64 on one cold key",
+    coalesced.value / uncoalesced.value,
+    "1 model call instead of 64",
+    coalesced.value === 1,
+    `${coalesced.value} with getOrCompute, ${uncoalesced.value} without, per burst`,
+  );
+  const slowest = Number(coalesced.note!.match(/slowest caller ([\d.]+) ms/)![1]);
+  add(
+    "single flight: slowest caller of the burst",
+    slowest / (MODEL_MS + 5),
+    `≤ model call + 5 ms (${MODEL_MS + 5} ms)`,
+    slowest <= MODEL_MS + 5,
+    `slowest caller ${slowest} ms, p99 ${(coalesced.p99! / 1000).toFixed(1)} ms`,
+  );
 
   const memory = rows.find((row) => row.section === "memory" && row.system === "llmcache resident");
   if (memory?.ratio !== undefined) add("memory per entry", memory.ratio, "≤ 1.0× redis-server used_memory", memory.ratio <= 1, memory.scenario);

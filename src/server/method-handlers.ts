@@ -1,4 +1,5 @@
 import type { DescMethod } from "@bufbuild/protobuf";
+import { setMaxListeners } from "node:events";
 import {
   status,
   type handleBidiStreamingCall,
@@ -105,6 +106,8 @@ class GrpcCallScope implements CallScope {
   get signal(): AbortSignal {
     if (!this.#controller) {
       const controller = (this.#controller = new AbortController());
+      // Every lookup waiting on a stream listens to its signal; the lease table bounds how many.
+      setMaxListeners(0, controller.signal);
       if (this.#call.cancelled) controller.abort(new Error("the call was cancelled"));
       else this.#call.once("cancelled", () => controller.abort(new Error("the call was cancelled")));
     }
@@ -142,12 +145,17 @@ export function streamHandler(method: DescMethod, implementation: StreamImplemen
       end(status.OK);
       call.end();
     };
+    let paused = false;
     const write = (responses: Buffer[]) => {
       let full = false;
       for (const response of responses) full = !call.write(response) || full;
-      if (full) {
+      if (full && !paused) {
+        paused = true;
         call.pause();
-        call.once("drain", () => call.resume());
+        call.once("drain", () => {
+          paused = false;
+          call.resume();
+        });
       }
     };
     const scope = new GrpcCallScope(call);
