@@ -33,7 +33,9 @@ START_TIMEOUT = 15.0
 STOP_TIMEOUT = 15.0
 
 TOKEN = "python-tests-token"
-# Gives every right in every namespace.
+# May read every namespace, and nothing else.
+READER_TOKEN = "python-tests-reader-token"
+# TOKEN gives every right in every namespace.
 AUTH_FILE = """\
 tokens:
   - name: python-tests
@@ -42,6 +44,9 @@ tokens:
     write: ["*"]
     clear: true
     stats: true
+  - name: python-tests-reader
+    sha256: {reader_sha256}
+    read: ["*"]
 """
 
 
@@ -126,10 +131,11 @@ def limited_server() -> Iterator[Server]:
 
 @pytest.fixture(scope="session")
 def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A server that requires TOKEN."""
+    """A server that requires TOKEN (or READER_TOKEN, to read only)."""
     auth_file = tmp_path_factory.mktemp("auth") / "auth.yaml"
     sha256 = hashlib.sha256(TOKEN.encode()).hexdigest()
-    auth_file.write_text(AUTH_FILE.format(sha256=sha256))
+    reader_sha256 = hashlib.sha256(READER_TOKEN.encode()).hexdigest()
+    auth_file.write_text(AUTH_FILE.format(sha256=sha256, reader_sha256=reader_sha256))
     started = start_server("--auth-file", str(auth_file))
     yield started
     started.stop()

@@ -425,9 +425,9 @@ def test_bad_input_is_refused_before_anything_is_sent(
 async def test_bad_input_is_refused_by_async_calls_too(dead_address: str) -> None:
     async with CacheClient(dead_address) as client:
         with pytest.raises(TypeError, match=r"^prompt must be a str"):
-            await client.alookup(b"p", "l")  # type: ignore[arg-type]
+            await client.alookup(b"p", "l")  # type: ignore[call-overload]
         with pytest.raises(TypeError, match=r"^bypass must be a bool"):
-            await client.alookup("p", "l", bypass="yes")  # type: ignore[arg-type]
+            await client.alookup("p", "l", bypass="yes")  # type: ignore[call-overload]
 
 
 def test_batch_input_is_refused_with_the_entrys_place(dead_address: str) -> None:

@@ -12,7 +12,8 @@ For LangChain, `llmcache.langchain.LangChainCache` (the `langchain` extra).
 from ._channel import TlsConfig
 from ._errors import CacheError, EntryTooLargeError
 from ._generation import ChatMessage, Generation
-from ._stats import CacheStats, Evictions, StatsReport
+from ._lease import Lease, LeasedLookup
+from ._stats import CacheStats, Evictions, LeaseStats, StatsReport
 from .client import CacheClient
 
 __all__ = [
@@ -23,6 +24,9 @@ __all__ = [
     "EntryTooLargeError",
     "Evictions",
     "Generation",
+    "Lease",
+    "LeaseStats",
+    "LeasedLookup",
     "StatsReport",
     "TlsConfig",
 ]

@@ -18,6 +18,7 @@ from google.protobuf.message import DecodeError
 from ._codec import check_key, decode_generations, encode_generations
 from ._describe import describe
 from ._errors import CacheError, call_failure, status_numbered, trailer_reason
+from ._lease import Lease, LeasedLookup
 from ._stats import StatsReport, decode_stats
 from .v1 import cache_pb2
 
@@ -29,7 +30,7 @@ R = TypeVar("R")
 
 # The operations the Stream call carries: StreamOperation's and
 # StreamResult's field of each.
-Streamed = Literal["lookup", "update"]
+Streamed = Literal["lookup", "update", "release_lease"]
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,11 @@ class Call(Generic[R]):
 
     `reply` is the reply's message class and `read` makes the caller's value
     of a reply decoded. `streamed` names the StreamOperation field that can
-    carry the request instead (None: the method is unary only).
+    carry the request instead (None: the method is unary only). `wait` is
+    how long, in seconds, the server may hold the call before it answers
+    (a lookup waiting for another's fill): its deadline is that much longer
+    than the caller's timeout. `leased`: a lookup that may be granted a
+    lease (which a caller that gave up on it must release).
     """
 
     method: str
@@ -46,6 +51,8 @@ class Call(Generic[R]):
     reply: Any
     read: Callable[[Any], R]
     streamed: Streamed | None = None
+    wait: float = 0.0
+    leased: bool = False
 
     def result(self, reply: bytes) -> R:
         """What the caller gets from the reply; a malformed one is INTERNAL."""
@@ -94,23 +101,68 @@ def lookup(
     )
 
 
-def update(
+def leased_lookup(
+    prompt: object,
+    llm_string: object,
+    *,
+    namespace: str,
+    lease_ms: int,
+    wait_ms: int,
+) -> Call[LeasedLookup]:
+    """Lookup that asks for a lease on a miss, and may wait for another's fill."""
+    request = _lookup_request(prompt, llm_string, namespace, bypass=False)
+    request.lease_ms = lease_ms
+    request.wait_ms = wait_ms
+    return Call(
+        "Lookup",
+        request.SerializeToString(),
+        cache_pb2.LookupResponse,
+        _leased_lookup_result,
+        "lookup",
+        wait=wait_ms / 1000,
+        leased=True,
+    )
+
+
+def update(  # noqa: PLR0913 -- the entry, then its options
     prompt: object,
     llm_string: object,
     generations: object,
     options: UpdateOptions,
     *,
     only_if_absent: bool,
+    lease_token: str = "",
 ) -> Call[bool]:
-    """Update: stores the generations; the reply says whether it did."""
+    """Update: stores the generations; the reply says whether it did.
+
+    `lease_token` ("" for none): the token of the pair's lease it fills.
+    """
     request = _update_request(prompt, llm_string, generations, options, "")
     request.only_if_absent = only_if_absent
+    request.lease_token = lease_token
     return Call(
         "Update",
         request.SerializeToString(),
         cache_pb2.UpdateResponse,
         _update_result,
         "update",
+    )
+
+
+def release_lease(
+    prompt: object, llm_string: object, token: str, *, namespace: str
+) -> Call[bool]:
+    """ReleaseLease: gives up a lease unfilled; whether it was still current."""
+    prompt, llm_string = check_key(prompt, llm_string)
+    request = cache_pb2.ReleaseLeaseRequest(
+        prompt=prompt, llm_string=llm_string, namespace=namespace, lease_token=token
+    )
+    return Call(
+        "ReleaseLease",
+        request.SerializeToString(),
+        cache_pb2.ReleaseLeaseResponse,
+        _release_result,
+        "release_lease",
     )
 
 
@@ -197,6 +249,13 @@ def _update_request(
     )
 
 
+def stored_generations(call: Call[Any]) -> list[Generation]:
+    """The generations an Update call sends, as a lookup would give them back."""
+    return decode_generations(
+        cache_pb2.UpdateRequest.FromString(call.request).generations
+    )
+
+
 def _items(value: object, name: str, size: int, what: str) -> Sequence[Sequence[Any]]:
     """An iterable of fixed-size tuples, as a list, each checked for its size."""
     if not isinstance(value, Iterable) or isinstance(value, str | bytes):
@@ -211,6 +270,29 @@ def _items(value: object, name: str, size: int, what: str) -> Sequence[Sequence[
 
 def _lookup_result(result: Any) -> list[Generation] | None:
     return decode_generations(result.generations) if result.hit else None
+
+
+def _leased_lookup_result(result: Any) -> LeasedLookup:
+    if result.hit:
+        return LeasedLookup(decode_generations(result.generations), None)
+    lease = None
+    if result.HasField("lease") and result.lease.token:
+        lease = Lease(result.lease.token, result.lease.lease_ms)
+    return LeasedLookup(None, lease)
+
+
+def granted_token(result: Any) -> str | None:
+    """The token of the lease a lookup's StreamResult grants, if it grants one."""
+    if result.WhichOneof("result") != "lookup":
+        return None
+    lookup = result.lookup
+    if lookup.hit or not lookup.HasField("lease"):
+        return None
+    return str(lookup.lease.token) or None
+
+
+def _release_result(result: Any) -> bool:
+    return bool(result.released)
 
 
 def _update_result(result: Any) -> bool:

@@ -19,6 +19,26 @@ class Evictions:
 
 
 @dataclass(frozen=True)
+class LeaseStats:
+    """Single flight's work (see LeasedLookup), since the server started."""
+
+    granted: int
+    """Lookups that missed and were granted a lease."""
+    filled: int
+    """Updates with a current lease token."""
+    waits_served: int
+    """Lookups that waited and were answered by another caller's fill."""
+    waits_timed_out: int
+    """Lookups that waited their wait_ms (or deadline) and got a plain miss."""
+    expired: int
+    """Leases that ended at their time with no fill."""
+    released: int
+    """Leases given up through release_lease."""
+    stale_fills_refused: int
+    """Updates whose lease token was stale and that were not stored."""
+
+
+@dataclass(frozen=True)
 class CacheStats:
     """What a namespace, or the whole cache, holds and has done since start."""
 
@@ -36,7 +56,10 @@ class CacheStats:
     expirations: int
     """Lookups that found their entry expired (counted as misses too)."""
     updates_not_stored: int
-    """Updates that stored nothing: no_store, or only-if-absent with the pair there."""
+    """Updates that stored nothing: no_store, only-if-absent with the pair
+    there, or a stale lease token."""
+    leases: LeaseStats
+    """Single flight's leases, waits and fills."""
 
 
 @dataclass(frozen=True)
@@ -75,4 +98,17 @@ def _cache_stats(wire: Any) -> CacheStats:
         ),
         expirations=wire.expirations,
         updates_not_stored=wire.updates_not_stored,
+        leases=_lease_stats(wire.leases),
+    )
+
+
+def _lease_stats(wire: Any) -> LeaseStats:
+    return LeaseStats(
+        granted=wire.granted,
+        filled=wire.filled,
+        waits_served=wire.waits_served,
+        waits_timed_out=wire.waits_timed_out,
+        expired=wire.expired,
+        released=wire.released,
+        stale_fills_refused=wire.stale_fills_refused,
     )

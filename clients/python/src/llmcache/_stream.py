@@ -1,13 +1,20 @@
 """Auto-batching of the async lookups and updates over CacheService.Stream.
 
-The lookups and updates that a client's async methods start in the same
-turn of an event loop travel together, up to MAX_OPERATIONS a
-StreamRequest, on one long-lived Stream call per event loop, as the
-TypeScript client (and ioredis's auto-pipelining) does; their results come
-back matched by id, in any order. Each call keeps its own deadline and may
-be cancelled; a broken stream fails the calls it carried, with UNAVAILABLE,
-and the next call opens a new one. Requests and results are converted by
-the same Call (see _calls) as a unary call's.
+The lookups, updates and lease releases that a client's async methods
+start in the same turn of an event loop travel together, up to
+MAX_OPERATIONS a StreamRequest, on one long-lived Stream call per event
+loop, as the TypeScript client (and ioredis's auto-pipelining) does; their
+results come back matched by id, in any order. Each call keeps its own
+deadline and may be cancelled; a broken stream fails the calls it carried,
+with UNAVAILABLE, and the next call opens a new one. Requests and results
+are converted by the same Call (see _calls) as a unary call's.
+
+A lookup that waits for another caller's fill (single flight) is answered
+when that fill lands, while the operations sent after it are answered as
+usual: results come out of order. A leased lookup that its caller gave up
+on (cancelled, or past its deadline) once sent may still be granted a
+lease: the stream releases it, so that the others waiting for the pair get
+the next lease at once instead of when this one expires.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import grpc
 import grpc.aio
 from google.protobuf.message import DecodeError
 
+from . import _calls
 from ._channel import SERVICE
 from ._errors import call_failure
 from .v1 import cache_pb2
@@ -43,6 +51,8 @@ CLOSE_GRACE = 1.0
 # How long an event loop that ends with the stream open waits for grpcio to
 # finish the cancelled call.
 LOOP_END_SETTLE = 0.02
+# The deadline of the release of a lease granted to a lookup given up on.
+RELEASE_TIMEOUT = 5.0
 
 _LENGTH_DELIMITED = 2
 _OPERATION = cache_pb2.StreamOperation.DESCRIPTOR.fields_by_name
@@ -59,12 +69,12 @@ _OPERATIONS_TAG = _tag(
 _ID_TAG = _tag(_OPERATION["id"].number, 0)
 _REQUEST_TAGS = {
     kind: _tag(_OPERATION[kind].number, _LENGTH_DELIMITED)
-    for kind in ("lookup", "update")
+    for kind in ("lookup", "update", "release_lease")
 }
 
 
 def streams(call: Call[Any]) -> bool:
-    """Whether the stream may carry the call: a lookup or update, not too large."""
+    """Whether the stream may carry the call: one it can carry, not too large."""
     return call.streamed is not None and len(call.request) < MAX_MESSAGE_BYTES
 
 
@@ -110,6 +120,9 @@ class OperationStream:
         # Submitted and not settled, by id, sent or not; and those not sent.
         self._pending: dict[int, _Operation] = {}
         self._unsent: deque[_Operation] = deque()
+        # Leased lookups sent and given up on, whose results are still due:
+        # a lease one of them is granted is released.
+        self._abandoned: dict[int, _Operation] = {}
         self._last_id = 0
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
@@ -117,6 +130,19 @@ class OperationStream:
 
     async def send(self, call: Call[R], timeout: float) -> R:
         """The call's result, sent on the stream with the others of this turn."""
+        operation = self._submit(call, timeout)
+        try:
+            result = await operation.future
+        except asyncio.CancelledError:
+            # Its result, if one comes, is dropped; unsent, it is not sent.
+            if self._pending.get(operation.id) is operation:
+                del self._pending[operation.id]
+                self._abandon(operation)
+            raise
+        return call.stream_result(result)
+
+    def _submit(self, call: Call[Any], timeout: float) -> _Operation:
+        """Queues the call's operation for the next message, and returns it."""
         if call.streamed is None:
             raise ValueError(f"the stream cannot carry a {call.method} call")
         operation = _Operation(
@@ -132,16 +158,26 @@ class OperationStream:
             self._watch(operation.deadline)
         if self._call is None:
             self._start()
-        elif self._wakeup is not None and not self._wakeup.done():
-            self._wakeup.set_result(None)
-        try:
-            result = await operation.future
-        except asyncio.CancelledError:
-            # Its result, if one comes, is dropped; unsent, it is not sent.
-            if self._pending.get(operation.id) is operation:
-                del self._pending[operation.id]
-            raise
-        return call.stream_result(result)
+        else:
+            self._wake_writer()
+        return operation
+
+    def _abandon(self, operation: _Operation) -> None:
+        """Remembers a leased lookup given up on after it was sent."""
+        if operation.call.leased and operation.sent_on is not None:
+            self._abandoned[operation.id] = operation
+
+    def _release_abandoned(self, operation: _Operation, token: str) -> None:
+        """Releases the lease granted to a lookup whose caller gave up on it."""
+        if self._closing:
+            return  # the lease expires on its own
+        lookup = cache_pb2.LookupRequest.FromString(operation.call.request)
+        call = _calls.release_lease(
+            lookup.prompt, lookup.llm_string, token, namespace=lookup.namespace
+        )
+        release = self._submit(call, RELEASE_TIMEOUT)
+        # Nobody awaits it: its failure is let go (the lease then expires).
+        release.future.add_done_callback(_let_go)
 
     async def aclose(self) -> None:
         """Sends what waits, ends the stream and waits for the server to end it.
@@ -169,7 +205,7 @@ class OperationStream:
         last = self._last_id
         while True:
             last = (last + 1) & 0xFFFFFFFF
-            if last and last not in self._pending:
+            if last and last not in self._pending and last not in self._abandoned:
                 self._last_id = last
                 return last
 
@@ -284,7 +320,18 @@ class OperationStream:
                 # Not if its caller was cancelled and has yet to forget it.
                 if not operation.future.done():
                     operation.future.set_result(result)
+                elif operation.call.leased:
+                    self._release_granted(operation, result)
+            elif operation is None and result.id in self._abandoned:
+                abandoned = self._abandoned.pop(result.id)
+                if abandoned.sent_on is call:
+                    self._release_granted(abandoned, result)
         return True
+
+    def _release_granted(self, operation: _Operation, result: Any) -> None:
+        token = _calls.granted_token(result)
+        if token is not None:
+            self._release_abandoned(operation, token)
 
     def _fail(self, call: Any, code: grpc.StatusCode, details: str) -> None:
         """Fails what the ended call carried; what waits goes on a new one.
@@ -297,6 +344,10 @@ class OperationStream:
             # would leave grpcio an operation to finish after the loop's end.
             self._call = None
             self._wake_writer()
+        # Their results will not come; a lease one was granted expires.
+        for operation_id, abandoned in list(self._abandoned.items()):
+            if abandoned.sent_on is call:
+                del self._abandoned[operation_id]
         for operation in list(self._pending.values()):
             if operation.sent_on is call or (self._closing and self._call is None):
                 del self._pending[operation.id]
@@ -322,6 +373,7 @@ class OperationStream:
         for operation in list(self._pending.values()):
             if operation.deadline <= now:
                 del self._pending[operation.id]
+                self._abandon(operation)
                 if not operation.future.done():
                     details = f"no result within {operation.timeout:g} s"
                     code = grpc.StatusCode.DEADLINE_EXCEEDED
@@ -331,6 +383,11 @@ class OperationStream:
                 following = min(following, operation.deadline)
         if following < math.inf:
             self._watch(following)
+
+
+def _let_go(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()  # retrieved, so that asyncio does not log it
 
 
 def _varint(value: int) -> bytes:

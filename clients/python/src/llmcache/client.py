@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
-from typing import TYPE_CHECKING, Any, NamedTuple, Self, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, Self, TypeAlias, TypeVar, overload
 
 import grpc
 
 from . import _calls
 from ._channel import ChannelSettings, TlsConfig, open_async, open_blocking
 from ._codec import checked
+from ._describe import describe
 from ._errors import closed_error
+from ._lease import LeasedLookup, lease_ms_of, lease_token_of, wait_ms_of
 from ._options import Ttl, flag, namespace_of, timeout_of, update_options
 from ._stream import OperationStream, streams
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, Sequence
+    from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
     from types import TracebackType
 
     from ._calls import Call
@@ -25,9 +28,16 @@ if TYPE_CHECKING:
     from ._options import UpdateOptions
     from ._stats import StatsReport
 
+    Generations: TypeAlias = Sequence[Generation | Mapping[str, Any]]
+    """What compute() gives get_or_compute: generations, as update() takes them."""
+
 R = TypeVar("R")
 
 DEFAULT_TIMEOUT = 5.0
+# get_or_compute's defaults: how long the caller that computes holds the
+# pair's lease, and how long the others wait for its fill, in milliseconds.
+DEFAULT_LEASE_MS = 30_000
+DEFAULT_WAIT_MS = 60_000
 
 
 class _LoopTransport(NamedTuple):
@@ -58,12 +68,18 @@ class CacheClient:
         namespace: the namespace of the calls that name none; default "".
         timeout: each call's deadline in seconds, unless the call gives its
             own; default 5.0.
-        batching: auto-batching of the async lookups and updates (`alookup`,
-            `aupdate`, `aupdate_if_absent`), on by default: those started in
-            the same turn of the event loop travel together on one
-            long-lived stream (CacheService.Stream), each call keeping its
-            own deadline, cancellation and error. False makes each a unary
-            call of its own. The blocking methods are unary either way.
+        batching: auto-batching of the async lookups and updates
+            (`alookup`, `aupdate`, `aupdate_if_absent`, `arelease_lease`),
+            on by default: those started in the same turn of the event loop
+            travel together on one long-lived stream (CacheService.Stream),
+            each call keeping its own deadline, cancellation and error.
+            False makes each a unary call of its own. The blocking methods
+            are unary either way.
+
+    Single flight (leases, as memcache's): `lookup(..., lease_ms=...)` asks
+    for a lease on a miss, so that of many callers missing the same pair at
+    once one computes it while the others wait (`wait_ms`) for its update;
+    `get_or_compute()` does all of it. See LeasedLookup.
 
     Errors: a failed call raises CacheError with the gRPC status name as
     `code` ("UNAVAILABLE", "DEADLINE_EXCEEDED", "UNAUTHENTICATED", ...);
@@ -123,6 +139,7 @@ class CacheClient:
 
     # -- blocking -----------------------------------------------------------
 
+    @overload
     def lookup(
         self,
         prompt: str,
@@ -130,14 +147,59 @@ class CacheClient:
         *,
         namespace: str | None = None,
         bypass: bool = False,
+        lease_ms: None = None,
+        wait_ms: int = 0,
         timeout: float | None = None,
-    ) -> list[Generation] | None:
+    ) -> list[Generation] | None: ...
+
+    @overload
+    def lookup(
+        self,
+        prompt: str,
+        llm_string: str,
+        *,
+        namespace: str | None = None,
+        bypass: bool = False,
+        lease_ms: int,
+        wait_ms: int = 0,
+        timeout: float | None = None,
+    ) -> LeasedLookup: ...
+
+    def lookup(  # noqa: PLR0913 -- the key, then keyword options
+        self,
+        prompt: str,
+        llm_string: str,
+        *,
+        namespace: str | None = None,
+        bypass: bool = False,
+        lease_ms: int | None = None,
+        wait_ms: int = 0,
+        timeout: float | None = None,
+    ) -> list[Generation] | LeasedLookup | None:
         """The generations stored for (prompt, llm_string); None on a miss.
 
         A stored empty list comes back as []. `bypass=True` skips the read:
         the answer is a miss whatever is stored, counted as a bypass.
+
+        Single flight: with `lease_ms` (1 to 3,600,000 ms: how long this
+        caller expects to need to compute the answer and update it) the
+        lookup returns a LeasedLookup instead: a hit; or a miss that grants
+        this caller the pair's lease (update with `lease_token=`, or
+        release_lease() on failure); or, while another caller holds the
+        lease, it waits up to `wait_ms` (0 to 3,600,000; default 0: no wait)
+        for that caller's update and returns its hit, and a plain miss (no
+        lease) if the wait runs out. A waiting call's deadline is `wait_ms`
+        plus its timeout. Asking for a lease needs the right to write the
+        namespace; it cannot be combined with `bypass`.
         """
-        return self._send(self._lookup(prompt, llm_string, namespace, bypass), timeout)
+        if lease_ms is None:
+            return self._send(
+                self._lookup(prompt, llm_string, namespace, bypass, wait_ms), timeout
+            )
+        call = self._leased_lookup(
+            prompt, llm_string, namespace, bypass, lease_ms=lease_ms, wait_ms=wait_ms
+        )
+        return self._send(call, timeout)
 
     def update(  # noqa: PLR0913 -- LangChain's three, then keyword options
         self,
@@ -149,6 +211,7 @@ class CacheClient:
         ttl: Ttl | None = None,
         never_expires: bool = False,
         no_store: bool = False,
+        lease_token: str | None = None,
         timeout: float | None = None,
     ) -> None:
         """Stores the generations for (prompt, llm_string), replacing any.
@@ -157,10 +220,23 @@ class CacheClient:
         rounded to the millisecond; None: the server's default for the
         namespace. never_expires=True: for ever, whatever the defaults say.
         no_store=True: the update is accepted and nothing is stored.
+
+        lease_token: the token of the lease a lookup granted (Lease.token),
+        to fill the pair and answer the lookups waiting for it. A token no
+        longer current (the lease expired, was released or cleared, or the
+        server restarted) is stored only if the pair holds no live entry and
+        no other lease, so that it never overwrites a newer value; else it
+        is not stored (update_if_absent() says which happened). Any update
+        that stores the pair, with a token or without, ends its lease.
         """
         options = self._update_options(namespace, ttl, never_expires, no_store)
         call = _calls.update(
-            prompt, llm_string, generations, options, only_if_absent=False
+            prompt,
+            llm_string,
+            generations,
+            options,
+            only_if_absent=False,
+            lease_token=self._lease_token(lease_token),
         )
         self._send(call, timeout)
 
@@ -174,6 +250,7 @@ class CacheClient:
         ttl: Ttl | None = None,
         never_expires: bool = False,
         no_store: bool = False,
+        lease_token: str | None = None,
         timeout: float | None = None,
     ) -> bool:
         """Stores the generations only if the pair has no live entry.
@@ -183,9 +260,99 @@ class CacheClient:
         """
         options = self._update_options(namespace, ttl, never_expires, no_store)
         call = _calls.update(
-            prompt, llm_string, generations, options, only_if_absent=True
+            prompt,
+            llm_string,
+            generations,
+            options,
+            only_if_absent=True,
+            lease_token=self._lease_token(lease_token),
         )
         return self._send(call, timeout)
+
+    def release_lease(
+        self,
+        prompt: str,
+        llm_string: str,
+        token: str,
+        *,
+        namespace: str | None = None,
+        timeout: float | None = None,
+    ) -> bool:
+        """Gives up a lease unfilled (the computation failed).
+
+        The next lookup waiting for the pair is granted a lease at once
+        rather than when this one would have expired. Returns whether the
+        token was still the pair's current lease.
+        """
+        return self._send(self._release(prompt, llm_string, token, namespace), timeout)
+
+    def get_or_compute(  # noqa: PLR0913 -- the key and compute, then keyword options
+        self,
+        prompt: str,
+        llm_string: str,
+        compute: Callable[[], Generations],
+        *,
+        lease_ms: int = DEFAULT_LEASE_MS,
+        wait_ms: int = DEFAULT_WAIT_MS,
+        namespace: str | None = None,
+        ttl: Ttl | None = None,
+        never_expires: bool = False,
+        timeout: float | None = None,
+    ) -> list[Generation]:
+        """The pair's generations: the cache's, or compute()'s, computed once.
+
+        Single flight: looks the pair up with a lease (`lease_ms`, default
+        30 s: how long compute may take before another caller is let in).
+        A hit is returned. A miss that grants this caller the lease runs
+        compute(), updates the pair with the lease's token (which answers
+        every lookup waiting for it, in this process or any other) and
+        returns what compute gave, as a lookup would give it back. While
+        another caller holds the lease this one waits, up to `wait_ms`
+        (default 60 s), for its update; if the wait runs out it computes
+        and updates on its own, without a token.
+
+        If compute raises, the lease is released (so that the next waiting
+        caller computes at once; a failure to release is ignored) and the
+        exception propagates. Errors of the cache calls propagate too
+        (CacheError), after the lease is released. `namespace`, `ttl` and
+        `never_expires` are those of lookup() and update(); `timeout` is
+        each call's (a waiting lookup's deadline is wait_ms longer).
+        Asking for a lease needs the right to write the namespace.
+        """
+        options = self._computing(compute, namespace, ttl, never_expires)
+        found = self.lookup(
+            prompt,
+            llm_string,
+            namespace=options.namespace,
+            lease_ms=lease_ms,
+            wait_ms=wait_ms,
+            timeout=timeout,
+        )
+        if found.generations is not None:
+            return found.generations
+        token = "" if found.lease is None else found.lease.token
+        try:
+            call = _calls.update(
+                prompt,
+                llm_string,
+                compute(),
+                options,
+                only_if_absent=False,
+                lease_token=token,
+            )
+            self._send(call, timeout)
+        except BaseException:
+            if token:
+                with contextlib.suppress(Exception):  # it expires then
+                    self.release_lease(
+                        prompt,
+                        llm_string,
+                        token,
+                        namespace=options.namespace,
+                        timeout=timeout,
+                    )
+            raise
+        return _calls.stored_generations(call)
 
     def clear(
         self,
@@ -264,6 +431,7 @@ class CacheClient:
 
     # -- async ----------------------------------------------------------------
 
+    @overload
     async def alookup(
         self,
         prompt: str,
@@ -271,11 +439,47 @@ class CacheClient:
         *,
         namespace: str | None = None,
         bypass: bool = False,
+        lease_ms: None = None,
+        wait_ms: int = 0,
         timeout: float | None = None,
-    ) -> list[Generation] | None:
-        """As lookup(), without blocking the event loop."""
-        call = self._lookup(prompt, llm_string, namespace, bypass)
-        return await self._asend(call, timeout)
+    ) -> list[Generation] | None: ...
+
+    @overload
+    async def alookup(
+        self,
+        prompt: str,
+        llm_string: str,
+        *,
+        namespace: str | None = None,
+        bypass: bool = False,
+        lease_ms: int,
+        wait_ms: int = 0,
+        timeout: float | None = None,
+    ) -> LeasedLookup: ...
+
+    async def alookup(  # noqa: PLR0913 -- as lookup
+        self,
+        prompt: str,
+        llm_string: str,
+        *,
+        namespace: str | None = None,
+        bypass: bool = False,
+        lease_ms: int | None = None,
+        wait_ms: int = 0,
+        timeout: float | None = None,
+    ) -> list[Generation] | LeasedLookup | None:
+        """As lookup(), without blocking the event loop.
+
+        Batching, a lookup that waits for another caller's fill holds up
+        none of the calls sent after it on the stream.
+        """
+        if lease_ms is None:
+            call = self._lookup(prompt, llm_string, namespace, bypass, wait_ms)
+            return await self._asend(call, timeout)
+        leased = self._leased_lookup(
+            prompt, llm_string, namespace, bypass, lease_ms=lease_ms, wait_ms=wait_ms
+        )
+        return await self._asend(leased, timeout)
 
     async def aupdate(  # noqa: PLR0913 -- as update
         self,
@@ -287,12 +491,18 @@ class CacheClient:
         ttl: Ttl | None = None,
         never_expires: bool = False,
         no_store: bool = False,
+        lease_token: str | None = None,
         timeout: float | None = None,
     ) -> None:
         """As update(), without blocking the event loop."""
         options = self._update_options(namespace, ttl, never_expires, no_store)
         call = _calls.update(
-            prompt, llm_string, generations, options, only_if_absent=False
+            prompt,
+            llm_string,
+            generations,
+            options,
+            only_if_absent=False,
+            lease_token=self._lease_token(lease_token),
         )
         await self._asend(call, timeout)
 
@@ -306,14 +516,86 @@ class CacheClient:
         ttl: Ttl | None = None,
         never_expires: bool = False,
         no_store: bool = False,
+        lease_token: str | None = None,
         timeout: float | None = None,
     ) -> bool:
         """As update_if_absent(), without blocking the event loop."""
         options = self._update_options(namespace, ttl, never_expires, no_store)
         call = _calls.update(
-            prompt, llm_string, generations, options, only_if_absent=True
+            prompt,
+            llm_string,
+            generations,
+            options,
+            only_if_absent=True,
+            lease_token=self._lease_token(lease_token),
         )
         return await self._asend(call, timeout)
+
+    async def arelease_lease(
+        self,
+        prompt: str,
+        llm_string: str,
+        token: str,
+        *,
+        namespace: str | None = None,
+        timeout: float | None = None,
+    ) -> bool:
+        """As release_lease(), without blocking the event loop."""
+        call = self._release(prompt, llm_string, token, namespace)
+        return await self._asend(call, timeout)
+
+    async def aget_or_compute(  # noqa: PLR0913 -- as get_or_compute
+        self,
+        prompt: str,
+        llm_string: str,
+        compute: Callable[[], Awaitable[Generations]],
+        *,
+        lease_ms: int = DEFAULT_LEASE_MS,
+        wait_ms: int = DEFAULT_WAIT_MS,
+        namespace: str | None = None,
+        ttl: Ttl | None = None,
+        never_expires: bool = False,
+        timeout: float | None = None,
+    ) -> list[Generation]:
+        """As get_or_compute(), with an async compute, awaited.
+
+        The lease is released also when the task is cancelled while compute
+        runs.
+        """
+        options = self._computing(compute, namespace, ttl, never_expires)
+        found = await self.alookup(
+            prompt,
+            llm_string,
+            namespace=options.namespace,
+            lease_ms=lease_ms,
+            wait_ms=wait_ms,
+            timeout=timeout,
+        )
+        if found.generations is not None:
+            return found.generations
+        token = "" if found.lease is None else found.lease.token
+        try:
+            call = _calls.update(
+                prompt,
+                llm_string,
+                await compute(),
+                options,
+                only_if_absent=False,
+                lease_token=token,
+            )
+            await self._asend(call, timeout)
+        except BaseException:
+            if token:
+                with contextlib.suppress(Exception):  # it expires then
+                    await self.arelease_lease(
+                        prompt,
+                        llm_string,
+                        token,
+                        namespace=options.namespace,
+                        timeout=timeout,
+                    )
+            raise
+        return _calls.stored_generations(call)
 
     async def aclear(
         self,
@@ -389,14 +671,75 @@ class CacheClient:
     # -- the calls, built once for both halves --------------------------------
 
     def _lookup(
-        self, prompt: object, llm_string: object, namespace: object, bypass: object
+        self,
+        prompt: object,
+        llm_string: object,
+        namespace: object,
+        bypass: object,
+        wait_ms: object = 0,
     ) -> Call[list[Generation] | None]:
+        if wait_ms_of(wait_ms):
+            message = (
+                "wait_ms needs lease_ms: only a lookup that asks for a lease"
+                " waits for another caller's fill"
+            )
+            raise ValueError(message)
         return _calls.lookup(
             prompt,
             llm_string,
             namespace=namespace_of(namespace, self._namespace),
             bypass=flag(bypass, "bypass"),
         )
+
+    def _leased_lookup(  # noqa: PLR0913 -- a lookup's arguments
+        self,
+        prompt: object,
+        llm_string: object,
+        namespace: object,
+        bypass: object,
+        *,
+        lease_ms: object,
+        wait_ms: object,
+    ) -> Call[LeasedLookup]:
+        lease = lease_ms_of(lease_ms)
+        wait = wait_ms_of(wait_ms)
+        if flag(bypass, "bypass"):
+            message = (
+                "give bypass or lease_ms, not both: a lookup that bypasses the"
+                " cache never takes or waits for a lease"
+            )
+            raise ValueError(message)
+        return _calls.leased_lookup(
+            prompt,
+            llm_string,
+            namespace=namespace_of(namespace, self._namespace),
+            lease_ms=lease,
+            wait_ms=wait,
+        )
+
+    def _release(
+        self, prompt: object, llm_string: object, token: object, namespace: object
+    ) -> Call[bool]:
+        return _calls.release_lease(
+            prompt,
+            llm_string,
+            lease_token_of(token, "token"),
+            namespace=namespace_of(namespace, self._namespace),
+        )
+
+    def _lease_token(self, token: object) -> str:
+        return "" if token is None else lease_token_of(token)
+
+    def _computing(
+        self, compute: object, namespace: object, ttl: object, never_expires: object
+    ) -> UpdateOptions:
+        """Checks get_or_compute's compute, and its update's options."""
+        if not callable(compute):
+            message = (
+                f"compute must be a function of no arguments, got {describe(compute)}"
+            )
+            raise TypeError(message)
+        return self._update_options(namespace, ttl, never_expires, no_store=False)
 
     def _update_options(
         self, namespace: object, ttl: object, never_expires: object, no_store: object
@@ -421,7 +764,7 @@ class CacheClient:
     # -- the two transports ---------------------------------------------------
 
     def _send(self, call: Call[R], timeout: float | None) -> R:
-        deadline = self._deadline(timeout)
+        deadline = self._deadline(timeout) + call.wait
         callables = self._blocking_callables()
         try:
             reply = callables.unary(call.method)(
@@ -432,7 +775,7 @@ class CacheClient:
         return call.result(reply)
 
     async def _asend(self, call: Call[R], timeout: float | None) -> R:
-        deadline = self._deadline(timeout)
+        deadline = self._deadline(timeout) + call.wait
         callables, stream = self._async_transport()
         if stream is not None and streams(call):
             return await stream.send(call, deadline)

@@ -10,6 +10,9 @@ Needs langchain-core (`pip install "llmcache[langchain]"`).
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.caches import RETURN_VAL_TYPE, BaseCache
@@ -17,8 +20,9 @@ from langchain_core.messages import BaseMessage, messages_from_dict
 from langchain_core.outputs import ChatGeneration, Generation
 
 from ._describe import describe
+from ._lease import lease_ms_of, wait_ms_of
 from ._options import expiry_of, flag, namespace_of
-from .client import DEFAULT_TIMEOUT, CacheClient
+from .client import DEFAULT_LEASE_MS, DEFAULT_TIMEOUT, DEFAULT_WAIT_MS, CacheClient
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -26,6 +30,7 @@ if TYPE_CHECKING:
     from ._channel import TlsConfig
     from ._generation import ChatMessage
     from ._generation import Generation as PlainGeneration
+    from ._lease import Lease, LeasedLookup
     from ._options import Ttl
 
 __all__ = ["LangChainCache"]
@@ -58,6 +63,23 @@ class LangChainCache(BaseCache):
     `ttl` (seconds as a float, or a timedelta; default: the server's) and
     `bypass` (lookups skip the cache and miss; updates still store).
 
+    Single flight, `single_flight=True` (off by default): of many identical
+    model calls missing the cache at once, in this process or any other
+    using the server, one calls the model and the others wait for its
+    answer. A lookup that misses asks for the pair's lease: the first is
+    granted it (LangChain then calls the model, and this cache's update of
+    the pair fills the lease with its token); the others wait, up to
+    `wait_ms` (default 60,000 ms), and get the leaseholder's generations as
+    a hit; a wait that runs out is a miss (the model is called as without
+    single flight). `lease_ms` (default 30,000 ms) is how long a
+    leaseholder may take: if its model call raises, LangChain makes no
+    update, and the lease expires after lease_ms, when the next waiter is
+    granted it. The tokens it holds are remembered only until their lease
+    expires. A lookup from the task (or thread) that already holds the
+    pair's lease (the same prompt twice in one generate call) does not wait
+    for itself. Bypassing lookups never take or wait on a lease. Taking a
+    lease needs the right to write the namespace.
+
     Errors propagate: CacheError (and EntryTooLargeError) from the server,
     TypeError or ValueError for a value JSON cannot carry.
     """
@@ -73,6 +95,9 @@ class LangChainCache(BaseCache):
         namespace: str | None = None,
         ttl: Ttl | None = None,
         bypass: bool = False,
+        single_flight: bool = False,
+        lease_ms: int = DEFAULT_LEASE_MS,
+        wait_ms: int = DEFAULT_WAIT_MS,
     ) -> None:
         """Makes a cache on `client`, or on a new client of `address`."""
         if client is None:
@@ -103,27 +128,56 @@ class LangChainCache(BaseCache):
         expiry_of(ttl, never_expires=False)  # a bad ttl fails here, not per update
         self._ttl = ttl
         self._bypass = flag(bypass, "bypass")
+        self._single_flight = flag(single_flight, "single_flight")
+        self._lease_ms = lease_ms_of(lease_ms)
+        self._wait_ms = wait_ms_of(wait_ms)
+        self._leases = _HeldLeases()
 
     @property
     def client(self) -> CacheClient:
         """The CacheClient this cache calls."""
         return self._client
 
+    @property
+    def single_flight(self) -> bool:
+        """Whether lookups that miss take a lease (see the class)."""
+        return self._single_flight
+
     def lookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
-        """The generations cached for (prompt, llm_string), or None."""
+        """The generations cached for (prompt, llm_string), or None.
+
+        With single flight, a miss takes the pair's lease, or waits for the
+        holder's update and returns it.
+        """
+        owner = _thread_owner()
+        if self._leasing(prompt, llm_string, owner):
+            found = self._client.lookup(
+                prompt,
+                llm_string,
+                namespace=self._namespace,
+                lease_ms=self._lease_ms,
+                wait_ms=self._wait_ms,
+            )
+            return self._leased(prompt, llm_string, found, owner)
         plain = self._client.lookup(
             prompt, llm_string, namespace=self._namespace, bypass=self._bypass
         )
         return None if plain is None else [_from_plain(item) for item in plain]
 
     def update(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
-        """Caches the generations for (prompt, llm_string)."""
+        """Caches the generations for (prompt, llm_string).
+
+        With single flight, the update fills the lease this thread's lookup
+        of the pair was granted, if it has not expired.
+        """
+        generations = _to_plain(return_val)
         self._client.update(
             prompt,
             llm_string,
-            _to_plain(return_val),
+            generations,
             namespace=self._namespace,
             ttl=self._ttl,
+            lease_token=self._leases.take((prompt, llm_string), _thread_owner()),
         )
 
     def clear(self, **kwargs: Any) -> None:
@@ -131,7 +185,20 @@ class LangChainCache(BaseCache):
         self._client.clear(**self._clear_options(kwargs))
 
     async def alookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
-        """As lookup(), without blocking the event loop."""
+        """As lookup(), without blocking the event loop.
+
+        A waiting lookup waits on the server, holding up nothing else.
+        """
+        owner = _task_owner()
+        if self._leasing(prompt, llm_string, owner):
+            found = await self._client.alookup(
+                prompt,
+                llm_string,
+                namespace=self._namespace,
+                lease_ms=self._lease_ms,
+                wait_ms=self._wait_ms,
+            )
+            return self._leased(prompt, llm_string, found, owner)
         plain = await self._client.alookup(
             prompt, llm_string, namespace=self._namespace, bypass=self._bypass
         )
@@ -140,13 +207,15 @@ class LangChainCache(BaseCache):
     async def aupdate(
         self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE
     ) -> None:
-        """As update(), without blocking the event loop."""
+        """As update(), without blocking the event loop (the task's lease)."""
+        generations = _to_plain(return_val)
         await self._client.aupdate(
             prompt,
             llm_string,
-            _to_plain(return_val),
+            generations,
             namespace=self._namespace,
             ttl=self._ttl,
+            lease_token=self._leases.take((prompt, llm_string), _task_owner()),
         )
 
     async def aclear(self, **kwargs: Any) -> None:
@@ -163,6 +232,26 @@ class LangChainCache(BaseCache):
         if self._owns_client:
             await self._client.aclose()
 
+    def _leasing(self, prompt: str, llm_string: str, owner: object) -> bool:
+        """Whether a lookup asks for a lease.
+
+        With single flight, unless it bypasses the cache or its caller holds
+        the pair's live lease already (it would wait for itself).
+        """
+        return (
+            self._single_flight
+            and not self._bypass
+            and not self._leases.holds((prompt, llm_string), owner)
+        )
+
+    def _leased(
+        self, prompt: str, llm_string: str, found: LeasedLookup, owner: object
+    ) -> RETURN_VAL_TYPE | None:
+        if found.lease is not None:
+            self._leases.remember((prompt, llm_string), found.lease, owner)
+        plain: list[PlainGeneration] | None = found.generations
+        return None if plain is None else [_from_plain(item) for item in plain]
+
     def _clear_options(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         unknown = sorted(set(kwargs) - _CLEAR_OPTIONS)
         if unknown:
@@ -171,6 +260,85 @@ class LangChainCache(BaseCache):
             )
             raise TypeError(message)
         return {"namespace": self._namespace, **kwargs}
+
+
+class _HeldLeases:
+    """The leases this cache's lookups were granted, until updated or expired.
+
+    By pair: the token, when its lease expires (time.monotonic()), and its
+    owner, the task or thread whose lookup was granted it: the one whose
+    update is to fill it. Entries go in the order their leases expire (one
+    lease_ms for all), so the expired are dropped from the front: what a
+    model call that raised (no update) leaves behind lasts no longer than
+    its lease.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held: dict[tuple[str, str], tuple[str, float, object]] = {}
+
+    def remember(self, key: tuple[str, str], lease: Lease, owner: object) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._drop_expired(now)
+            self._held.pop(key, None)  # to the end: the latest to expire
+            self._held[key] = (lease.token, now + lease.lease_ms / 1000, owner)
+
+    def holds(self, key: tuple[str, str], owner: object) -> bool:
+        """Whether `owner` holds a live lease of the pair."""
+        now = time.monotonic()
+        with self._lock:
+            self._drop_expired(now)
+            held = self._held.get(key)
+            return held is not None and held[2] is owner
+
+    def take(self, key: tuple[str, str], owner: object) -> str | None:
+        """The token of the owner's live lease of the pair, forgotten; or None."""
+        now = time.monotonic()
+        with self._lock:
+            self._drop_expired(now)
+            held = self._held.get(key)
+            if held is None or held[2] is not owner:
+                return None
+            del self._held[key]
+            return held[0]
+
+    def __len__(self) -> int:
+        with self._lock:
+            self._drop_expired(time.monotonic())
+            return len(self._held)
+
+    def _drop_expired(self, now: float) -> None:
+        held = self._held
+        while held:
+            key = next(iter(held))
+            if held[key][1] > now:
+                return
+            del held[key]
+
+
+def _thread_owner() -> object:
+    """Who holds a lease a blocking lookup is granted: its thread."""
+    return _THREAD_OWNERS.owner()
+
+
+def _task_owner() -> object:
+    """Who holds a lease an async lookup is granted: its task (or thread)."""
+    task = asyncio.current_task()
+    return task if task is not None else _thread_owner()
+
+
+class _ThreadOwners(threading.local):
+    """One object a thread, standing for it (a thread id may be reused)."""
+
+    def owner(self) -> object:
+        token: object | None = getattr(self, "token", None)
+        if token is None:
+            token = self.token = object()
+        return token
+
+
+_THREAD_OWNERS = _ThreadOwners()
 
 
 def _to_plain(generations: object) -> list[PlainGeneration]:
