@@ -21,6 +21,11 @@ export interface LangChainCacheOptions {
    * call is expected to take) and waits up to DEFAULT_WAIT_MS (60 s); or
    * give `{ leaseMs, waitMs }`. If the model call throws, LangChain stores
    * nothing and the lease expires: a waiter then takes over.
+   *
+   * One call of `generate()` that repeats a prompt looks the repeat up while
+   * it holds the first one's lease, and so waits for itself until the lease
+   * expires: JavaScript gives the adapter no way to tell that lookup from
+   * another caller's. Give such calls distinct prompts, or no single flight.
    */
   singleFlight?: boolean | Partial<LeaseOptions>;
 }
