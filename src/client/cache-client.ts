@@ -79,8 +79,12 @@ interface Operation<R> {
   method: DescMethod;
   request: Buffer;
   decode(reply: Buffer): R;
-  /** Set for the operations the stream carries, when batching is on: its kind, and what the caller gets from its result. */
-  stream?: { kind: StreamOperationKind; result(outcome: StreamOutcome): R | undefined };
+  /**
+   * Set for the operations the stream carries, when batching is on: its
+   * kind, what the caller gets from its result, and what to do with a result
+   * that comes after the caller gave up.
+   */
+  stream?: { kind: StreamOperationKind; result(outcome: StreamOutcome): R | undefined; abandoned?: (outcome: StreamOutcome) => void };
   /** How long the server may hold the call beyond its deadline's usual timeout: a lookup's wait for a lease's fill. */
   waitMs?: number;
 }
@@ -228,11 +232,16 @@ export class CacheClient implements BaseCache {
     if (!fields.lease) {
       return { method, request, decode: decodeLookupResponse, stream: { kind: "lookup", result: (outcome) => (outcome.kind === "lookup" ? outcome.generations : undefined) } };
     }
+    // A lookup given up while it waited may still be granted a lease: give it back, so that the next waiter need not wait it out.
+    const abandoned = (outcome: StreamOutcome) => {
+      if (outcome.kind !== "lookup" || !outcome.lease || this.#closed) return;
+      this.areleaseLease(prompt, llmString, outcome.lease.token, { namespace: fields.namespace }).catch(() => {});
+    };
     return {
       method,
       request,
       decode: decodeLeasedLookupResponse,
-      stream: { kind: "lookup", result: lookupResult },
+      stream: { kind: "lookup", result: lookupResult, abandoned },
       waitMs: fields.lease.waitMs,
     };
   }
@@ -307,7 +316,7 @@ export class CacheClient implements BaseCache {
     const { method, request, decode, stream, waitMs = 0 } = operation();
     const timeoutMs = this.#timeout(options) + waitMs;
     if (this.#stream && stream && request.length < MAX_STREAM_MESSAGE_BYTES) {
-      const outcome = await this.#stream.submit(stream.kind, method.name, request, timeoutMs, options.signal);
+      const outcome = await this.#stream.submit(stream.kind, method.name, request, timeoutMs, options.signal, stream.abandoned);
       if (outcome.kind === "error") throw callFailure(method.name, outcome.code, outcome.message, outcome.reason);
       const result = stream.result(outcome);
       if (result === undefined) throw callFailure(method.name, status.INTERNAL, `the server answered a ${stream.kind} with ${outcome.kind}`);

@@ -6,7 +6,7 @@ import { callFailure } from "../rpc/unary-call.js";
 import { fieldSize, tag, varintSize, WIRE_LENGTH_DELIMITED, WIRE_VARINT, writeFieldHeader, writeVarint } from "../rpc/wire-writer.js";
 import { decodeStreamResponse, type StreamOutcome } from "./response-decoder.js";
 
-export type StreamOperationKind = "lookup" | "update" | "release";
+export type StreamOperationKind = "lookup" | "update" | "release" | "cancel";
 
 export interface BatchingOptions {
   /**
@@ -37,7 +37,9 @@ const KIND_TAGS: Record<StreamOperationKind, number> = {
   lookup: tag(StreamOperationSchema.field.lookup.number, WIRE_LENGTH_DELIMITED),
   update: tag(StreamOperationSchema.field.update.number, WIRE_LENGTH_DELIMITED),
   release: tag(StreamOperationSchema.field.releaseLease.number, WIRE_LENGTH_DELIMITED),
+  cancel: tag(StreamOperationSchema.field.cancel.number, WIRE_LENGTH_DELIMITED),
 };
+const NOTHING = new Uint8Array(0);
 
 interface Operation {
   id: number;
@@ -54,6 +56,8 @@ interface Operation {
   reject(error: Error): void;
   signal: AbortSignal | undefined;
   onAbort: (() => void) | undefined;
+  /** Told of a result that comes after the operation was given up (cancelled, or past its deadline). */
+  abandoned: ((outcome: StreamOutcome) => void) | undefined;
 }
 
 /**
@@ -70,6 +74,8 @@ export class OperationStream {
   #call: ClientDuplexStream<Buffer, Buffer> | undefined;
   /** Submitted and not yet settled, in submission order, whether sent or not. */
   readonly #operations = new Map<number, Operation>();
+  /** Sent, given up before their result came, and wanting to hear of it (see submit). */
+  readonly #abandoned = new Map<number, Operation>();
   #unsent: Operation[] = [];
   #flushScheduled = false;
   #lastId = 0;
@@ -85,12 +91,22 @@ export class OperationStream {
     this.#windowMs = options.windowMs ?? 0;
   }
 
+  /**
+   * Sends an operation; its promise settles with its result, or fails on
+   * cancellation, deadline or a broken stream. An operation with
+   * `abandoned` may wait on the server (a lookup that waits for a lease's
+   * fill): given up after it was sent, it is cancelled there too
+   * (CancelOperation), and `abandoned` hears of the result that may still
+   * come (a lease granted before the cancel arrived, which the caller had
+   * better release).
+   */
   submit(
     kind: StreamOperationKind,
     label: string,
     request: Uint8Array,
     timeoutMs: number,
     signal?: AbortSignal,
+    abandoned?: (outcome: StreamOutcome) => void,
   ): Promise<StreamOutcome> {
     return new Promise((resolve, reject) => {
       if (signal?.aborted) {
@@ -109,6 +125,7 @@ export class OperationStream {
         reject,
         signal,
         onAbort: undefined,
+        abandoned,
       };
       if (signal) {
         operation.onAbort = () => this.#settle(operation, callFailure(label, status.CANCELLED, "cancelled by the caller"));
@@ -132,7 +149,7 @@ export class OperationStream {
   #nextId(): number {
     // Ids are 32-bit and wrap; one still in flight is skipped.
     do this.#lastId = (this.#lastId + 1) >>> 0;
-    while (this.#lastId === 0 || this.#operations.has(this.#lastId));
+    while (this.#lastId === 0 || this.#operations.has(this.#lastId) || this.#abandoned.has(this.#lastId));
     return this.#lastId;
   }
 
@@ -187,6 +204,7 @@ export class OperationStream {
     for (const result of results) {
       const operation = this.#operations.get(result.id);
       if (operation?.sentOn === call) this.#settle(operation, result);
+      else this.#lateResult(call, result);
     }
     if (this.#operations.size === 0) this.#endWhenIdle(call);
   }
@@ -208,13 +226,31 @@ export class OperationStream {
    */
   #fail(call: ClientDuplexStream<Buffer, Buffer>, code: number, details: string): void {
     if (this.#call === call) this.#call = undefined;
+    for (const [id, operation] of this.#abandoned) if (operation.sentOn === call) this.#abandoned.delete(id);
     for (const operation of this.#operations.values()) {
       if (operation.sentOn === call) this.#settle(operation, callFailure(operation.label, code, details));
     }
   }
 
+  /** Tells the server to stop waiting for an operation this client gave up, and listens for its last word. */
+  #giveUp(operation: Operation, call: ClientDuplexStream<Buffer, Buffer>): void {
+    // A broken stream has no server side left to tell.
+    if (call !== this.#call) return;
+    this.#abandoned.set(operation.id, operation);
+    const cancel = { id: operation.id, kind: "cancel" as const, request: NOTHING };
+    call.write(encodeStreamRequest([cancel], operationSize(cancel)));
+  }
+
+  #lateResult(call: ClientDuplexStream<Buffer, Buffer>, result: StreamOutcome): void {
+    const operation = this.#abandoned.get(result.id);
+    if (operation?.sentOn !== call) return;
+    this.#abandoned.delete(result.id);
+    operation.abandoned!(result);
+  }
+
   #settle(operation: Operation, outcome: StreamOutcome | Error): void {
     this.#operations.delete(operation.id);
+    if (outcome instanceof Error && operation.sentOn && operation.abandoned) this.#giveUp(operation, operation.sentOn);
     if (operation.onAbort) operation.signal!.removeEventListener("abort", operation.onAbort);
     if (outcome instanceof Error) operation.reject(outcome);
     else operation.resolve(outcome);
@@ -255,16 +291,19 @@ export class OperationStream {
   }
 }
 
-function operationSize(operation: Operation): number {
+/** What the wire needs of an operation. */
+type Encodable = Pick<Operation, "id" | "kind" | "request">;
+
+function operationSize(operation: Encodable): number {
   return fieldSize(OPERATION_TAG, operationBodySize(operation));
 }
 
-function operationBodySize({ id, kind, request }: Operation): number {
+function operationBodySize({ id, kind, request }: Encodable): number {
   return varintSize(ID_TAG) + varintSize(id) + fieldSize(KIND_TAGS[kind], request.length);
 }
 
 /** A StreamRequest, written around the operations' already-encoded requests. */
-function encodeStreamRequest(operations: Operation[], size: number): Buffer {
+function encodeStreamRequest(operations: Encodable[], size: number): Buffer {
   const buffer = Buffer.allocUnsafe(size);
   let position = 0;
   for (const operation of operations) {

@@ -117,8 +117,8 @@ export function cacheServiceMethods(
     return undefined;
   }
 
-  /** A lookup that may take or wait for a lease: its answer now, or once its wait ends. */
-  function getOrLease(request: WireLookup, principal: Principal, call: CallScope): LookupAnswer | Promise<LookupAnswer> {
+  /** A lookup that may take or wait for a lease: its answer now, or once its wait ends (or `signal` stops it). */
+  function getOrLease(request: WireLookup, principal: Principal, call: CallScope, signal = call.signal): LookupAnswer | Promise<LookupAnswer> {
     const { namespace, prompt, llmString, leaseMs } = request;
     if (leaseMs > 0 && principal.canRead(namespace) && !principal.canWrite(namespace)) {
       throw denied(principal, "take a lease (which needs the right to write) in", namespace);
@@ -129,7 +129,7 @@ export function cacheServiceMethods(
     const outcome = leases.afterMiss(namespace, prompt, llmString, () => store.peek(namespace, prompt, llmString), {
       leaseMs,
       waitMs,
-      signal: waitMs > 0 ? call.signal : undefined,
+      signal: waitMs > 0 ? signal : undefined,
     });
     return outcome instanceof Promise ? outcome.then(answerOf) : answerOf(outcome);
   }
@@ -166,21 +166,49 @@ export function cacheServiceMethods(
     return answer;
   }
 
-  function lookupOne(request: WireLookup, principal: Principal, call: CallScope): LookupAnswer | Promise<LookupAnswer> {
-    const answer = getOrLease(request, principal, call);
+  function lookupOne(request: WireLookup, principal: Principal, call: CallScope, signal?: AbortSignal): LookupAnswer | Promise<LookupAnswer> {
+    const answer = getOrLease(request, principal, call, signal);
     return answer instanceof Promise ? answer.then(withinReplyLimit) : withinReplyLimit(answer);
   }
 
-  function execute(operation: WireOperation, principal: Principal, call: CallScope): WireResult | Promise<WireResult> {
+  /** A stream's lookup: one that may wait can be cancelled alone (CancelOperation), or with its stream. */
+  function lookupOnStream(id: number, request: WireLookup, principal: Principal, call: CallScope): LookupAnswer | Promise<LookupAnswer> {
+    if (request.waitMs === 0 || !call.waiting) return lookupOne(request, principal, call);
+    const own = new AbortController();
+    const stop = () => own.abort(call.signal.reason);
+    call.signal.addEventListener("abort", stop, { once: true });
+    const done = () => {
+      call.signal.removeEventListener("abort", stop);
+      if (call.waiting!.get(id) === own) call.waiting!.delete(id);
+    };
+    let answer: LookupAnswer | Promise<LookupAnswer>;
+    try {
+      answer = lookupOne(request, principal, call, own.signal);
+    } catch (error) {
+      done();
+      throw error;
+    }
+    if (!(answer instanceof Promise)) {
+      done();
+      return answer;
+    }
+    call.waiting.set(id, own);
+    return answer.finally(done);
+  }
+
+  function execute(operation: WireOperation, principal: Principal, call: CallScope): WireResult | Promise<WireResult> | undefined {
     const { id } = operation;
     const failed = (error: unknown): WireResult => ({ id, kind: "error", ...toFailure(streamPath, error, logFailure) });
     try {
       switch (operation.kind) {
         case "lookup": {
-          const answer = lookupOne(operation.lookup, principal, call);
+          const answer = lookupOnStream(id, operation.lookup, principal, call);
           const result = (found: LookupAnswer): WireResult => ({ id, kind: "lookup", ...found });
           return answer instanceof Promise ? answer.then(result, failed) : result(answer);
         }
+        case "cancel":
+          call.waiting?.get(id)?.abort(new CacheError("CANCELLED", `operation ${id} was cancelled by the client`));
+          return undefined;
         case "update":
           return { id, kind: "update", stored: set(operation.update, principal) };
         case "release":
@@ -247,6 +275,7 @@ export function cacheServiceMethods(
     const later: Promise<Buffer[]>[] = [];
     for (const operation of readStreamRequest(request, limits)) {
       const result = execute(operation, principal, call);
+      if (result === undefined) continue;
       if (result instanceof Promise) later.push(result.then((settled) => encodeStreamResponses([settled], limits.maxReplyBytes)));
       else now.push(result);
     }

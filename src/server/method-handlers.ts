@@ -16,14 +16,17 @@ interface ServerSurfaceCall {
 import { methodPath } from "../rpc/service-definition.js";
 import type { Authenticator } from "./auth/authenticator.js";
 import type { Principal } from "./auth/principal.js";
+import { CacheError } from "../rpc/errors.js";
 import { toStatus } from "./status.js";
 
 /** What a method may need of its call beyond the request: when it must answer by, and whether anyone still waits. */
 export interface CallScope {
   /** Milliseconds left before the call's deadline; Infinity when it has none. */
   remainingMs(): number;
-  /** Aborted when the caller cancels the call or goes away. */
+  /** Aborted, with a CacheError CANCELLED, when the caller cancels the call or goes away. */
   readonly signal: AbortSignal;
+  /** A stream's operations that wait now, by id, each with what cancels it alone (see CancelOperation). */
+  readonly waiting?: Map<number, AbortController>;
 }
 
 /** A unary method's work on its request message, for a caller with these rights: its reply, now or later. */
@@ -92,9 +95,11 @@ export function unaryHandler(method: DescMethod, implementation: MethodImplement
 class GrpcCallScope implements CallScope {
   readonly #call: ServerSurfaceCall;
   #controller: AbortController | undefined;
+  readonly waiting: Map<number, AbortController> | undefined;
 
-  constructor(call: ServerSurfaceCall) {
+  constructor(call: ServerSurfaceCall, stream = false) {
     this.#call = call;
+    this.waiting = stream ? new Map() : undefined;
   }
 
   remainingMs(): number {
@@ -108,8 +113,9 @@ class GrpcCallScope implements CallScope {
       const controller = (this.#controller = new AbortController());
       // Every lookup waiting on a stream listens to its signal; the lease table bounds how many.
       setMaxListeners(0, controller.signal);
-      if (this.#call.cancelled) controller.abort(new Error("the call was cancelled"));
-      else this.#call.once("cancelled", () => controller.abort(new Error("the call was cancelled")));
+      const cancelled = () => controller.abort(new CacheError("CANCELLED", "the call was cancelled"));
+      if (this.#call.cancelled) cancelled();
+      else this.#call.once("cancelled", cancelled);
     }
     return this.#controller.signal;
   }
@@ -158,7 +164,7 @@ export function streamHandler(method: DescMethod, implementation: StreamImplemen
         });
       }
     };
-    const scope = new GrpcCallScope(call);
+    const scope = new GrpcCallScope(call, true);
     const fail = (error: unknown) => {
       const failure = toStatus(path, error, context.observer.failed);
       end(failure.code);

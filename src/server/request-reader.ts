@@ -65,12 +65,21 @@ export type WireOperation =
   | { id: number; kind: "lookup"; lookup: WireLookup }
   | { id: number; kind: "update"; update: WireUpdate }
   | { id: number; kind: "release"; release: WireRelease }
+  /** Stop the waiting lookup with this id. */
+  | { id: number; kind: "cancel" }
   | { id: number; kind: "invalid"; problem: DecodeError | LimitExceededError };
 
 const LOOKUP = LookupRequestSchema.field;
 const UPDATE = UpdateRequestSchema.field;
 const OPERATION = StreamOperationSchema.field;
 const RELEASE = ReleaseLeaseRequestSchema.field;
+/** The members of StreamOperation's oneof, by field number. */
+const OPERATION_KINDS: Record<number, { kind: "lookup" | "update" | "release" | "cancel"; name: string }> = {
+  [OPERATION.lookup.number]: { kind: "lookup", name: "lookup" },
+  [OPERATION.update.number]: { kind: "update", name: "update" },
+  [OPERATION.releaseLease.number]: { kind: "release", name: "release_lease" },
+  [OPERATION.cancel.number]: { kind: "cancel", name: "cancel" },
+};
 const STORED_GENERATION_TAG = tag(LookupResponseSchema.field.generations.number, WIRE_LENGTH_DELIMITED);
 
 /**
@@ -124,15 +133,15 @@ export function readStreamRequest(bytes: Buffer, limits: RequestLimits): WireOpe
 function readOperation(bytes: Buffer, start: number, end: number, limits: RequestLimits): WireOperation {
   const reader = readerOf(bytes, start, end);
   let id = 0;
-  let body: { kind: "lookup" | "update" | "release"; start: number; end: number } | undefined;
+  let body: { kind: "lookup" | "update" | "release" | "cancel"; start: number; end: number } | undefined;
   while (reader.pos < end) {
     const [field, wireType] = reader.tag();
     if (field === OPERATION.id.number) {
       expectWireType(wireType, WireType.Varint, "id");
       id = reader.uint32();
-    } else if (field === OPERATION.lookup.number || field === OPERATION.update.number || field === OPERATION.releaseLease.number) {
-      const kind = field === OPERATION.lookup.number ? "lookup" : field === OPERATION.update.number ? "update" : "release";
-      expectWireType(wireType, WireType.LengthDelimited, kind === "release" ? "release_lease" : kind);
+    } else if (field in OPERATION_KINDS) {
+      const { kind, name } = OPERATION_KINDS[field]!;
+      expectWireType(wireType, WireType.LengthDelimited, name);
       const [bodyStart, bodyEnd] = lengthDelimited(reader);
       body = { kind, start: bodyStart, end: bodyEnd }; // a oneof: the last one wins
     } else {
@@ -140,7 +149,7 @@ function readOperation(bytes: Buffer, start: number, end: number, limits: Reques
     }
   }
   if (!body) {
-    return { id, kind: "invalid", problem: new DecodeError(`operation ${id} has no lookup, update or release_lease`) };
+    return { id, kind: "invalid", problem: new DecodeError(`operation ${id} has no lookup, update, release_lease or cancel`) };
   }
   try {
     switch (body.kind) {
@@ -150,6 +159,8 @@ function readOperation(bytes: Buffer, start: number, end: number, limits: Reques
         return { id, kind: "update", update: reading(UpdateRequestSchema.typeName, () => readUpdate(bytes, body.start, body.end, limits)) };
       case "release":
         return { id, kind: "release", release: reading(ReleaseLeaseRequestSchema.typeName, () => readRelease(bytes, body.start, body.end, limits)) };
+      case "cancel":
+        return { id, kind: "cancel" }; // CancelOperation has no fields: whatever it holds is unknown, and skipped
     }
   } catch (error) {
     if (error instanceof DecodeError || error instanceof LimitExceededError) return { id, kind: "invalid", problem: error };

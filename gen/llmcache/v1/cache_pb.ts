@@ -26,7 +26,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file llmcache/v1/cache.proto.
  */
 export const file_llmcache_v1_cache: GenFile = /*@__PURE__*/
-  fileDesc("ChdsbG1jYWNoZS92MS9jYWNoZS5wcm90bxILbGxtY2FjaGUudjEieQoNTG9va3VwUmVxdWVzdBIOCgZwcm9tcHQYASABKAkSEgoKbGxtX3N0cmluZxgCIAEoCRIRCgluYW1lc3BhY2UYAyABKAkSDgoGYnlwYXNzGAQgASgIEhAKCGxlYXNlX21zGAUgASgEEg8KB3dhaXRfbXMYBiABKAQibgoOTG9va3VwUmVzcG9uc2USCwoDaGl0GAEgASgIEiwKC2dlbmVyYXRpb25zGAIgAygLMhcubGxtY2FjaGUudjEuR2VuZXJhdGlvbhIhCgVsZWFzZRgDIAEoCzISLmxsbWNhY2hlLnYxLkxlYXNlIigKBUxlYXNlEg0KBXRva2VuGAEgASgJEhAKCGxlYXNlX21zGAIgASgEItoBCg1VcGRhdGVSZXF1ZXN0Eg4KBnByb21wdBgBIAEoCRISCgpsbG1fc3RyaW5nGAIgASgJEiwKC2dlbmVyYXRpb25zGAMgAygLMhcubGxtY2FjaGUudjEuR2VuZXJhdGlvbhIRCgluYW1lc3BhY2UYBCABKAkSDgoGdHRsX21zGAUgASgEEhUKDW5ldmVyX2V4cGlyZXMYBiABKAgSEAoIbm9fc3RvcmUYByABKAgSFgoOb25seV9pZl9hYnNlbnQYCCABKAgSEwoLbGVhc2VfdG9rZW4YCSABKAkiIAoOVXBkYXRlUmVzcG9uc2USDgoGc3RvcmVkGAEgASgIImEKE1JlbGVhc2VMZWFzZVJlcXVlc3QSDgoGcHJvbXB0GAEgASgJEhIKCmxsbV9zdHJpbmcYAiABKAkSEQoJbmFtZXNwYWNlGAMgASgJEhMKC2xlYXNlX3Rva2VuGAQgASgJIigKFFJlbGVhc2VMZWFzZVJlc3BvbnNlEhAKCHJlbGVhc2VkGAEgASgIIjkKDENsZWFyUmVxdWVzdBIRCgluYW1lc3BhY2UYASABKAkSFgoOYWxsX25hbWVzcGFjZXMYAiABKAgiDwoNQ2xlYXJSZXNwb25zZSJBChJCYXRjaExvb2t1cFJlcXVlc3QSKwoHbG9va3VwcxgBIAMoCzIaLmxsbWNhY2hlLnYxLkxvb2t1cFJlcXVlc3QiQwoTQmF0Y2hMb29rdXBSZXNwb25zZRIsCgdyZXN1bHRzGAEgAygLMhsubGxtY2FjaGUudjEuTG9va3VwUmVzcG9uc2UiQQoSQmF0Y2hVcGRhdGVSZXF1ZXN0EisKB3VwZGF0ZXMYASADKAsyGi5sbG1jYWNoZS52MS5VcGRhdGVSZXF1ZXN0IhUKE0JhdGNoVXBkYXRlUmVzcG9uc2UiQQoNU3RyZWFtUmVxdWVzdBIwCgpvcGVyYXRpb25zGAEgAygLMhwubGxtY2FjaGUudjEuU3RyZWFtT3BlcmF0aW9uIsEBCg9TdHJlYW1PcGVyYXRpb24SCgoCaWQYASABKA0SLAoGbG9va3VwGAIgASgLMhoubGxtY2FjaGUudjEuTG9va3VwUmVxdWVzdEgAEiwKBnVwZGF0ZRgDIAEoCzIaLmxsbWNhY2hlLnYxLlVwZGF0ZVJlcXVlc3RIABI5Cg1yZWxlYXNlX2xlYXNlGAQgASgLMiAubGxtY2FjaGUudjEuUmVsZWFzZUxlYXNlUmVxdWVzdEgAQgsKCW9wZXJhdGlvbiI8Cg5TdHJlYW1SZXNwb25zZRIqCgdyZXN1bHRzGAEgAygLMhkubGxtY2FjaGUudjEuU3RyZWFtUmVzdWx0IuwBCgxTdHJlYW1SZXN1bHQSCgoCaWQYASABKA0SLQoGbG9va3VwGAIgASgLMhsubGxtY2FjaGUudjEuTG9va3VwUmVzcG9uc2VIABItCgZ1cGRhdGUYAyABKAsyGy5sbG1jYWNoZS52MS5VcGRhdGVSZXNwb25zZUgAEiwKBWVycm9yGAQgASgLMhsubGxtY2FjaGUudjEuT3BlcmF0aW9uRXJyb3JIABI6Cg1yZWxlYXNlX2xlYXNlGAUgASgLMiEubGxtY2FjaGUudjEuUmVsZWFzZUxlYXNlUmVzcG9uc2VIAEIICgZyZXN1bHQiPwoOT3BlcmF0aW9uRXJyb3ISDAoEY29kZRgBIAEoBRIPCgdtZXNzYWdlGAIgASgJEg4KBnJlYXNvbhgDIAEoCSIOCgxTdGF0c1JlcXVlc3Qi4gEKDVN0YXRzUmVzcG9uc2USJgoFdG90YWwYASABKAsyFy5sbG1jYWNoZS52MS5DYWNoZVN0YXRzEj4KCm5hbWVzcGFjZXMYAiADKAsyKi5sbG1jYWNoZS52MS5TdGF0c1Jlc3BvbnNlLk5hbWVzcGFjZXNFbnRyeRIdChVuYW1lc3BhY2VzX25vdF9saXN0ZWQYAyABKAQaSgoPTmFtZXNwYWNlc0VudHJ5EgsKA2tleRgBIAEoCRImCgV2YWx1ZRgCIAEoCzIXLmxsbWNhY2hlLnYxLkNhY2hlU3RhdHM6AjgBIvQBCgpDYWNoZVN0YXRzEg8KB2VudHJpZXMYASABKAQSDQoFYnl0ZXMYAiABKAQSDAoEaGl0cxgDIAEoBBIOCgZtaXNzZXMYBCABKAQSEAoIYnlwYXNzZXMYBSABKAQSEQoJaGl0X3JhdGlvGAYgASgBEikKCWV2aWN0aW9ucxgHIAEoCzIWLmxsbWNhY2hlLnYxLkV2aWN0aW9ucxITCgtleHBpcmF0aW9ucxgIIAEoBBIaChJ1cGRhdGVzX25vdF9zdG9yZWQYCSABKAQSJwoGbGVhc2VzGAogASgLMhcubGxtY2FjaGUudjEuTGVhc2VTdGF0cyKcAQoKTGVhc2VTdGF0cxIPCgdncmFudGVkGAEgASgEEg4KBmZpbGxlZBgCIAEoBBIUCgx3YWl0c19zZXJ2ZWQYAyABKAQSFwoPd2FpdHNfdGltZWRfb3V0GAQgASgEEg8KB2V4cGlyZWQYBSABKAQSEAoIcmVsZWFzZWQYBiABKAQSGwoTc3RhbGVfZmlsbHNfcmVmdXNlZBgHIAEoBCI1CglFdmljdGlvbnMSDAoEc2l6ZRgBIAEoBBINCgVieXRlcxgCIAEoBBILCgN0dGwYAyABKAQidwoKR2VuZXJhdGlvbhIMCgR0ZXh0GAEgASgJEjAKD2dlbmVyYXRpb25faW5mbxgCIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSKQoHbWVzc2FnZRgDIAEoCzIYLmxsbWNhY2hlLnYxLkNoYXRNZXNzYWdlIokFCgtDaGF0TWVzc2FnZRIMCgR0eXBlGAEgASgJEg4KBHRleHQYAiABKAlIABIsCgZibG9ja3MYAyABKAsyGi5nb29nbGUucHJvdG9idWYuTGlzdFZhbHVlSAASMgoRYWRkaXRpb25hbF9rd2FyZ3MYBCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EjIKEXJlc3BvbnNlX21ldGFkYXRhGAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIpCgp0b29sX2NhbGxzGAYgAygLMhUubGxtY2FjaGUudjEuVG9vbENhbGwSOAoSaW52YWxpZF90b29sX2NhbGxzGAcgAygLMhwubGxtY2FjaGUudjEuSW52YWxpZFRvb2xDYWxsEjIKDnVzYWdlX21ldGFkYXRhGAggASgLMhoubGxtY2FjaGUudjEuVXNhZ2VNZXRhZGF0YRIPCgJpZBgJIAEoCUgBiAEBEhEKBG5hbWUYCiABKAlIAogBARIZCgx0b29sX2NhbGxfaWQYCyABKAlIA4gBARIRCgRyb2xlGAwgASgJSASIAQESEwoGc3RhdHVzGA0gASgJSAWIAQESKAoIYXJ0aWZhY3QYDiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSNAoQdG9vbF9jYWxsX2NodW5rcxgPIAMoCzIaLmxsbWNhY2hlLnYxLlRvb2xDYWxsQ2h1bmsSJgoFZXh0cmEYECABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0QgkKB2NvbnRlbnRCBQoDX2lkQgcKBV9uYW1lQg8KDV90b29sX2NhbGxfaWRCBwoFX3JvbGVCCQoHX3N0YXR1cyJzCghUb29sQ2FsbBIMCgRuYW1lGAEgASgJEiUKBGFyZ3MYAiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Eg8KAmlkGAMgASgJSACIAQESEQoEdHlwZRgEIAEoCUgBiAEBQgUKA19pZEIHCgVfdHlwZSKbAQoPSW52YWxpZFRvb2xDYWxsEhEKBG5hbWUYASABKAlIAIgBARIRCgRhcmdzGAIgASgJSAGIAQESDwoCaWQYAyABKAlIAogBARISCgVlcnJvchgEIAEoCUgDiAEBEhEKBHR5cGUYBSABKAlIBIgBAUIHCgVfbmFtZUIHCgVfYXJnc0IFCgNfaWRCCAoGX2Vycm9yQgcKBV90eXBlIpkBCg1Ub29sQ2FsbENodW5rEhEKBG5hbWUYASABKAlIAIgBARIRCgRhcmdzGAIgASgJSAGIAQESDwoCaWQYAyABKAlIAogBARISCgVpbmRleBgEIAEoA0gDiAEBEhEKBHR5cGUYBSABKAlIBIgBAUIHCgVfbmFtZUIHCgVfYXJnc0IFCgNfaWRCCAoGX2luZGV4QgcKBV90eXBlIr8BCg1Vc2FnZU1ldGFkYXRhEhQKDGlucHV0X3Rva2VucxgBIAEoAxIVCg1vdXRwdXRfdG9rZW5zGAIgASgDEhQKDHRvdGFsX3Rva2VucxgDIAEoAxI0ChNpbnB1dF90b2tlbl9kZXRhaWxzGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBI1ChRvdXRwdXRfdG9rZW5fZGV0YWlscxgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3Qy1AQKDENhY2hlU2VydmljZRJBCgZMb29rdXASGi5sbG1jYWNoZS52MS5Mb29rdXBSZXF1ZXN0GhsubGxtY2FjaGUudjEuTG9va3VwUmVzcG9uc2USQQoGVXBkYXRlEhoubGxtY2FjaGUudjEuVXBkYXRlUmVxdWVzdBobLmxsbWNhY2hlLnYxLlVwZGF0ZVJlc3BvbnNlEj4KBUNsZWFyEhkubGxtY2FjaGUudjEuQ2xlYXJSZXF1ZXN0GhoubGxtY2FjaGUudjEuQ2xlYXJSZXNwb25zZRJQCgtCYXRjaExvb2t1cBIfLmxsbWNhY2hlLnYxLkJhdGNoTG9va3VwUmVxdWVzdBogLmxsbWNhY2hlLnYxLkJhdGNoTG9va3VwUmVzcG9uc2USUAoLQmF0Y2hVcGRhdGUSHy5sbG1jYWNoZS52MS5CYXRjaFVwZGF0ZVJlcXVlc3QaIC5sbG1jYWNoZS52MS5CYXRjaFVwZGF0ZVJlc3BvbnNlEkUKBlN0cmVhbRIaLmxsbWNhY2hlLnYxLlN0cmVhbVJlcXVlc3QaGy5sbG1jYWNoZS52MS5TdHJlYW1SZXNwb25zZSgBMAESPgoFU3RhdHMSGS5sbG1jYWNoZS52MS5TdGF0c1JlcXVlc3QaGi5sbG1jYWNoZS52MS5TdGF0c1Jlc3BvbnNlElMKDFJlbGVhc2VMZWFzZRIgLmxsbWNhY2hlLnYxLlJlbGVhc2VMZWFzZVJlcXVlc3QaIS5sbG1jYWNoZS52MS5SZWxlYXNlTGVhc2VSZXNwb25zZUJVCg9kZXYubGxtY2FjaGUudjFCCkNhY2hlUHJvdG9QAVombGxtY2FjaGUuZGV2L2dvL2xsbWNhY2hlL3YxO2xsbWNhY2hldjGqAgtMbG1jYWNoZS5WMWIGcHJvdG8z", [file_google_protobuf_struct]);
+  fileDesc("ChdsbG1jYWNoZS92MS9jYWNoZS5wcm90bxILbGxtY2FjaGUudjEieQoNTG9va3VwUmVxdWVzdBIOCgZwcm9tcHQYASABKAkSEgoKbGxtX3N0cmluZxgCIAEoCRIRCgluYW1lc3BhY2UYAyABKAkSDgoGYnlwYXNzGAQgASgIEhAKCGxlYXNlX21zGAUgASgEEg8KB3dhaXRfbXMYBiABKAQibgoOTG9va3VwUmVzcG9uc2USCwoDaGl0GAEgASgIEiwKC2dlbmVyYXRpb25zGAIgAygLMhcubGxtY2FjaGUudjEuR2VuZXJhdGlvbhIhCgVsZWFzZRgDIAEoCzISLmxsbWNhY2hlLnYxLkxlYXNlIigKBUxlYXNlEg0KBXRva2VuGAEgASgJEhAKCGxlYXNlX21zGAIgASgEItoBCg1VcGRhdGVSZXF1ZXN0Eg4KBnByb21wdBgBIAEoCRISCgpsbG1fc3RyaW5nGAIgASgJEiwKC2dlbmVyYXRpb25zGAMgAygLMhcubGxtY2FjaGUudjEuR2VuZXJhdGlvbhIRCgluYW1lc3BhY2UYBCABKAkSDgoGdHRsX21zGAUgASgEEhUKDW5ldmVyX2V4cGlyZXMYBiABKAgSEAoIbm9fc3RvcmUYByABKAgSFgoOb25seV9pZl9hYnNlbnQYCCABKAgSEwoLbGVhc2VfdG9rZW4YCSABKAkiIAoOVXBkYXRlUmVzcG9uc2USDgoGc3RvcmVkGAEgASgIImEKE1JlbGVhc2VMZWFzZVJlcXVlc3QSDgoGcHJvbXB0GAEgASgJEhIKCmxsbV9zdHJpbmcYAiABKAkSEQoJbmFtZXNwYWNlGAMgASgJEhMKC2xlYXNlX3Rva2VuGAQgASgJIigKFFJlbGVhc2VMZWFzZVJlc3BvbnNlEhAKCHJlbGVhc2VkGAEgASgIIjkKDENsZWFyUmVxdWVzdBIRCgluYW1lc3BhY2UYASABKAkSFgoOYWxsX25hbWVzcGFjZXMYAiABKAgiDwoNQ2xlYXJSZXNwb25zZSJBChJCYXRjaExvb2t1cFJlcXVlc3QSKwoHbG9va3VwcxgBIAMoCzIaLmxsbWNhY2hlLnYxLkxvb2t1cFJlcXVlc3QiQwoTQmF0Y2hMb29rdXBSZXNwb25zZRIsCgdyZXN1bHRzGAEgAygLMhsubGxtY2FjaGUudjEuTG9va3VwUmVzcG9uc2UiQQoSQmF0Y2hVcGRhdGVSZXF1ZXN0EisKB3VwZGF0ZXMYASADKAsyGi5sbG1jYWNoZS52MS5VcGRhdGVSZXF1ZXN0IhUKE0JhdGNoVXBkYXRlUmVzcG9uc2UiQQoNU3RyZWFtUmVxdWVzdBIwCgpvcGVyYXRpb25zGAEgAygLMhwubGxtY2FjaGUudjEuU3RyZWFtT3BlcmF0aW9uIvEBCg9TdHJlYW1PcGVyYXRpb24SCgoCaWQYASABKA0SLAoGbG9va3VwGAIgASgLMhoubGxtY2FjaGUudjEuTG9va3VwUmVxdWVzdEgAEiwKBnVwZGF0ZRgDIAEoCzIaLmxsbWNhY2hlLnYxLlVwZGF0ZVJlcXVlc3RIABI5Cg1yZWxlYXNlX2xlYXNlGAQgASgLMiAubGxtY2FjaGUudjEuUmVsZWFzZUxlYXNlUmVxdWVzdEgAEi4KBmNhbmNlbBgFIAEoCzIcLmxsbWNhY2hlLnYxLkNhbmNlbE9wZXJhdGlvbkgAQgsKCW9wZXJhdGlvbiIRCg9DYW5jZWxPcGVyYXRpb24iPAoOU3RyZWFtUmVzcG9uc2USKgoHcmVzdWx0cxgBIAMoCzIZLmxsbWNhY2hlLnYxLlN0cmVhbVJlc3VsdCLsAQoMU3RyZWFtUmVzdWx0EgoKAmlkGAEgASgNEi0KBmxvb2t1cBgCIAEoCzIbLmxsbWNhY2hlLnYxLkxvb2t1cFJlc3BvbnNlSAASLQoGdXBkYXRlGAMgASgLMhsubGxtY2FjaGUudjEuVXBkYXRlUmVzcG9uc2VIABIsCgVlcnJvchgEIAEoCzIbLmxsbWNhY2hlLnYxLk9wZXJhdGlvbkVycm9ySAASOgoNcmVsZWFzZV9sZWFzZRgFIAEoCzIhLmxsbWNhY2hlLnYxLlJlbGVhc2VMZWFzZVJlc3BvbnNlSABCCAoGcmVzdWx0Ij8KDk9wZXJhdGlvbkVycm9yEgwKBGNvZGUYASABKAUSDwoHbWVzc2FnZRgCIAEoCRIOCgZyZWFzb24YAyABKAkiDgoMU3RhdHNSZXF1ZXN0IuIBCg1TdGF0c1Jlc3BvbnNlEiYKBXRvdGFsGAEgASgLMhcubGxtY2FjaGUudjEuQ2FjaGVTdGF0cxI+CgpuYW1lc3BhY2VzGAIgAygLMioubGxtY2FjaGUudjEuU3RhdHNSZXNwb25zZS5OYW1lc3BhY2VzRW50cnkSHQoVbmFtZXNwYWNlc19ub3RfbGlzdGVkGAMgASgEGkoKD05hbWVzcGFjZXNFbnRyeRILCgNrZXkYASABKAkSJgoFdmFsdWUYAiABKAsyFy5sbG1jYWNoZS52MS5DYWNoZVN0YXRzOgI4ASL0AQoKQ2FjaGVTdGF0cxIPCgdlbnRyaWVzGAEgASgEEg0KBWJ5dGVzGAIgASgEEgwKBGhpdHMYAyABKAQSDgoGbWlzc2VzGAQgASgEEhAKCGJ5cGFzc2VzGAUgASgEEhEKCWhpdF9yYXRpbxgGIAEoARIpCglldmljdGlvbnMYByABKAsyFi5sbG1jYWNoZS52MS5FdmljdGlvbnMSEwoLZXhwaXJhdGlvbnMYCCABKAQSGgoSdXBkYXRlc19ub3Rfc3RvcmVkGAkgASgEEicKBmxlYXNlcxgKIAEoCzIXLmxsbWNhY2hlLnYxLkxlYXNlU3RhdHMinAEKCkxlYXNlU3RhdHMSDwoHZ3JhbnRlZBgBIAEoBBIOCgZmaWxsZWQYAiABKAQSFAoMd2FpdHNfc2VydmVkGAMgASgEEhcKD3dhaXRzX3RpbWVkX291dBgEIAEoBBIPCgdleHBpcmVkGAUgASgEEhAKCHJlbGVhc2VkGAYgASgEEhsKE3N0YWxlX2ZpbGxzX3JlZnVzZWQYByABKAQiNQoJRXZpY3Rpb25zEgwKBHNpemUYASABKAQSDQoFYnl0ZXMYAiABKAQSCwoDdHRsGAMgASgEIncKCkdlbmVyYXRpb24SDAoEdGV4dBgBIAEoCRIwCg9nZW5lcmF0aW9uX2luZm8YAiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EikKB21lc3NhZ2UYAyABKAsyGC5sbG1jYWNoZS52MS5DaGF0TWVzc2FnZSKJBQoLQ2hhdE1lc3NhZ2USDAoEdHlwZRgBIAEoCRIOCgR0ZXh0GAIgASgJSAASLAoGYmxvY2tzGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLkxpc3RWYWx1ZUgAEjIKEWFkZGl0aW9uYWxfa3dhcmdzGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIyChFyZXNwb25zZV9tZXRhZGF0YRgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSKQoKdG9vbF9jYWxscxgGIAMoCzIVLmxsbWNhY2hlLnYxLlRvb2xDYWxsEjgKEmludmFsaWRfdG9vbF9jYWxscxgHIAMoCzIcLmxsbWNhY2hlLnYxLkludmFsaWRUb29sQ2FsbBIyCg51c2FnZV9tZXRhZGF0YRgIIAEoCzIaLmxsbWNhY2hlLnYxLlVzYWdlTWV0YWRhdGESDwoCaWQYCSABKAlIAYgBARIRCgRuYW1lGAogASgJSAKIAQESGQoMdG9vbF9jYWxsX2lkGAsgASgJSAOIAQESEQoEcm9sZRgMIAEoCUgEiAEBEhMKBnN0YXR1cxgNIAEoCUgFiAEBEigKCGFydGlmYWN0GA4gASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEjQKEHRvb2xfY2FsbF9jaHVua3MYDyADKAsyGi5sbG1jYWNoZS52MS5Ub29sQ2FsbENodW5rEiYKBWV4dHJhGBAgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdEIJCgdjb250ZW50QgUKA19pZEIHCgVfbmFtZUIPCg1fdG9vbF9jYWxsX2lkQgcKBV9yb2xlQgkKB19zdGF0dXMicwoIVG9vbENhbGwSDAoEbmFtZRgBIAEoCRIlCgRhcmdzGAIgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIPCgJpZBgDIAEoCUgAiAEBEhEKBHR5cGUYBCABKAlIAYgBAUIFCgNfaWRCBwoFX3R5cGUimwEKD0ludmFsaWRUb29sQ2FsbBIRCgRuYW1lGAEgASgJSACIAQESEQoEYXJncxgCIAEoCUgBiAEBEg8KAmlkGAMgASgJSAKIAQESEgoFZXJyb3IYBCABKAlIA4gBARIRCgR0eXBlGAUgASgJSASIAQFCBwoFX25hbWVCBwoFX2FyZ3NCBQoDX2lkQggKBl9lcnJvckIHCgVfdHlwZSKZAQoNVG9vbENhbGxDaHVuaxIRCgRuYW1lGAEgASgJSACIAQESEQoEYXJncxgCIAEoCUgBiAEBEg8KAmlkGAMgASgJSAKIAQESEgoFaW5kZXgYBCABKANIA4gBARIRCgR0eXBlGAUgASgJSASIAQFCBwoFX25hbWVCBwoFX2FyZ3NCBQoDX2lkQggKBl9pbmRleEIHCgVfdHlwZSK/AQoNVXNhZ2VNZXRhZGF0YRIUCgxpbnB1dF90b2tlbnMYASABKAMSFQoNb3V0cHV0X3Rva2VucxgCIAEoAxIUCgx0b3RhbF90b2tlbnMYAyABKAMSNAoTaW5wdXRfdG9rZW5fZGV0YWlscxgEIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSNQoUb3V0cHV0X3Rva2VuX2RldGFpbHMYBSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0MtQECgxDYWNoZVNlcnZpY2USQQoGTG9va3VwEhoubGxtY2FjaGUudjEuTG9va3VwUmVxdWVzdBobLmxsbWNhY2hlLnYxLkxvb2t1cFJlc3BvbnNlEkEKBlVwZGF0ZRIaLmxsbWNhY2hlLnYxLlVwZGF0ZVJlcXVlc3QaGy5sbG1jYWNoZS52MS5VcGRhdGVSZXNwb25zZRI+CgVDbGVhchIZLmxsbWNhY2hlLnYxLkNsZWFyUmVxdWVzdBoaLmxsbWNhY2hlLnYxLkNsZWFyUmVzcG9uc2USUAoLQmF0Y2hMb29rdXASHy5sbG1jYWNoZS52MS5CYXRjaExvb2t1cFJlcXVlc3QaIC5sbG1jYWNoZS52MS5CYXRjaExvb2t1cFJlc3BvbnNlElAKC0JhdGNoVXBkYXRlEh8ubGxtY2FjaGUudjEuQmF0Y2hVcGRhdGVSZXF1ZXN0GiAubGxtY2FjaGUudjEuQmF0Y2hVcGRhdGVSZXNwb25zZRJFCgZTdHJlYW0SGi5sbG1jYWNoZS52MS5TdHJlYW1SZXF1ZXN0GhsubGxtY2FjaGUudjEuU3RyZWFtUmVzcG9uc2UoATABEj4KBVN0YXRzEhkubGxtY2FjaGUudjEuU3RhdHNSZXF1ZXN0GhoubGxtY2FjaGUudjEuU3RhdHNSZXNwb25zZRJTCgxSZWxlYXNlTGVhc2USIC5sbG1jYWNoZS52MS5SZWxlYXNlTGVhc2VSZXF1ZXN0GiEubGxtY2FjaGUudjEuUmVsZWFzZUxlYXNlUmVzcG9uc2VCVQoPZGV2LmxsbWNhY2hlLnYxQgpDYWNoZVByb3RvUAFaJmxsbWNhY2hlLmRldi9nby9sbG1jYWNoZS92MTtsbG1jYWNoZXYxqgILTGxtY2FjaGUuVjFiBnByb3RvMw", [file_google_protobuf_struct]);
 
 /**
  * @generated from message llmcache.v1.LookupRequest
@@ -455,6 +455,17 @@ export type StreamOperation = Message<"llmcache.v1.StreamOperation"> & {
      */
     value: ReleaseLeaseRequest;
     case: "releaseLease";
+  } | {
+    /**
+     * Stop the operation with this id, if it still waits for a lease's
+     * fill: its result is then an OperationError with code CANCELLED. The
+     * cancel itself has no result. Nothing else can be cancelled (the
+     * others are answered as they arrive).
+     *
+     * @generated from field: llmcache.v1.CancelOperation cancel = 5;
+     */
+    value: CancelOperation;
+    case: "cancel";
   } | { case: undefined; value?: undefined };
 };
 
@@ -464,6 +475,19 @@ export type StreamOperation = Message<"llmcache.v1.StreamOperation"> & {
  */
 export const StreamOperationSchema: GenMessage<StreamOperation> = /*@__PURE__*/
   messageDesc(file_llmcache_v1_cache, 14);
+
+/**
+ * @generated from message llmcache.v1.CancelOperation
+ */
+export type CancelOperation = Message<"llmcache.v1.CancelOperation"> & {
+};
+
+/**
+ * Describes the message llmcache.v1.CancelOperation.
+ * Use `create(CancelOperationSchema)` to create a new message.
+ */
+export const CancelOperationSchema: GenMessage<CancelOperation> = /*@__PURE__*/
+  messageDesc(file_llmcache_v1_cache, 15);
 
 /**
  * @generated from message llmcache.v1.StreamResponse
@@ -480,7 +504,7 @@ export type StreamResponse = Message<"llmcache.v1.StreamResponse"> & {
  * Use `create(StreamResponseSchema)` to create a new message.
  */
 export const StreamResponseSchema: GenMessage<StreamResponse> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 15);
+  messageDesc(file_llmcache_v1_cache, 16);
 
 /**
  * @generated from message llmcache.v1.StreamResult
@@ -530,7 +554,7 @@ export type StreamResult = Message<"llmcache.v1.StreamResult"> & {
  * Use `create(StreamResultSchema)` to create a new message.
  */
 export const StreamResultSchema: GenMessage<StreamResult> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 16);
+  messageDesc(file_llmcache_v1_cache, 17);
 
 /**
  * Why one operation failed: a gRPC status code (google.rpc.Code) and a
@@ -565,7 +589,7 @@ export type OperationError = Message<"llmcache.v1.OperationError"> & {
  * Use `create(OperationErrorSchema)` to create a new message.
  */
 export const OperationErrorSchema: GenMessage<OperationError> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 17);
+  messageDesc(file_llmcache_v1_cache, 18);
 
 /**
  * @generated from message llmcache.v1.StatsRequest
@@ -578,7 +602,7 @@ export type StatsRequest = Message<"llmcache.v1.StatsRequest"> & {
  * Use `create(StatsRequestSchema)` to create a new message.
  */
 export const StatsRequestSchema: GenMessage<StatsRequest> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 18);
+  messageDesc(file_llmcache_v1_cache, 19);
 
 /**
  * @generated from message llmcache.v1.StatsResponse
@@ -614,7 +638,7 @@ export type StatsResponse = Message<"llmcache.v1.StatsResponse"> & {
  * Use `create(StatsResponseSchema)` to create a new message.
  */
 export const StatsResponseSchema: GenMessage<StatsResponse> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 19);
+  messageDesc(file_llmcache_v1_cache, 20);
 
 /**
  * @generated from message llmcache.v1.CacheStats
@@ -694,7 +718,7 @@ export type CacheStats = Message<"llmcache.v1.CacheStats"> & {
  * Use `create(CacheStatsSchema)` to create a new message.
  */
 export const CacheStatsSchema: GenMessage<CacheStats> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 20);
+  messageDesc(file_llmcache_v1_cache, 21);
 
 /**
  * @generated from message llmcache.v1.LeaseStats
@@ -755,7 +779,7 @@ export type LeaseStats = Message<"llmcache.v1.LeaseStats"> & {
  * Use `create(LeaseStatsSchema)` to create a new message.
  */
 export const LeaseStatsSchema: GenMessage<LeaseStats> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 21);
+  messageDesc(file_llmcache_v1_cache, 22);
 
 /**
  * Entries removed to make room or because they expired, by cause.
@@ -791,7 +815,7 @@ export type Evictions = Message<"llmcache.v1.Evictions"> & {
  * Use `create(EvictionsSchema)` to create a new message.
  */
 export const EvictionsSchema: GenMessage<Evictions> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 22);
+  messageDesc(file_llmcache_v1_cache, 23);
 
 /**
  * One output of a model: LangChain's Generation, or its ChatGeneration when
@@ -826,7 +850,7 @@ export type Generation = Message<"llmcache.v1.Generation"> & {
  * Use `create(GenerationSchema)` to create a new message.
  */
 export const GenerationSchema: GenMessage<Generation> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 23);
+  messageDesc(file_llmcache_v1_cache, 24);
 
 /**
  * A LangChain message (Python or JS): AIMessage, HumanMessage, SystemMessage,
@@ -949,7 +973,7 @@ export type ChatMessage = Message<"llmcache.v1.ChatMessage"> & {
  * Use `create(ChatMessageSchema)` to create a new message.
  */
 export const ChatMessageSchema: GenMessage<ChatMessage> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 24);
+  messageDesc(file_llmcache_v1_cache, 25);
 
 /**
  * @generated from message llmcache.v1.ToolCall
@@ -983,7 +1007,7 @@ export type ToolCall = Message<"llmcache.v1.ToolCall"> & {
  * Use `create(ToolCallSchema)` to create a new message.
  */
 export const ToolCallSchema: GenMessage<ToolCall> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 25);
+  messageDesc(file_llmcache_v1_cache, 26);
 
 /**
  * @generated from message llmcache.v1.InvalidToolCall
@@ -1024,7 +1048,7 @@ export type InvalidToolCall = Message<"llmcache.v1.InvalidToolCall"> & {
  * Use `create(InvalidToolCallSchema)` to create a new message.
  */
 export const InvalidToolCallSchema: GenMessage<InvalidToolCall> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 26);
+  messageDesc(file_llmcache_v1_cache, 27);
 
 /**
  * @generated from message llmcache.v1.ToolCallChunk
@@ -1063,7 +1087,7 @@ export type ToolCallChunk = Message<"llmcache.v1.ToolCallChunk"> & {
  * Use `create(ToolCallChunkSchema)` to create a new message.
  */
 export const ToolCallChunkSchema: GenMessage<ToolCallChunk> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 27);
+  messageDesc(file_llmcache_v1_cache, 28);
 
 /**
  * Token counts of one model call.
@@ -1106,7 +1130,7 @@ export type UsageMetadata = Message<"llmcache.v1.UsageMetadata"> & {
  * Use `create(UsageMetadataSchema)` to create a new message.
  */
 export const UsageMetadataSchema: GenMessage<UsageMetadata> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 28);
+  messageDesc(file_llmcache_v1_cache, 29);
 
 /**
  * CacheService is the remote twin of LangChain's InMemoryCache.

@@ -128,16 +128,22 @@ class StreamRequest(_message.Message):
     def __init__(self, operations: _Optional[_Iterable[_Union[StreamOperation, _Mapping]]] = ...) -> None: ...
 
 class StreamOperation(_message.Message):
-    __slots__ = ("id", "lookup", "update", "release_lease")
+    __slots__ = ("id", "lookup", "update", "release_lease", "cancel")
     ID_FIELD_NUMBER: _ClassVar[int]
     LOOKUP_FIELD_NUMBER: _ClassVar[int]
     UPDATE_FIELD_NUMBER: _ClassVar[int]
     RELEASE_LEASE_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_FIELD_NUMBER: _ClassVar[int]
     id: int
     lookup: LookupRequest
     update: UpdateRequest
     release_lease: ReleaseLeaseRequest
-    def __init__(self, id: _Optional[int] = ..., lookup: _Optional[_Union[LookupRequest, _Mapping]] = ..., update: _Optional[_Union[UpdateRequest, _Mapping]] = ..., release_lease: _Optional[_Union[ReleaseLeaseRequest, _Mapping]] = ...) -> None: ...
+    cancel: CancelOperation
+    def __init__(self, id: _Optional[int] = ..., lookup: _Optional[_Union[LookupRequest, _Mapping]] = ..., update: _Optional[_Union[UpdateRequest, _Mapping]] = ..., release_lease: _Optional[_Union[ReleaseLeaseRequest, _Mapping]] = ..., cancel: _Optional[_Union[CancelOperation, _Mapping]] = ...) -> None: ...
+
+class CancelOperation(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class StreamResponse(_message.Message):
     __slots__ = ("results",)
