@@ -63,7 +63,7 @@ describe("CacheClient auto-batching", function () {
   it("rejects only the caller whose operation the server refused", async () => {
     server = await startScriptedServer({
       answer: (operation) =>
-        operation.operation.value?.prompt === "refused"
+        operation.operation.case === "lookup" && operation.operation.value.prompt === "refused"
           ? { result: { id: operation.id, result: { case: "error", value: { code: status.RESOURCE_EXHAUSTED, message: "too big for this test" } } } }
           : undefined,
     });

@@ -125,7 +125,7 @@ describe("the client's hand-written codec", () => {
         }),
       );
       assert.deepEqual(decodeStreamResponse(Buffer.concat([Buffer.from(stream), unknownField])), [
-        { id: 3, kind: "lookup", generations: [{ text: "b" }] },
+        { id: 3, kind: "lookup", generations: [{ text: "b" }], lease: null },
         { id: 4, kind: "update", stored: true },
         { id: 5, kind: "error", code: 8, message: "too big", reason: "entry_too_large" },
         { id: 7, kind: "update", stored: false },
