@@ -28,6 +28,7 @@ from llmcache import (
     LeasedLookup,
     LeaseStats,
 )
+from llmcache._stream import OperationStream
 from llmcache.v1 import cache_pb2
 
 if TYPE_CHECKING:
@@ -72,13 +73,37 @@ def lease_stats(client: CacheClient, namespace: str) -> LeaseStats:
     return client.stats().namespaces[namespace].leases
 
 
-def calls(server: Server, method: str) -> dict[str, int]:
-    """llmcache_calls_total of the method, by code, from the server's metrics."""
+def metrics(server: Server) -> str:
+    """The server's metrics, in Prometheus's text format."""
     url = f"http://127.0.0.1:{server.metrics_port}/metrics"
     with urllib.request.urlopen(url, timeout=5) as response:
-        text = response.read().decode()
+        return str(response.read().decode())
+
+
+def calls(server: Server, method: str) -> dict[str, int]:
+    """llmcache_calls_total of the method, by code, from the server's metrics."""
     pattern = rf'^llmcache_calls_total{{method="{method}",code="(\w+)"}} (\d+)$'
-    return {code: int(count) for code, count in re.findall(pattern, text, re.MULTILINE)}
+    found = re.findall(pattern, metrics(server), re.MULTILINE)
+    return {code: int(count) for code, count in found}
+
+
+def lease_waiters(server: Server) -> int:
+    """llmcache_lease_waiters: the lookups waiting on the server now."""
+    found = re.search(r"^llmcache_lease_waiters (\d+)$", metrics(server), re.MULTILINE)
+    assert found is not None, "the server has no llmcache_lease_waiters gauge"
+    return int(found.group(1))
+
+
+async def waiters_become(server: Server, count: int, within: float) -> float:
+    """Waits until `count` lookups wait on the server; how long that took."""
+    start = time.monotonic()
+    while (waiting := await asyncio.to_thread(lease_waiters, server)) != count:
+        elapsed = time.monotonic() - start
+        assert elapsed < within, (
+            f"{waiting} waiters, not {count}, after {elapsed:.1f} s"
+        )
+        await asyncio.sleep(0.02)
+    return time.monotonic() - start
 
 
 def timed(function: Callable[[], Any]) -> Callable[[], tuple[Any, float]]:
@@ -687,17 +712,85 @@ async def test_a_waiting_lookup_on_the_stream_outlives_its_timeout(
     assert await aclient.alookup("q", "l", timeout=0.2) is None
 
 
-async def test_the_stream_releases_a_lease_granted_to_a_cancelled_lookup(
-    server: Server, namespace: str
+@pytest.mark.parametrize("how", ["task.cancel", "wait_for"])
+async def test_a_waiting_lookup_given_up_is_cancelled_on_the_server(
+    own_server: Server, namespace: str, how: str
 ) -> None:
+    async with (
+        CacheClient(own_server.address, namespace=namespace) as holder,
+        CacheClient(own_server.address, namespace=namespace) as client,
+    ):
+        lease = granted(await holder.alookup("p", "l", lease_ms=60_000))
+        lookup = client.alookup("p", "l", lease_ms=60_000, wait_ms=30_000)
+        if how == "task.cancel":
+            waiter = asyncio.create_task(lookup)
+            await waiters_become(own_server, 1, within=5)
+            waiter.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiter
+        else:
+            waiter = asyncio.create_task(asyncio.wait_for(lookup, 3))
+            await waiters_become(own_server, 1, within=2.5)
+            with pytest.raises(TimeoutError):
+                await waiter
+        # The stream tells the server, which stops the wait at once rather
+        # than at the end of its 30 s.
+        assert await waiters_become(own_server, 0, within=2) < 2
+        # Nobody waits for the pair now: the holder's release grants no one,
+        # and the next caller gets a lease at once.
+        assert await holder.arelease_lease("p", "l", lease.token) is True
+        granted(await client.alookup("p", "l", lease_ms=60_000, wait_ms=30_000))
+        stats = (await holder.astats()).namespaces[namespace].leases
+        assert (stats.granted, stats.released, stats.waits_served) == (2, 1, 0)
+    # All of it went on the stream, none as a unary call.
+    assert calls(own_server, "Lookup") == {}
+    assert calls(own_server, "Stream") == {"OK": 2}
+
+
+async def test_a_cancelled_waiter_frees_its_place_under_the_waiter_limit() -> None:
+    limited = start_server("--max-lease-waiters-per-pair", "1")
+    try:
+        async with (
+            CacheClient(limited.address) as holder,
+            CacheClient(limited.address) as client,
+        ):
+            lease = granted(await holder.alookup("p", "l", lease_ms=60_000))
+            first = asyncio.create_task(
+                client.alookup("p", "l", lease_ms=60_000, wait_ms=30_000)
+            )
+            await asyncio.sleep(WAIT_START)
+            with pytest.raises(CacheError, match="--max-lease-waiters-per-pair"):
+                await holder.alookup("p", "l", lease_ms=60_000, wait_ms=30_000)
+            first.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await first
+            # Sent on the same stream right after the cancel: it takes the
+            # place the cancelled one left instead of RESOURCE_EXHAUSTED.
+            second = asyncio.create_task(
+                client.alookup("p", "l", lease_ms=60_000, wait_ms=30_000)
+            )
+            await asyncio.sleep(WAIT_START)
+            assert not second.done(), second.exception()
+            await holder.aupdate("p", "l", PARIS, lease_token=lease.token)
+            assert await asyncio.wait_for(second, 5) == LeasedLookup(PARIS, None)
+    finally:
+        limited.stop()
+
+
+async def test_the_stream_releases_a_lease_granted_before_its_cancel_arrived(
+    server: Server, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The cancel is held back, as if it reached the server just after the
+    # holder's release had handed the given-up lookup the next lease.
+    monkeypatch.setattr(OperationStream, "_cancel", lambda _self, _operation: None)
     async with (
         CacheClient(server.address, namespace=namespace) as holder,
         CacheClient(server.address, namespace=namespace) as quitter,
         CacheClient(server.address, namespace=namespace) as patient,
     ):
         first = granted(await holder.alookup("p", "l", lease_ms=60_000))
-        # The server cannot know that this one was given up: it is the first
-        # waiter, and is granted the next lease.
+        # The server does not know that this one was given up: it is the
+        # first waiter, and is granted the next lease.
         gives_up = asyncio.create_task(
             quitter.alookup("p", "l", lease_ms=60_000, wait_ms=30_000)
         )

@@ -12,8 +12,11 @@ are converted by the same Call (see _calls) as a unary call's.
 A lookup that waits for another caller's fill (single flight) is answered
 when that fill lands, while the operations sent after it are answered as
 usual: results come out of order. A leased lookup that its caller gave up
-on (cancelled, or past its deadline) once sent may still be granted a
-lease: the stream releases it, so that the others waiting for the pair get
+on (cancelled, or past its deadline) once sent is cancelled on the server
+too (a CancelOperation naming it, on the same stream), so that it no
+longer waits there, holds a place under the waiter limits, or is handed
+the next lease. One granted a lease before its cancel arrived gets it
+still: the stream releases it, so that the others waiting for the pair get
 the next lease at once instead of when this one expires.
 """
 
@@ -71,6 +74,8 @@ _REQUEST_TAGS = {
     kind: _tag(_OPERATION[kind].number, _LENGTH_DELIMITED)
     for kind in ("lookup", "update", "release_lease")
 }
+# A CancelOperation, empty, after the id of the operation it cancels.
+_CANCEL = _tag(_OPERATION["cancel"].number, _LENGTH_DELIMITED) + b"\x00"
 
 
 def streams(call: Call[Any]) -> bool:
@@ -121,8 +126,10 @@ class OperationStream:
         self._pending: dict[int, _Operation] = {}
         self._unsent: deque[_Operation] = deque()
         # Leased lookups sent and given up on, whose results are still due:
-        # a lease one of them is granted is released.
+        # a lease one of them is granted is released. Those that may wait on
+        # the server are cancelled there: their cancels wait to be sent.
         self._abandoned: dict[int, _Operation] = {}
+        self._cancels: deque[_Operation] = deque()
         self._last_id = 0
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
@@ -131,13 +138,17 @@ class OperationStream:
     async def send(self, call: Call[R], timeout: float) -> R:
         """The call's result, sent on the stream with the others of this turn."""
         operation = self._submit(call, timeout)
+        future = operation.future
         try:
-            result = await operation.future
+            result = await future
         except asyncio.CancelledError:
             # Its result, if one comes, is dropped; unsent, it is not sent.
             if self._pending.get(operation.id) is operation:
                 del self._pending[operation.id]
                 self._abandon(operation)
+            elif call.leased and _succeeded(future):
+                # Cancelled as its result came: a lease it grants is let go.
+                self._release_granted(operation, future.result())
             raise
         return call.stream_result(result)
 
@@ -163,9 +174,24 @@ class OperationStream:
         return operation
 
     def _abandon(self, operation: _Operation) -> None:
-        """Remembers a leased lookup given up on after it was sent."""
+        """Remembers a leased lookup given up on after it was sent.
+
+        One that may wait on the server for a lease's fill is cancelled
+        there (the cancel goes out with the next message), and its result
+        then comes soon: CANCELLED, or the lease granted before the cancel
+        arrived.
+        """
         if operation.call.leased and operation.sent_on is not None:
             self._abandoned[operation.id] = operation
+            if operation.call.wait > 0:
+                self._cancel(operation)
+
+    def _cancel(self, operation: _Operation) -> None:
+        """Asks the server to stop an abandoned operation's wait."""
+        # A broken stream has no server side left to tell.
+        if operation.sent_on is self._call:
+            self._cancels.append(operation)
+            self._wake_writer()
 
     def _release_abandoned(self, operation: _Operation, token: str) -> None:
         """Releases the lease granted to a lookup whose caller gave up on it."""
@@ -235,9 +261,24 @@ class OperationStream:
             return  # the call failed: the reader reports it
 
     def _take(self, call: Any) -> bytes:
-        """The next StreamRequest of what waits to be sent, or b""."""
+        """The next StreamRequest of what waits to be sent, or b"".
+
+        Cancels go first: they free the server's places under its waiter
+        limits for the operations that follow.
+        """
         parts: list[bytes] = []
         size = count = 0
+        cancels = self._cancels
+        while cancels and count < MAX_OPERATIONS:
+            operation = cancels.popleft()
+            # Not once its result has come, or for an operation of another call.
+            if self._abandoned.get(operation.id) is operation and (
+                operation.sent_on is call
+            ):
+                body = _ID_TAG + _varint(operation.id) + _CANCEL
+                parts += (_OPERATIONS_TAG, _varint(len(body)), body)
+                size += 2 + len(body)
+                count += 1
         unsent = self._unsent
         while unsent and count < MAX_OPERATIONS:
             operation = unsent[0]
@@ -348,6 +389,7 @@ class OperationStream:
         for operation_id, abandoned in list(self._abandoned.items()):
             if abandoned.sent_on is call:
                 del self._abandoned[operation_id]
+        self._cancels = deque(op for op in self._cancels if op.sent_on is not call)
         for operation in list(self._pending.values()):
             if operation.sent_on is call or (self._closing and self._call is None):
                 del self._pending[operation.id]
@@ -383,6 +425,11 @@ class OperationStream:
                 following = min(following, operation.deadline)
         if following < math.inf:
             self._watch(following)
+
+
+def _succeeded(future: asyncio.Future[Any]) -> bool:
+    """Whether the future holds a result (not an error, not cancelled)."""
+    return future.done() and not future.cancelled() and future.exception() is None
 
 
 def _let_go(future: asyncio.Future[Any]) -> None:
