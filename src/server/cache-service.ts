@@ -270,18 +270,54 @@ export function cacheServiceMethods(
       );
     },
   };
+  const outboxes = new WeakMap<CallScope, Outbox>();
   const streamMessage: StreamImplementation = (request, principal, call) => {
     const now: WireResult[] = [];
     const later: Promise<Buffer[]>[] = [];
     for (const operation of readStreamRequest(request, limits)) {
       const result = execute(operation, principal, call);
       if (result === undefined) continue;
-      if (result instanceof Promise) later.push(result.then((settled) => encodeStreamResponses([settled], limits.maxReplyBytes)));
-      else now.push(result);
+      if (result instanceof Promise) {
+        let outbox = outboxes.get(call);
+        if (!outbox) outboxes.set(call, (outbox = new Outbox(limits.maxReplyBytes)));
+        later.push(result.then((settled) => outbox.send(settled)));
+      } else now.push(result);
     }
     return { now: now.length === 0 ? [] : encodeStreamResponses(now, limits.maxReplyBytes), later };
   };
   return { unary, stream: streamMessage };
+}
+
+/**
+ * A stream's results that come late (lookups that waited), gathered so that
+ * those ready at once travel together: a fill answers all its waiters in
+ * the same turn, and one message for them all costs the stream and the
+ * client one write and one read instead of one each.
+ */
+class Outbox {
+  readonly #maxBytes: number;
+  #results: WireResult[] = [];
+  #sent: Promise<Buffer[]> | undefined;
+
+  constructor(maxBytes: number) {
+    this.#maxBytes = maxBytes;
+  }
+
+  /** The messages to write for this result: all of this turn's for the first result of the turn, none for the others. */
+  send(result: WireResult): Promise<Buffer[]> {
+    this.#results.push(result);
+    if (this.#sent) return this.#sent.then(() => []);
+    this.#sent = new Promise((resolve) =>
+      // After every result ready in this turn has arrived: their promises settle in microtasks before it.
+      setImmediate(() => {
+        const results = this.#results;
+        this.#results = [];
+        this.#sent = undefined;
+        resolve(encodeStreamResponses(results, this.#maxBytes));
+      }),
+    );
+    return this.#sent;
+  }
 }
 
 function answerOf(outcome: LeasedLookup<string>): LookupAnswer {
