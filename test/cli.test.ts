@@ -51,6 +51,8 @@ describe("the llmcache command", function () {
       ["a namespace maxsize of 0", ["--namespace-limit", "a:maxsize=0"], {}, /^llmcache: invalid --namespace-limit a:maxsize "0": maxsize must be greater than 0/],
       ["a bad LLMCACHE_NAMESPACE_LIMITS", [], { LLMCACHE_NAMESPACE_LIMITS: "a:default-ttl=5;b:max-bytes=1KiB" }, /^llmcache: invalid LLMCACHE_NAMESPACE_LIMITS a:default-ttl "5": must be a duration/],
       ["--max-namespaces 0", ["--max-namespaces", "0"], {}, /^llmcache: invalid --max-namespaces "0": must be greater than 0/],
+      ["--max-lease-waiters 0", ["--max-lease-waiters", "0"], {}, /^llmcache: invalid --max-lease-waiters "0": must be greater than 0/],
+      ["LLMCACHE_MAX_LEASE_WAITERS_PER_PAIR that is not a number", [], { LLMCACHE_MAX_LEASE_WAITERS_PER_PAIR: "lots" }, /^llmcache: invalid LLMCACHE_MAX_LEASE_WAITERS_PER_PAIR "lots": must be an integer/],
       ["an --idle-timeout without a unit", ["--idle-timeout", "300"], {}, /^llmcache: invalid --idle-timeout "300": must be a duration with its unit/],
       ["a --handshake-timeout of 0", ["--handshake-timeout", "0s"], {}, /^llmcache: invalid --handshake-timeout "0s": must be at least 1ms/],
       ["a --max-reply-bytes that is not a size", ["--max-reply-bytes", "big"], {}, /^llmcache: invalid --max-reply-bytes "big": must be a size/],
@@ -101,7 +103,7 @@ describe("the llmcache command", function () {
       serve: [
         "host", "port", "maxsize", "max-bytes", "default-ttl", "policy", "namespace-limit", "tls-cert", "tls-key", "tls-client-ca",
         "insecure", "auth-file", "metrics-port", "log-level", "max-message-bytes", "max-prompt-bytes", "max-llm-string-bytes",
-        "max-namespace-bytes", "max-generations", "max-concurrent-streams", "max-reply-bytes", "max-namespaces", "max-connections",
+        "max-namespace-bytes", "max-generations", "max-concurrent-streams", "max-reply-bytes", "max-namespaces", "max-lease-waiters", "max-lease-waiters-per-pair", "max-connections",
         "handshake-timeout", "idle-timeout", "max-unread-bytes", "max-unread-bytes-total", "keepalive-time", "keepalive-timeout",
         "snapshot", "snapshot-interval", "shutdown-grace",
       ],

@@ -173,7 +173,7 @@ describe("BatchLookup, BatchUpdate and Stream", function () {
           [
             [1, "lookup", undefined],
             [2, "error", [status.INVALID_ARGUMENT, "cannot decode llmcache.v1.LookupRequest: prompt is not valid UTF-8"]],
-            [4, "error", [status.INVALID_ARGUMENT, "operation 4 has neither a lookup nor an update"]],
+            [4, "error", [status.INVALID_ARGUMENT, "operation 4 has no lookup, update, release_lease or cancel"]],
             [5, "lookup", undefined],
           ],
         );
