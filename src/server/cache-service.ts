@@ -308,8 +308,8 @@ class Outbox {
     this.#results.push(result);
     if (this.#sent) return this.#sent.then(() => []);
     this.#sent = new Promise((resolve) =>
-      // After every result ready in this turn has arrived: their promises settle in microtasks before it.
-      setImmediate(() => {
+      // Once the microtasks in which the other results ready now arrive have run: a tick queued from a microtask runs after them.
+      process.nextTick(() => {
         const results = this.#results;
         this.#results = [];
         this.#sent = undefined;
