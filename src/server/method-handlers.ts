@@ -1,11 +1,11 @@
 import type { DescMethod } from "@bufbuild/protobuf";
+import { status, type Deadline, type handleBidiStreamingCall, type handleUnaryCall } from "@grpc/grpc-js";
 import { setMaxListeners } from "node:events";
-import {
-  status,
-  type handleBidiStreamingCall,
-  type handleUnaryCall,
-  type Deadline,
-} from "@grpc/grpc-js";
+import { CacheError } from "../rpc/errors.js";
+import { methodPath } from "../rpc/service-definition.js";
+import type { Authenticator } from "./auth/authenticator.js";
+import type { Principal } from "./auth/principal.js";
+import { toStatus } from "./status.js";
 
 /** What unary calls and streams share in grpc-js (part of its ServerSurfaceCall, which it does not export). */
 interface ServerSurfaceCall {
@@ -13,11 +13,6 @@ interface ServerSurfaceCall {
   getDeadline(): Deadline;
   once(event: "cancelled", listener: () => void): unknown;
 }
-import { methodPath } from "../rpc/service-definition.js";
-import type { Authenticator } from "./auth/authenticator.js";
-import type { Principal } from "./auth/principal.js";
-import { CacheError } from "../rpc/errors.js";
-import { toStatus } from "./status.js";
 
 /** What a method may need of its call beyond the request: when it must answer by, and whether anyone still waits. */
 export interface CallScope {
