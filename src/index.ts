@@ -4,7 +4,7 @@ export type { ClearOptions, Lease, LeasedLookup, LeaseOptions, LookupOptions, Up
 export { DEFAULT_LEASE_MS, DEFAULT_WAIT_MS, type GetOrComputeOptions } from "./single-flight.js";
 export { MAX_LEASE_MS } from "./engine/leases.js";
 export { TooManyLeaseWaitersError } from "./engine/too-many-lease-waiters-error.js";
-export { InMemoryCache, type InMemoryCacheOptions, type InMemoryLookupOptions } from "./engine/in-memory-cache.js";
+export { InMemoryCache, type InMemoryCacheOptions, type InMemoryLookupOptions } from "./in-memory-cache.js";
 export { EntryTooLargeError } from "./engine/entry-too-large-error.js";
 export { ENTRY_OVERHEAD_BYTES, GROUP_OVERHEAD_BYTES, NAMESPACE_OVERHEAD_BYTES, type EvictionPolicy, type Limits } from "./engine/limits.js";
 export { TooManyNamespacesError } from "./engine/too-many-namespaces-error.js";

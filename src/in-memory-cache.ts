@@ -1,4 +1,4 @@
-import type { BaseCache, CacheStatsReport } from "../base-cache.js";
+import type { BaseCache, CacheStatsReport } from "./base-cache.js";
 import {
   checkClearOptions,
   checkLookupOptions,
@@ -10,13 +10,13 @@ import {
   type LeaseOptions,
   type LookupOptions,
   type UpdateOptions,
-} from "../call-options.js";
-import { checkKey, copyGenerations, type Generation } from "../generation.js";
-import { cloneJson, type JsonValue } from "../json.js";
-import { getOrCompute, type GetOrComputeOptions } from "../single-flight.js";
-import { CacheStore, type StoreOptions } from "./cache-store.js";
-import { LeaseTable, type LeasedLookup as TableOutcome, type WaiterLimits } from "./leases.js";
-import { reclaimInBackground } from "./reclaimer.js";
+} from "./call-options.js";
+import { checkKey, copyGenerations, type Generation } from "./generation.js";
+import { cloneJson, type JsonValue } from "./json.js";
+import { getOrCompute, type GetOrComputeOptions } from "./single-flight.js";
+import { CacheStore, type StoreOptions } from "./engine/cache-store.js";
+import { LeaseTable, type LeasedLookup as TableOutcome, type WaiterLimits } from "./engine/leases.js";
+import { reclaimInBackground } from "./engine/reclaimer.js";
 
 /** An in-process lookup's options: a wait for a lease's fill may be cancelled. */
 export type InMemoryLookupOptions = LookupOptions & { signal?: AbortSignal };

@@ -1,0 +1,30 @@
+import assert from "node:assert/strict";
+import { readdirSync, readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+
+/**
+ * The layers of src/, lowest first, and what each may import from the
+ * others: engine/ is the store and knows nothing of callers, options,
+ * LangChain or gRPC; rpc/ knows the wire but not who serves or calls.
+ * An import that runs back up a layer fails here, naming the file.
+ */
+const SRC = fileURLToPath(new URL("../../src/", import.meta.url));
+
+function importsOf(folder: string): { file: string; specifier: string }[] {
+  return readdirSync(`${SRC}${folder}`, { recursive: true, encoding: "utf8" })
+    .filter((file) => file.endsWith(".ts"))
+    .flatMap((file) =>
+      [...readFileSync(`${SRC}${folder}/${file}`, "utf8").matchAll(/^\s*(?:import|export)\b[^;]*?from\s+"([^"]+)"/gms)].map((match) => ({
+        file: `${folder}/${file}`,
+        specifier: match[1]!,
+      })),
+    );
+}
+
+describe("the layers of src/", () => {
+  it("engine/ imports nothing above it: no relative import leaves the folder", () => {
+    const upward = importsOf("engine").filter(({ specifier }) => specifier.startsWith("../"));
+    assert.ok(importsOf("engine").length > 0, "the check reads engine/'s imports");
+    assert.deepEqual(upward, []);
+  });
+});
