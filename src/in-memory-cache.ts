@@ -15,6 +15,7 @@ import { checkKey, copyGenerations, type Generation } from "./generation.js";
 import { cloneJson, type JsonValue } from "./json.js";
 import { getOrCompute, type GetOrComputeOptions } from "./single-flight.js";
 import { CacheStore, type StoreOptions } from "./engine/cache-store.js";
+import type { Store } from "./engine/store.js";
 import { LeaseTable, type LeasedLookup as TableOutcome, type WaiterLimits } from "./engine/leases.js";
 import { reclaimInBackground } from "./engine/reclaimer.js";
 
@@ -46,11 +47,12 @@ export interface InMemoryCacheOptions extends StoreOptions, Partial<WaiterLimits
  */
 export class InMemoryCache implements BaseCache {
   readonly namespace: string;
-  readonly #store: CacheStore<Generation[]>;
+  readonly #store: Store<Generation[]>;
   readonly #leases: LeaseTable;
 
   constructor(options: InMemoryCacheOptions = {}) {
-    this.#store = new CacheStore(options);
+    const store = new CacheStore<Generation[]>(options);
+    this.#store = store;
     this.#leases = new LeaseTable({
       maxWaiters: options.maxWaiters,
       maxWaitersPerPair: options.maxWaitersPerPair,
@@ -58,7 +60,7 @@ export class InMemoryCache implements BaseCache {
     });
     this.namespace = options.namespace === undefined ? "" : checkNamespace(options.namespace);
     const interval = options.reclaimIntervalMs ?? 1_000;
-    if (interval > 0) reclaimInBackground(this.#store, interval);
+    if (interval > 0) reclaimInBackground(store, interval);
   }
 
   get maxsize(): number | undefined {

@@ -13,6 +13,7 @@ import {
   type Limits,
 } from "./limits.js";
 import { newCounters, toStats, type CacheStats, type Counter, type Counters, type LeaseEvent } from "./stats.js";
+import { STATS_NAMESPACES_LISTED, type SetOptions, type StatsReport, type Store, type StoreWalk } from "./store.js";
 import { TooManyNamespacesError } from "./too-many-namespaces-error.js";
 
 export interface StoreOptions extends Limits {
@@ -26,50 +27,8 @@ export interface StoreOptions extends Limits {
   now?: () => number;
 }
 
-export interface SetOptions {
-  /** How long the entry lives, in ms; Infinity: for ever. Default: the namespace's, else the store's default. */
-  ttlMs?: number;
-  /** When the entry expires on the store's clock, instead of ttlMs: for entries restored from a snapshot. */
-  expiresAt?: number;
-  /** Store only if no live entry holds the pair. */
-  onlyIfAbsent?: boolean;
-}
-
-/** An entry as a snapshot holds it. */
-export interface StoredEntry<V> {
-  namespace: string;
-  prompt: string;
-  llmString: string;
-  value: V;
-  /** Its key and value bytes, as given to set (without the fixed overhead). */
-  bytes: number;
-  /** On the store's clock; Infinity: never. */
-  expiresAt: number;
-}
-
-/**
- * Walks the entries in eviction order, oldest (or least recently used)
- * first, a step at a time, while the store goes on changing between steps:
- * an entry removed or moved before the walk reaches it moves the walk on to
- * the next, so no step ever lands on a removed entry. An entry moved to the
- * newest end (lru) may be met twice; the later is the newer.
- */
-export interface StoreWalk<V> {
-  next(): StoredEntry<V> | undefined;
-  /** Stops the walk; the store stops keeping it up to date. */
-  close(): void;
-}
-
-/** Most namespaces listed one by one in stats(); the total always counts them all. */
-export const STATS_NAMESPACES_LISTED = 1_000;
-
-export interface StatsReport {
-  total: CacheStats;
-  /** By namespace: the first STATS_NAMESPACES_LISTED the store knows (see stats()). */
-  namespaces: Record<string, CacheStats>;
-  /** How many more namespaces the store knows than are listed. */
-  namespacesNotListed: number;
-}
+export type { SetOptions, StatsReport, StoredEntry, StoreWalk } from "./store.js";
+export { STATS_NAMESPACES_LISTED } from "./store.js";
 
 /** Why an entry leaves: the counter it adds to. */
 type Removal = "size" | "bytes" | "ttl" | "expired" | "cleared";
@@ -133,7 +92,7 @@ interface Group {
  * hold entries. The totals are kept as they change, so stats() does not
  * grow with the number of namespaces.
  */
-export class CacheStore<V> {
+export class CacheStore<V> implements Store<V> {
   readonly policy: EvictionPolicy;
   readonly limits: CheckedLimits;
   readonly #namespaceLimits: ReadonlyMap<string, CheckedLimits>;

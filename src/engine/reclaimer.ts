@@ -1,4 +1,4 @@
-import type { CacheStore } from "./cache-store.js";
+import type { ReclaimableStore } from "./store.js";
 
 /** Checks per round, and rounds per tick at most: a tick looks at no more than 1,024 entries. */
 const CHECKS_PER_ROUND = 64;
@@ -12,7 +12,7 @@ const MAX_ROUNDS = 16;
  * the event loop for long. The store is held weakly: a store nobody uses is
  * collected, and its timer stops. Returns a function that stops it.
  */
-export function reclaimInBackground(store: CacheStore<unknown>, intervalMs: number): () => void {
+export function reclaimInBackground(store: ReclaimableStore, intervalMs: number): () => void {
   const held = new WeakRef(store);
   const timer = setInterval(() => {
     const current = held.deref();

@@ -8,7 +8,7 @@ import {
   StatsResponseSchema,
   type CacheStats as WireCacheStats,
 } from "../../gen/llmcache/v1/cache_pb.js";
-import type { CacheStore } from "../engine/cache-store.js";
+import type { Store } from "../engine/store.js";
 import { LeaseTable, type LeasedLookup } from "../engine/leases.js";
 import type { CacheStats } from "../engine/stats.js";
 import { asBuffer, decodeMessage } from "../rpc/codec.js";
@@ -73,7 +73,7 @@ interface LookupAnswer {
 
 /** The grpc-js handlers of llmcache.v1.CacheService over a store. */
 export function cacheServiceHandlers(
-  store: CacheStore<string>,
+  store: Store<string>,
   limits: RequestLimits,
   context: HandlerContext,
   leases?: LeaseTable,
@@ -101,7 +101,7 @@ export function cacheServiceHandlers(
  * stream answers its other operations meanwhile.
  */
 export function cacheServiceMethods(
-  store: CacheStore<string>,
+  store: Store<string>,
   limits: RequestLimits,
   options: CacheServiceOptions = {},
 ): { unary: Record<string, MethodImplementation>; stream: StreamImplementation } {

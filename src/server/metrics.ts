@@ -1,7 +1,7 @@
 import { createServer, type Server as HttpServer } from "node:http";
 import type { status } from "@grpc/grpc-js";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
-import type { CacheStore } from "../engine/cache-store.js";
+import type { Store } from "../engine/store.js";
 import type { LeaseTable } from "../engine/leases.js";
 import type { LeaseEvent } from "../engine/stats.js";
 import { statusName } from "../rpc/errors.js";
@@ -19,7 +19,7 @@ export class ServerMetrics {
   readonly #snapshotFailures: Counter;
   readonly #snapshotWrittenAt: Gauge;
 
-  constructor(store: CacheStore<unknown>, leases?: LeaseTable) {
+  constructor(store: Pick<Store<unknown>, "total">, leases?: LeaseTable) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: "llmcache_" });
     this.#calls = new Counter({ name: "llmcache_calls_total", help: "Calls by method and gRPC status code.", labelNames: ["method", "code"], registers });

@@ -1,6 +1,7 @@
 import { Server } from "@grpc/grpc-js";
 import { CacheService } from "../../gen/llmcache/v1/cache_pb.js";
 import { CacheStore, type StoreOptions } from "../engine/cache-store.js";
+import type { Store } from "../engine/store.js";
 import { LeaseTable, type WaiterLimits } from "../engine/leases.js";
 import { reclaimInBackground } from "../engine/reclaimer.js";
 import { CacheError } from "../rpc/errors.js";
@@ -207,7 +208,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
 }
 
 /** Checks the snapshot's directory (throwing SnapshotSetupError), then loads the snapshot. */
-async function restore(store: CacheStore<string>, path: string, logger: Logger): Promise<void> {
+async function restore(store: Store<string>, path: string, logger: Logger): Promise<void> {
   const { removed } = await prepareSnapshotDirectory(path);
   if (removed.length > 0) logger.warn({ snapshot: path, removed }, "removed temporary files of interrupted snapshot writes");
   const loaded = await loadSnapshot(store, path);

@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { open, readdir, rename, stat, unlink, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import type { CacheStore, StoredEntry } from "../engine/cache-store.js";
+import type { Store, StoredEntry, WalkableStore } from "../engine/store.js";
 import { EntryTooLargeError } from "../engine/entry-too-large-error.js";
 
 /**
@@ -125,11 +125,11 @@ function codeOf(error: unknown): string {
  * then renamed over `path` (and the directory fsync'd), so a crash leaves
  * the old snapshot or the new one, never a mix. It writes a slice of a few
  * milliseconds at a time; the store may change in between, and the
- * snapshot holds each entry as it was when reached (see CacheStore.walk).
+ * snapshot holds each entry as it was when reached (see WalkableStore.walk).
  * Expired entries are left out.
  */
 export async function writeSnapshot(
-  store: CacheStore<string>,
+  store: WalkableStore<string>,
   path: string,
   now: () => number = Date.now,
   sliceMs = SLICE_MS,
@@ -197,7 +197,7 @@ export type SnapshotLoaded =
  * renamed aside (`.corrupt-<time>`) for a person to look at, and the result
  * says why. No file is not an error.
  */
-export async function loadSnapshot(store: CacheStore<string>, path: string, now: () => number = Date.now): Promise<SnapshotLoaded> {
+export async function loadSnapshot(store: Store<string>, path: string, now: () => number = Date.now): Promise<SnapshotLoaded> {
   let fileBytes: number;
   try {
     fileBytes = (await stat(path)).size;
