@@ -56,6 +56,7 @@ describe("the llmcache command", function () {
       ["an --idle-timeout without a unit", ["--idle-timeout", "300"], {}, /^llmcache: invalid --idle-timeout "300": must be a duration with its unit/],
       ["a --handshake-timeout of 0", ["--handshake-timeout", "0s"], {}, /^llmcache: invalid --handshake-timeout "0s": must be at least 1ms/],
       ["a --max-reply-bytes that is not a size", ["--max-reply-bytes", "big"], {}, /^llmcache: invalid --max-reply-bytes "big": must be a size/],
+      ["a --receive-window that is not a size", ["--receive-window", "wide"], {}, /^llmcache: invalid --receive-window "wide": must be a size/],
       ["LLMCACHE_MAX_UNREAD_BYTES of 0", [], { LLMCACHE_MAX_UNREAD_BYTES: "0" }, /^llmcache: invalid LLMCACHE_MAX_UNREAD_BYTES "0": must be at least 1 byte/],
       ["a --max-connections that is not a number", ["--max-connections", "many"], {}, /^llmcache: invalid --max-connections "many": must be an integer/],
     ];
@@ -104,7 +105,7 @@ describe("the llmcache command", function () {
         "host", "port", "maxsize", "max-bytes", "default-ttl", "policy", "namespace-limit", "tls-cert", "tls-key", "tls-client-ca",
         "insecure", "auth-file", "metrics-port", "log-level", "max-message-bytes", "max-prompt-bytes", "max-llm-string-bytes",
         "max-namespace-bytes", "max-generations", "max-concurrent-streams", "max-reply-bytes", "max-namespaces", "max-lease-waiters", "max-lease-waiters-per-pair", "max-connections",
-        "handshake-timeout", "idle-timeout", "max-unread-bytes", "max-unread-bytes-total", "keepalive-time", "keepalive-timeout",
+        "handshake-timeout", "idle-timeout", "max-unread-bytes", "max-unread-bytes-total", "receive-window", "keepalive-time", "keepalive-timeout",
         "snapshot", "snapshot-interval", "shutdown-grace",
       ],
       lookup: ["namespace", "bypass", ...connection],

@@ -14,6 +14,13 @@ export interface ConnectionLimits {
   maxUnreadBytes: number;
   /** Most reply bytes all connections together may leave unread. */
   maxUnreadBytesTotal: number;
+  /**
+   * How many request bytes a client may send, on a connection and on each of
+   * its calls, before the server has read them: HTTP/2's receive window.
+   * Node's default, 64 KiB for a whole connection, stalls clients that send
+   * batches from many callers at once.
+   */
+  receiveWindowBytes: number;
 }
 
 export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = {
@@ -22,6 +29,7 @@ export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = {
   idleTimeoutMs: 5 * 60_000,
   maxUnreadBytes: 64 * 1024 * 1024,
   maxUnreadBytesTotal: 256 * 1024 * 1024,
+  receiveWindowBytes: 4 * 1024 * 1024,
 };
 
 /** One accepted socket and what its calls hold. */
@@ -57,9 +65,15 @@ export class Connections {
 
   /** Listens on host:port and serves each connection with `server`; resolves with the port bound. */
   async listen(server: Server, credentials: ServerCredentials, host: string, port: number): Promise<number> {
+    const window = this.limits.receiveWindowBytes;
     const injector = watchingHttp2Servers(
       () => server.createConnectionInjector(credentials),
-      (http2Server) => http2Server.prependListener("stream", keepRepeatedAuthorization),
+      (options) => ({ ...options, settings: { ...options.settings, initialWindowSize: window } }),
+      (http2Server) => {
+        http2Server.prependListener("stream", keepRepeatedAuthorization);
+        // The stream window is a setting; the connection's own can only be set on each session.
+        http2Server.on("session", (session) => session.setLocalWindowSize(window));
+      },
     );
     const listener = createServer({ noDelay: true }, (socket) => {
       this.#accept(socket);
@@ -152,19 +166,26 @@ export class Connections {
 
 /**
  * Runs `create`, which makes grpc-js's HTTP/2 server for injected
- * connections, and hands that server to `watch`: grpc-js offers no other
- * way to see a request's raw headers. grpc-js makes the
- * server synchronously inside `create`, which is the only time node:http2's
+ * connections, with the options `adjust` makes of grpc-js's, and hands that
+ * server to `watch`: grpc-js offers no other way to see a request's raw
+ * headers, nor to set HTTP/2's receive window. grpc-js makes the server
+ * synchronously inside `create`, which is the only time node:http2's
  * factories are wrapped.
  */
-function watchingHttp2Servers<T>(create: () => T, watch: (server: http2.Http2Server | http2.Http2SecureServer) => void): T {
+function watchingHttp2Servers<T>(
+  create: () => T,
+  adjust: (options: http2.ServerOptions) => http2.ServerOptions,
+  watch: (server: http2.Http2Server | http2.Http2SecureServer) => void,
+): T {
   const { createServer: plain, createSecureServer: secure } = http2;
   const watched = <S extends http2.Http2Server | http2.Http2SecureServer>(server: S): S => {
     watch(server);
     return server;
   };
-  http2.createServer = ((...args: Parameters<typeof plain>) => watched(plain(...args))) as typeof plain;
-  http2.createSecureServer = ((...args: Parameters<typeof secure>) => watched(secure(...args))) as typeof secure;
+  http2.createServer = ((options: http2.ServerOptions = {}, ...rest: unknown[]) =>
+    watched((plain as (...args: unknown[]) => http2.Http2Server)(adjust(options), ...rest))) as typeof plain;
+  http2.createSecureServer = ((options: http2.SecureServerOptions = {}, ...rest: unknown[]) =>
+    watched((secure as (...args: unknown[]) => http2.Http2SecureServer)(adjust(options), ...rest))) as typeof secure;
   try {
     return create();
   } finally {
