@@ -31,8 +31,9 @@ npm init -y >/dev/null
 npm install --omit=dev --no-audit --no-fund "$work/$tarball" "@langchain/core@^1.4.0" >/dev/null
 cp "$repo/examples/"*.mjs .
 
-echo "-- npx llmcache serve, from the install"
-npx --no-install llmcache serve --port 0 > "$work/server.out" 2> "$work/server.err" &
+echo "-- llmcache serve, from the install's bin"
+# The bin itself, not npx: npx's pid is not the server's, and killing it would leave the server running.
+node_modules/.bin/llmcache serve --port 0 > "$work/server.out" 2> "$work/server.err" &
 server_pid=$!
 for _ in $(seq 100); do
   grep -q "listening on" "$work/server.out" 2>/dev/null && break
