@@ -27,4 +27,10 @@ describe("the layers of src/", () => {
     assert.ok(importsOf("engine").length > 0, "the check reads engine/'s imports");
     assert.deepEqual(upward, []);
   });
+
+  it("rpc/ knows neither the server nor the client: it imports nothing from server/ or client/", () => {
+    const above = importsOf("rpc").filter(({ specifier }) => /^\.\.\/(server|client|cli|langchain)\//.test(specifier));
+    assert.ok(importsOf("rpc").length > 0, "the check reads rpc/'s imports");
+    assert.deepEqual(above, []);
+  });
 });

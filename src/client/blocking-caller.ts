@@ -1,9 +1,8 @@
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from "node:worker_threads";
 import type { ChannelSettings } from "../rpc/channel.js";
 import { status } from "@grpc/grpc-js";
-import { ENTRY_TOO_LARGE_REASON, EntryTooLargeError } from "../engine/entry-too-large-error.js";
-import { CacheError } from "../rpc/errors.js";
-import { callFailure, methodName } from "../rpc/unary-call.js";
+import { callFailure, fromFailure } from "../rpc/status-mapping.js";
+import { methodName } from "../rpc/unary-call.js";
 import type { BlockingReply, BlockingRequest, WorkerStart } from "./blocking-protocol.js";
 
 // How long past its deadline a call may take to come back from the worker
@@ -28,7 +27,7 @@ export class BlockingCaller {
     this.#channel = channel;
   }
 
-  /** Returns the reply's bytes, or throws a CacheError. */
+  /** Returns the reply's bytes, or throws the CacheError (or EntryTooLargeError) the call failed with. */
   call(path: string, request: Uint8Array, timeoutMs: number): Uint8Array {
     const { port, replies } = this.#started();
     const id = ++this.#lastId;
@@ -42,7 +41,7 @@ export class BlockingCaller {
         const reply = received.message as BlockingReply;
         if (reply.id !== id) continue;
         if (reply.ok) return reply.response;
-        throw reply.reason === ENTRY_TOO_LARGE_REASON ? new EntryTooLargeError(reply.message) : new CacheError(reply.code, reply.message);
+        throw fromFailure(reply);
       }
       const remainingMs = giveUpAt - Date.now();
       if (remainingMs <= 0) {

@@ -1,5 +1,6 @@
 import type { MessagePort } from "node:worker_threads";
 import type { ChannelSettings } from "../rpc/channel.js";
+import type { Failure } from "../rpc/status-mapping.js";
 
 /** What the blocking caller's worker thread starts with. */
 export interface WorkerStart {
@@ -17,6 +18,5 @@ export interface BlockingRequest {
   timeoutMs: number;
 }
 
-export type BlockingReply =
-  | { id: number; ok: true; response: Uint8Array }
-  | { id: number; ok: false; code: number; message: string; reason: string };
+/** A call's bytes, or how it failed (toClientFailure in the worker, fromFailure in the caller). */
+export type BlockingReply = { id: number; ok: true; response: Uint8Array } | ({ id: number; ok: false } & Failure);

@@ -1,9 +1,7 @@
-import { status } from "@grpc/grpc-js";
 import { workerData } from "node:worker_threads";
-import { ENTRY_TOO_LARGE_REASON, EntryTooLargeError } from "../engine/entry-too-large-error.js";
 import { asBuffer } from "../rpc/codec.js";
 import { callMetadata, openChannel } from "../rpc/channel.js";
-import { CacheError } from "../rpc/errors.js";
+import { toClientFailure } from "../rpc/status-mapping.js";
 import { callUnary } from "../rpc/unary-call.js";
 import type { BlockingReply, BlockingRequest, WorkerStart } from "./blocking-protocol.js";
 
@@ -18,12 +16,7 @@ port.on("message", async ({ id, path, request, timeoutMs }: BlockingRequest) => 
     const response = await callUnary(client, path, asBuffer(request), { timeoutMs, metadata: callMetadata(channel) });
     reply = { id, ok: true, response };
   } catch (error) {
-    if (error instanceof EntryTooLargeError) {
-      reply = { id, ok: false, code: status.RESOURCE_EXHAUSTED, message: error.message, reason: ENTRY_TOO_LARGE_REASON };
-    } else {
-      const failure = error instanceof CacheError ? error : new CacheError("INTERNAL", String(error));
-      reply = { id, ok: false, code: failure.grpcCode, message: failure.message, reason: "" };
-    }
+    reply = { id, ok: false, ...toClientFailure(error) };
   }
   port.postMessage(reply);
   Atomics.add(replies, 0, 1);

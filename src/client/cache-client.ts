@@ -20,7 +20,8 @@ import { callMetadata, openChannel, type ChannelSettings } from "../rpc/channel.
 import { asBuffer, DecodeError, decodeMessage, encodeMessage } from "../rpc/codec.js";
 import { CacheError } from "../rpc/errors.js";
 import { methodPath } from "../rpc/service-definition.js";
-import { callFailure, callUnary } from "../rpc/unary-call.js";
+import { callFailure } from "../rpc/status-mapping.js";
+import { callUnary } from "../rpc/unary-call.js";
 import { BlockingCaller } from "./blocking-caller.js";
 import { MAX_STREAM_MESSAGE_BYTES, OperationStream, type BatchingOptions, type StreamOperationKind } from "./operation-stream.js";
 import {

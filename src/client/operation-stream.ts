@@ -2,7 +2,7 @@ import { Metadata, status, type Client, type ClientDuplexStream, type ServiceErr
 import { CacheService, StreamOperationSchema, StreamRequestSchema } from "../../gen/llmcache/v1/cache_pb.js";
 import { passBytes } from "../rpc/codec.js";
 import { methodPath } from "../rpc/service-definition.js";
-import { callFailure } from "../rpc/unary-call.js";
+import { callFailure } from "../rpc/status-mapping.js";
 import { fieldSize, tag, varintSize, WIRE_LENGTH_DELIMITED, WIRE_VARINT, writeFieldHeader, writeVarint } from "../rpc/wire-writer.js";
 import { decodeStreamResponse, type StreamOutcome } from "./response-decoder.js";
 

@@ -6,8 +6,13 @@
  */
 export class EntryTooLargeError extends RangeError {
   override readonly name = "EntryTooLargeError";
-  /** The gRPC status a server answers with for it. */
+  /**
+   * The gRPC status a server answers with for it, and the reason it gives:
+   * the shape rpc/status-mapping.ts reads as a StatusCarrier (engine
+   * imports nothing above it).
+   */
   readonly code = "RESOURCE_EXHAUSTED";
+  readonly reason = ENTRY_TOO_LARGE_REASON;
 
   static forBudget(entryBytes: number, budgetBytes: number, namespace: string | undefined): EntryTooLargeError {
     const budget = namespace === undefined ? "the cache's byte budget" : `the byte budget of namespace "${namespace}"`;

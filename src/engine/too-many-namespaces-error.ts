@@ -5,8 +5,13 @@
  */
 export class TooManyNamespacesError extends RangeError {
   override readonly name = "TooManyNamespacesError";
-  /** The gRPC status a server answers with for it. */
+  /**
+   * The gRPC status a server answers with for it, and the server's flag
+   * that sets the limit: the shape rpc/status-mapping.ts reads as a
+   * StatusCarrier (engine imports nothing above it).
+   */
   readonly code = "RESOURCE_EXHAUSTED";
+  readonly limitFlag = "--max-namespaces";
   readonly limit: number;
 
   constructor(limit: number) {

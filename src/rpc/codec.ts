@@ -1,4 +1,5 @@
 import { create, fromBinary, toBinary, type DescMessage, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
+import type { StatusCarrier } from "./status-mapping.js";
 
 /** Encodes a message with protobuf-es, as a Node Buffer (grpc-js refuses a plain Uint8Array). */
 export function encodeMessage<Desc extends DescMessage>(schema: Desc, init: MessageInitShape<Desc>): Buffer {
@@ -16,8 +17,10 @@ export function asBuffer(bytes: Uint8Array): Buffer {
 }
 
 /** Thrown for bytes that are not a valid encoding of the expected message. */
-export class DecodeError extends Error {
+export class DecodeError extends Error implements StatusCarrier {
   override readonly name = "DecodeError";
+  /** The gRPC status a server answers with for it. */
+  readonly code = "INVALID_ARGUMENT";
 }
 
 /**

@@ -2,13 +2,11 @@ import { status as Status } from "@grpc/grpc-js";
 
 export type StatusName = keyof typeof Status;
 
-/** The trailer in which a server gives a failure's machine-readable reason (OperationError.reason on the stream). */
-export const REASON_TRAILER = "llmcache-reason";
-
 /**
  * The one error type of llmcache's RPC layer: a gRPC status code, by name,
  * and a message that says what failed and why. A client rejects with it; a
- * server handler throws it to answer with that status.
+ * server handler throws it to answer with that status (status-mapping.ts
+ * maps it both ways).
  */
 export class CacheError extends Error {
   override readonly name = "CacheError";

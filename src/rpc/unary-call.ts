@@ -1,7 +1,6 @@
 import { Metadata, status, type Client, type ServiceError } from "@grpc/grpc-js";
 import { passBytes } from "./codec.js";
-import { ENTRY_TOO_LARGE_REASON, EntryTooLargeError } from "../engine/entry-too-large-error.js";
-import { CacheError, REASON_TRAILER, statusName } from "./errors.js";
+import { callFailure, fromStatus } from "./status-mapping.js";
 
 export interface UnaryCallOptions {
   /** The call's deadline, from now. */
@@ -13,7 +12,8 @@ export interface UnaryCallOptions {
 
 /**
  * One unary call, bytes in and bytes out. It rejects with a CacheError that
- * names the method, the status and the server's message.
+ * names the method, the status and the server's message, or an
+ * EntryTooLargeError (see callFailure in status-mapping.ts).
  */
 export function callUnary(client: Client, path: string, request: Buffer, options: UnaryCallOptions): Promise<Buffer> {
   const { signal } = options;
@@ -32,23 +32,16 @@ export function callUnary(client: Client, path: string, request: Buffer, options
       { deadline: Date.now() + options.timeoutMs },
       (error: ServiceError | null, response?: Buffer) => {
         signal?.removeEventListener("abort", onAbort);
-        if (error) reject(callFailure(methodName(path), error.code, error.details, error.metadata?.get(REASON_TRAILER)[0]?.toString(), error));
-        else resolve(response as Buffer);
+        if (error) {
+          const { code, message, reason } = fromStatus(error);
+          reject(callFailure(methodName(path), code, message, reason, error));
+        } else {
+          resolve(response as Buffer);
+        }
       },
     );
     signal?.addEventListener("abort", onAbort, { once: true });
   });
-}
-
-/**
- * The error a failed call rejects with: a CacheError, "Lookup failed:
- * UNAVAILABLE: ...", or for an entry too large for the server's byte budget
- * the EntryTooLargeError an in-process cache would throw.
- */
-export function callFailure(method: string, code: number, details: string, reason?: string, cause?: unknown): CacheError | EntryTooLargeError {
-  const message = `${method} failed: ${statusName(code)}: ${details}`;
-  if (code === status.RESOURCE_EXHAUSTED && reason === ENTRY_TOO_LARGE_REASON) return new EntryTooLargeError(message, { cause });
-  return new CacheError(code, message, { cause });
 }
 
 /** "Lookup", from "/llmcache.v1.CacheService/Lookup". */

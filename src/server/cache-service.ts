@@ -49,7 +49,7 @@ import {
   type EncodedLease,
   type WireResult,
 } from "./response-writer.js";
-import { toFailure } from "./status.js";
+import { toFailure } from "../rpc/status-mapping.js";
 
 const EMPTY = Buffer.alloc(0);
 /**

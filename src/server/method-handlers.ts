@@ -3,9 +3,9 @@ import { status, type Deadline, type handleBidiStreamingCall, type handleUnaryCa
 import { setMaxListeners } from "node:events";
 import { CacheError } from "../rpc/errors.js";
 import { methodPath } from "../rpc/service-definition.js";
+import { toFailure, toStatus } from "../rpc/status-mapping.js";
 import type { Authenticator } from "./auth/authenticator.js";
 import type { Principal } from "./auth/principal.js";
-import { toStatus } from "./status.js";
 
 /** What unary calls and streams share in grpc-js (part of its ServerSurfaceCall, which it does not export). */
 interface ServerSurfaceCall {
@@ -59,14 +59,14 @@ export interface HandlerContext {
 /**
  * Adapts a byte-level implementation to grpc-js's unary handler. Every
  * unary method goes through here, so every one authenticates, answers
- * failures (see toStatus) and reports to the observer alike.
+ * failures (see toFailure) and reports to the observer alike.
  */
 export function unaryHandler(method: DescMethod, implementation: MethodImplementation, context: HandlerContext): handleUnaryCall<Buffer, Buffer> {
   const path = methodPath(method);
   return (call, callback) => {
     const started = performance.now();
     const fail = (error: unknown) => {
-      const failure = toStatus(path, error, context.observer.failed);
+      const failure = toStatus(toFailure(path, error, context.observer.failed));
       context.observer.callEnded(method.name, failure.code, (performance.now() - started) / 1000);
       callback(failure);
     };
@@ -161,7 +161,7 @@ export function streamHandler(method: DescMethod, implementation: StreamImplemen
     };
     const scope = new GrpcCallScope(call, true);
     const fail = (error: unknown) => {
-      const failure = toStatus(path, error, context.observer.failed);
+      const failure = toStatus(toFailure(path, error, context.observer.failed));
       end(failure.code);
       call.emit("error", failure);
     };

@@ -1,3 +1,5 @@
+import type { StatusCarrier } from "../rpc/status-mapping.js";
+
 /** Limits on what one request may carry, beyond grpc-js's limit on a whole message. */
 export interface RequestLimits {
   /** Longest prompt, in UTF-8 bytes. */
@@ -29,9 +31,11 @@ export const LIMIT_FLAGS: Record<keyof RequestLimits, string> = {
   maxReplyBytes: "--max-reply-bytes",
 };
 
-/** A request over one of the server's limits: RESOURCE_EXHAUSTED, naming the limit. */
-export class LimitExceededError extends Error {
+/** A request over one of the server's limits: RESOURCE_EXHAUSTED, naming the limit (its flag ends the message). */
+export class LimitExceededError extends Error implements StatusCarrier {
   override readonly name = "LimitExceededError";
+  /** The gRPC status a server answers with for it. */
+  readonly code = "RESOURCE_EXHAUSTED";
 
   /** `where` prefixes the message of another LimitExceededError: "updates[3]: ...". */
   constructor(where: string, inner: LimitExceededError);
