@@ -16,6 +16,7 @@ import { cloneJson, type JsonValue } from "./json.js";
 import { getOrCompute, type GetOrComputeOptions } from "./single-flight.js";
 import { CacheStore, type StoreOptions } from "./engine/cache-store.js";
 import type { Store } from "./engine/store.js";
+import { updateThroughLeases } from "./engine/leased-update.js";
 import { LeaseTable, type LeasedLookup as TableOutcome, type WaiterLimits } from "./engine/leases.js";
 import { reclaimInBackground } from "./engine/reclaimer.js";
 
@@ -165,20 +166,9 @@ export class InMemoryCache implements BaseCache {
   #update(prompt: string, llmString: string, generations: Generation[], options: UpdateOptions | undefined, onlyIfAbsent: boolean): boolean {
     checkKey(prompt, llmString);
     const copy = copyGenerations(generations);
-    const { namespace, ttlMs, noStore, leaseToken } = checkUpdateOptions(options, this.namespace);
-    // Every store of a pair goes through the lease table, which answers whoever waits for it.
-    return this.#leases.fill(
-      namespace,
-      prompt,
-      llmString,
-      leaseToken,
-      () => this.#store.peek(namespace, prompt, llmString) !== undefined,
-      () => {
-        if (!noStore) return this.#store.set(namespace, prompt, llmString, copy, entryBytes(prompt, llmString, copy), { ttlMs, onlyIfAbsent });
-        this.#store.skipStore(namespace);
-        return false;
-      },
-    );
+    const { namespace, ...update } = checkUpdateOptions(options, this.namespace);
+    const bytes = entryBytes(prompt, llmString, copy);
+    return updateThroughLeases(this.#store, this.#leases, namespace, prompt, llmString, copy, bytes, { ...update, onlyIfAbsent });
   }
 }
 

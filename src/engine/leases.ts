@@ -287,7 +287,7 @@ export class LeaseTable {
 }
 
 /** One string per (prompt, llm_string), unambiguous: the prompt's length comes first. */
-function pairKey(prompt: string, llmString: string): string {
+export function pairKey(prompt: string, llmString: string): string {
   return `${prompt.length}:${prompt}${llmString}`;
 }
 

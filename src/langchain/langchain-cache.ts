@@ -4,6 +4,7 @@ import type { BaseCache } from "../base-cache.js";
 import { checkLeaseOptions, type LeaseOptions } from "../call-options.js";
 import type { Generation } from "../generation.js";
 import type { JsonObject } from "../json.js";
+import { pairKey } from "../engine/leases.js";
 import { DEFAULT_LEASE_MS, DEFAULT_WAIT_MS } from "../single-flight.js";
 import { fromStoredMessage, toStoredMessage } from "./messages.js";
 
@@ -99,10 +100,6 @@ export class LangChainCache extends LangChainBaseCache<LangChainGeneration[]> {
     this.#tokens.delete(key);
     return remembered?.token;
   }
-}
-
-function pairKey(prompt: string, llmKey: string): string {
-  return `${prompt.length}:${prompt}${llmKey}`;
 }
 
 function toStoredGeneration(generation: LangChainGeneration | ChatGeneration): Generation {

@@ -9,6 +9,7 @@ import {
   type CacheStats as WireCacheStats,
 } from "../../gen/llmcache/v1/cache_pb.js";
 import type { Store } from "../engine/store.js";
+import { updateThroughLeases } from "../engine/leased-update.js";
 import { LeaseTable, type LeasedLookup } from "../engine/leases.js";
 import type { CacheStats } from "../engine/stats.js";
 import { asBuffer, decodeMessage } from "../rpc/codec.js";
@@ -136,19 +137,8 @@ export function cacheServiceMethods(
 
   function set({ namespace, prompt, llmString, generations, ttlMs, noStore, onlyIfAbsent, leaseToken }: WireUpdate, principal: Principal): boolean {
     if (!principal.canWrite(namespace)) throw denied(principal, "write", namespace);
-    // Every store of a pair goes through the lease table, which answers whoever waits for it.
-    return leases.fill(
-      namespace,
-      prompt,
-      llmString,
-      leaseToken,
-      () => store.peek(namespace, prompt, llmString) !== undefined,
-      () => {
-        if (!noStore) return store.set(namespace, prompt, llmString, generations, entryBytes({ prompt, llmString, generations }), { ttlMs, onlyIfAbsent });
-        store.skipStore(namespace);
-        return false;
-      },
-    );
+    const bytes = entryBytes({ prompt, llmString, generations });
+    return updateThroughLeases(store, leases, namespace, prompt, llmString, generations, bytes, { ttlMs, onlyIfAbsent, noStore, leaseToken });
   }
 
   function release({ namespace, prompt, llmString, leaseToken }: WireRelease, principal: Principal): boolean {
