@@ -1,3 +1,4 @@
+import { HeapIndex, type EntryIndex, type Slot } from "./entry-index.js";
 import { EntryTooLargeError } from "./entry-too-large-error.js";
 import {
   checkLimits,
@@ -33,33 +34,24 @@ export { STATS_NAMESPACES_LISTED } from "./store.js";
 /** Why an entry leaves: the counter it adds to. */
 type Removal = "size" | "bytes" | "ttl" | "expired" | "cleared";
 
-/** The index of an entry in the store's columns. */
-type Slot = number;
 const NONE: Slot = -1;
+const FREE = -1;
 const INITIAL_CAPACITY = 16;
 const NO_LIMITS: CheckedLimits = { maxsize: undefined, maxBytes: undefined, defaultTtlMs: undefined };
 
 interface Namespace {
   readonly name: string;
+  /** How the store's index knows it; reused once its record is dropped. */
+  readonly id: number;
   readonly limits: CheckedLimits;
   /** Limits of its own were configured: its record is kept for as long as the store. */
   readonly configured: boolean;
-  /** llm_string → its group. */
-  readonly groups: Map<string, Group>;
   oldest: Slot;
   newest: Slot;
   entries: number;
   /** Its entries' accounted bytes, its groups' and, while it holds entries, its record's. */
   bytes: number;
   readonly counters: Counters;
-}
-
-/** The entries of a namespace that share one llm_string, which is held here once for all of them. */
-interface Group {
-  readonly namespace: Namespace;
-  readonly llmString: string;
-  /** prompt → slot. */
-  readonly slots: Map<string, Slot>;
 }
 
 /**
@@ -78,10 +70,11 @@ interface Group {
  * anyway. Expired entries are never returned: a lookup that finds one
  * removes it, and reclaimExpired removes others a bounded number at a time.
  *
- * Entries live in columns indexed by slot, not in an object each: a million
- * entries cost a million small integers in the maps. The llm_string is held
- * once per group; a key is the prompt string as given, so two pairs meet
- * only if both parts are equal.
+ * Entries live in columns indexed by slot, not in an object each; their
+ * keys and values are the index's (see EntryIndex): on the heap, or in
+ * segments off it (SegmentIndex). Two pairs meet only if both parts are
+ * equal. The expiry column exists only once an entry can expire, so a
+ * store without TTLs neither keeps nor reads it.
  *
  * Accounted bytes are meant to bound the heap whatever the shape of the
  * entries: each entry's bytes and ENTRY_OVERHEAD_BYTES, each group's
@@ -99,6 +92,10 @@ export class CacheStore<V> implements Store<V> {
   readonly #now: () => number;
   readonly maxNamespaces: number;
   readonly #namespaces = new Map<string, Namespace>();
+  readonly #namespaceById: (Namespace | undefined)[] = [];
+  readonly #freeNamespaceIds: number[] = [];
+  readonly #index: EntryIndex<V>;
+  readonly #whenEntriesCanExpire: (() => void)[] = [];
   /** The records of namespaces that hold nothing and have no limits, least recently used first. */
   readonly #idle = new Map<string, Namespace>();
   /** How many namespaces hold entries. */
@@ -109,12 +106,11 @@ export class CacheStore<V> implements Store<V> {
   #bytes = 0;
 
   // The columns, one per field of an entry.
-  #prompts: (string | undefined)[] = [];
-  #groupOf: (Group | undefined)[] = [];
-  #values: (V | undefined)[] = [];
+  /** The entry's namespace id; FREE: the slot holds no entry. */
+  #namespaceOf = new Int32Array(INITIAL_CAPACITY).fill(FREE);
   #sizes = new Float64Array(INITIAL_CAPACITY);
-  /** When the entry expires, on the store's clock; Infinity: never. */
-  #expiresAt = new Float64Array(INITIAL_CAPACITY);
+  /** When the entry expires, on the store's clock; Infinity: never. Made when the first entry that can expire comes. */
+  #expiresAt: Float64Array<ArrayBuffer> | undefined;
   // Two doubly linked lists of slots, oldest (or least recently used) first:
   // one through the whole store, one through each namespace.
   #older = new Int32Array(INITIAL_CAPACITY);
@@ -128,7 +124,8 @@ export class CacheStore<V> implements Store<V> {
   /** The open walks, each at the slot it will yield next. */
   readonly #walks = new Set<{ slot: Slot }>();
 
-  constructor(options: StoreOptions = {}) {
+  /** `index` is where keys and values are kept; the default, a HeapIndex, holds any value. */
+  constructor(options: StoreOptions = {}, index: EntryIndex<V> = new HeapIndex<V>()) {
     this.limits = checkLimits(options);
     this.policy = checkPolicy(options.policy);
     this.#namespaceLimits = new Map(
@@ -136,6 +133,7 @@ export class CacheStore<V> implements Store<V> {
     );
     this.maxNamespaces = checkMaxNamespaces(options.maxNamespaces ?? undefined);
     this.#now = options.now ?? Date.now;
+    this.#index = index;
     for (const name of this.#namespaceLimits.keys()) this.#namespace(name);
   }
 
@@ -147,7 +145,7 @@ export class CacheStore<V> implements Store<V> {
   /** The live value for the pair, counted as a hit or a miss. */
   get(namespace: string, prompt: string, llmString: string): V | undefined {
     const space = this.#namespace(namespace);
-    const slot = space.groups.get(llmString)?.slots.get(prompt);
+    const slot = this.#index.find(space.id, llmString, prompt);
     if (slot === undefined) {
       this.#count(space, "misses");
       return undefined;
@@ -159,7 +157,7 @@ export class CacheStore<V> implements Store<V> {
     }
     this.#count(space, "hits");
     if (this.policy === "lru") this.#touch(slot);
-    return this.#values[slot];
+    return this.#index.value(slot);
   }
 
   /**
@@ -167,8 +165,9 @@ export class CacheStore<V> implements Store<V> {
    * a lookup already counted that looks again (see LeaseTable).
    */
   peek(namespace: string, prompt: string, llmString: string): V | undefined {
-    const slot = this.#namespaces.get(namespace)?.groups.get(llmString)?.slots.get(prompt);
-    return slot === undefined || this.#expired(slot) ? undefined : this.#values[slot];
+    const space = this.#namespaces.get(namespace);
+    const slot = space && this.#index.find(space.id, llmString, prompt);
+    return slot === undefined || this.#expired(slot) ? undefined : this.#index.value(slot);
   }
 
   /** Counts what single flight did in a namespace (see LeaseTable); a refused stale fill is an update not stored too. */
@@ -200,7 +199,7 @@ export class CacheStore<V> implements Store<V> {
   set(namespace: string, prompt: string, llmString: string, value: V, bytes: number, options: SetOptions = {}): boolean {
     const space = this.#namespace(namespace);
     const ttlMs = checkTtl(options.ttlMs) ?? space.limits.defaultTtlMs ?? this.limits.defaultTtlMs ?? Infinity;
-    let slot = space.groups.get(llmString)?.slots.get(prompt);
+    let slot = this.#index.find(space.id, llmString, prompt);
     if (slot !== undefined && this.#expired(slot)) {
       this.#remove(slot, "ttl");
       slot = undefined;
@@ -218,9 +217,9 @@ export class CacheStore<V> implements Store<V> {
 
     if (slot !== undefined) {
       const grown = accounted - this.#sizes[slot]!;
-      this.#values[slot] = value;
+      this.#index.replace(slot, value);
       this.#sizes[slot] = accounted;
-      this.#expiresAt[slot] = expiresAt;
+      this.#setExpiry(slot, expiresAt);
       this.#addBytes(space, grown);
       if (this.policy === "lru") this.#touch(slot);
       this.#makeRoom(space, 0, 0, slot);
@@ -234,18 +233,11 @@ export class CacheStore<V> implements Store<V> {
       this.#makeRoom(space, 1, needed, NONE);
     }
     if (space.entries === 0) this.#becomeLive(space);
-    let group = space.groups.get(llmString);
-    if (!group) {
-      space.groups.set(llmString, (group = { namespace: space, llmString, slots: new Map() }));
-      this.#addBytes(space, GROUP_OVERHEAD_BYTES);
-    }
     const added = this.#allocate();
-    group.slots.set(prompt, added);
-    this.#prompts[added] = prompt;
-    this.#groupOf[added] = group;
-    this.#values[added] = value;
+    if (this.#index.add(added, space.id, llmString, prompt, value)) this.#addBytes(space, GROUP_OVERHEAD_BYTES);
+    this.#namespaceOf[added] = space.id;
     this.#sizes[added] = accounted;
-    this.#expiresAt[added] = expiresAt;
+    this.#setExpiry(added, expiresAt);
     this.#link(added, space);
     space.entries++;
     this.#size++;
@@ -263,16 +255,14 @@ export class CacheStore<V> implements Store<V> {
     }
     for (const space of [...this.#namespaces.values()]) {
       const held = space.entries > 0;
-      space.groups.clear();
       space.oldest = space.newest = NONE;
       space.entries = space.bytes = 0;
       if (held) this.#becomeEmpty(space);
     }
-    this.#prompts = [];
-    this.#groupOf = [];
-    this.#values = [];
+    this.#index.clear();
+    this.#namespaceOf = new Int32Array(INITIAL_CAPACITY).fill(FREE);
     this.#sizes = new Float64Array(INITIAL_CAPACITY);
-    this.#expiresAt = new Float64Array(INITIAL_CAPACITY);
+    if (this.#expiresAt) this.#expiresAt = new Float64Array(INITIAL_CAPACITY).fill(Infinity);
     this.#older = new Int32Array(INITIAL_CAPACITY);
     this.#newer = new Int32Array(INITIAL_CAPACITY);
     this.#namespaceOlder = new Int32Array(INITIAL_CAPACITY);
@@ -290,13 +280,14 @@ export class CacheStore<V> implements Store<V> {
    * it removed.
    */
   reclaimExpired(maxChecks = 64): number {
-    if (this.#size === 0) return 0;
+    const expiresAt = this.#expiresAt;
+    if (this.#size === 0 || !expiresAt) return 0;
     const now = this.#now();
     let removed = 0;
     let checks = 0;
     for (let slot = this.#oldest; slot !== NONE && checks < maxChecks / 2; checks++) {
       const next = this.#newer[slot]!;
-      if (this.#expiresAt[slot]! <= now) {
+      if (expiresAt[slot]! <= now) {
         this.#remove(slot, "ttl");
         removed++;
       }
@@ -304,7 +295,7 @@ export class CacheStore<V> implements Store<V> {
     }
     for (; checks < maxChecks && this.#size > 0; checks++) {
       const slot = Math.floor(Math.random() * this.#slotsUsed);
-      if (this.#prompts[slot] !== undefined && this.#expiresAt[slot]! <= now) {
+      if (this.#namespaceOf[slot] !== FREE && expiresAt[slot]! <= now) {
         this.#remove(slot, "ttl");
         removed++;
       }
@@ -321,14 +312,13 @@ export class CacheStore<V> implements Store<V> {
         const slot = position.slot;
         if (slot === NONE) return undefined;
         position.slot = this.#newer[slot]!;
-        const group = this.#groupOf[slot]!;
         return {
-          namespace: group.namespace.name,
-          prompt: this.#prompts[slot]!,
-          llmString: group.llmString,
-          value: this.#values[slot]!,
+          namespace: this.#namespaceOfSlot(slot).name,
+          prompt: this.#index.prompt(slot),
+          llmString: this.#index.llmString(slot),
+          value: this.#index.value(slot),
           bytes: this.#sizes[slot]! - ENTRY_OVERHEAD_BYTES,
-          expiresAt: this.#expiresAt[slot]!,
+          expiresAt: this.#expiresAt?.[slot] ?? Infinity,
         };
       },
       close: () => this.#walks.delete(position),
@@ -365,11 +355,12 @@ export class CacheStore<V> implements Store<V> {
     let space = this.#namespaces.get(name);
     if (!space) {
       const limits = this.#namespaceLimits.get(name);
+      const id = this.#freeNamespaceIds.pop() ?? this.#namespaceById.length;
       space = {
         name,
+        id,
         limits: limits ?? NO_LIMITS,
         configured: limits !== undefined,
-        groups: new Map(),
         oldest: NONE,
         newest: NONE,
         entries: 0,
@@ -377,6 +368,7 @@ export class CacheStore<V> implements Store<V> {
         counters: newCounters(),
       };
       this.#namespaces.set(name, space);
+      this.#namespaceById[id] = space;
       this.#keepIdle(space);
     } else if (space.entries === 0 && this.#idle.delete(name)) {
       this.#idle.set(name, space);
@@ -396,7 +388,7 @@ export class CacheStore<V> implements Store<V> {
 
   /** What storing a first entry for llmString costs beyond the entry: its group, and its namespace's record. */
   #structureCost(space: Namespace, llmString: string): number {
-    const group = space.groups.has(llmString) ? 0 : GROUP_OVERHEAD_BYTES;
+    const group = this.#index.hasGroup(space.id, llmString) ? 0 : GROUP_OVERHEAD_BYTES;
     return group + (space.entries === 0 ? namespaceRecordBytes(space.name) : 0);
   }
 
@@ -418,15 +410,39 @@ export class CacheStore<V> implements Store<V> {
     if (space.configured) return;
     this.#idle.set(space.name, space);
     if (this.#idle.size <= IDLE_NAMESPACES_KEPT) return;
-    const [oldest] = this.#idle.keys();
-    this.#idle.delete(oldest!);
-    this.#namespaces.delete(oldest!);
+    const [oldest] = this.#idle.values();
+    this.#idle.delete(oldest!.name);
+    this.#namespaces.delete(oldest!.name);
+    this.#namespaceById[oldest!.id] = undefined;
+    this.#freeNamespaceIds.push(oldest!.id);
   }
 
   #expired(slot: Slot): boolean {
-    const expiresAt = this.#expiresAt[slot]!;
+    const expiresAt = this.#expiresAt?.[slot] ?? Infinity;
     // The clock is read only for entries that can expire.
     return expiresAt !== Infinity && expiresAt <= this.#now();
+  }
+
+  #setExpiry(slot: Slot, expiresAt: number): void {
+    if (!this.#expiresAt) {
+      if (expiresAt === Infinity) return;
+      this.#expiresAt = new Float64Array(this.#sizes.length).fill(Infinity);
+      for (const listener of this.#whenEntriesCanExpire.splice(0)) listener();
+    }
+    this.#expiresAt[slot] = expiresAt;
+  }
+
+  /**
+   * Calls `listener` once an entry can expire (at once if one already can):
+   * a store without TTLs needs no reclaiming, and so no timer.
+   */
+  onceEntriesCanExpire(listener: () => void): void {
+    if (this.#expiresAt) listener();
+    else this.#whenEntriesCanExpire.push(listener);
+  }
+
+  #namespaceOfSlot(slot: Slot): Namespace {
+    return this.#namespaceById[this.#namespaceOf[slot]!]!;
   }
 
   /**
@@ -491,21 +507,16 @@ export class CacheStore<V> implements Store<V> {
 
   #remove(slot: Slot, why: Removal): void {
     this.#stepWalksPast(slot);
-    const group = this.#groupOf[slot]!;
-    const space = group.namespace;
-    group.slots.delete(this.#prompts[slot]!);
+    const space = this.#namespaceOfSlot(slot);
     let freed = this.#sizes[slot]!;
-    if (group.slots.size === 0) {
-      space.groups.delete(group.llmString);
-      freed += GROUP_OVERHEAD_BYTES;
-    }
+    if (this.#index.remove(slot)) freed += GROUP_OVERHEAD_BYTES;
     this.#unlink(slot, space);
     space.entries--;
     this.#size--;
     if (space.entries === 0) freed += namespaceRecordBytes(space.name);
     this.#addBytes(space, -freed);
     if (space.entries === 0) this.#becomeEmpty(space);
-    this.#prompts[slot] = this.#groupOf[slot] = this.#values[slot] = undefined;
+    this.#namespaceOf[slot] = FREE;
     this.#freeSlots.push(slot);
     if (why === "size") this.#count(space, "evictedSize");
     else if (why === "bytes") this.#count(space, "evictedBytes");
@@ -517,8 +528,9 @@ export class CacheStore<V> implements Store<V> {
     const reused = this.#freeSlots.pop();
     if (reused !== undefined) return reused;
     if (this.#slotsUsed === this.#older.length) {
+      this.#namespaceOf = grow(this.#namespaceOf, FREE);
       this.#sizes = grow(this.#sizes);
-      this.#expiresAt = grow(this.#expiresAt);
+      if (this.#expiresAt) this.#expiresAt = grow(this.#expiresAt, Infinity);
       this.#older = grow(this.#older);
       this.#newer = grow(this.#newer);
       this.#namespaceOlder = grow(this.#namespaceOlder);
@@ -536,7 +548,7 @@ export class CacheStore<V> implements Store<V> {
   #touch(slot: Slot): void {
     if (slot === this.#newest) return;
     this.#stepWalksPast(slot);
-    const space = this.#groupOf[slot]!.namespace;
+    const space = this.#namespaceOfSlot(slot);
     this.#unlink(slot, space);
     this.#link(slot, space);
   }
@@ -577,8 +589,9 @@ function namespaceRecordBytes(name: string): number {
   return NAMESPACE_OVERHEAD_BYTES + name.length;
 }
 
-function grow<T extends Int32Array<ArrayBuffer> | Float64Array<ArrayBuffer>>(column: T): T {
+function grow<T extends Int32Array<ArrayBuffer> | Float64Array<ArrayBuffer>>(column: T, fill = 0): T {
   const grown = new (column.constructor as new (length: number) => T)(column.length * 2);
+  if (fill !== 0) grown.fill(fill, column.length);
   grown.set(column);
   return grown;
 }

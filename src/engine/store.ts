@@ -56,6 +56,8 @@ export interface WalkableStore<V> extends Store<V> {
 export interface ReclaimableStore {
   /** Removes expired entries, looking at no more than `maxChecks`; returns how many it removed. */
   reclaimExpired(maxChecks?: number): number;
+  /** Calls `listener` once an entry can expire, at once if one already can. */
+  onceEntriesCanExpire(listener: () => void): void;
 }
 
 export interface SetOptions {

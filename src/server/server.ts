@@ -4,6 +4,7 @@ import { CacheStore, type StoreOptions } from "../engine/cache-store.js";
 import type { Store } from "../engine/store.js";
 import { LeaseTable, type WaiterLimits } from "../engine/leases.js";
 import { reclaimInBackground } from "../engine/reclaimer.js";
+import { SegmentIndex } from "../engine/segment-index.js";
 import { CacheError } from "../rpc/errors.js";
 import { byteServiceDefinition } from "../rpc/service-definition.js";
 import { Authenticator } from "./auth/authenticator.js";
@@ -97,7 +98,8 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
 
   // The store holds names and keys as their UTF-8 bytes (see request-reader.ts), limits' names included.
   const namespaces = Object.fromEntries(Object.entries(options.namespaces ?? {}).map(([name, limits]) => [asKeyBytes(name), limits]));
-  const store = new CacheStore<string>({ ...options, namespaces });
+  // Keys and values off the collected heap, so that the budget is what the process holds (see SegmentIndex).
+  const store = new CacheStore<string>({ ...options, namespaces }, new SegmentIndex());
   if (options.snapshotPath) await restore(store, options.snapshotPath, logger);
 
   // Leases live in this process only: they are not in the snapshot, and a restart ends them.

@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { CacheStore, type StoreOptions } from "../../src/engine/cache-store.js";
+import { HeapIndex, type EntryIndex } from "../../src/engine/entry-index.js";
+import { SegmentIndex } from "../../src/engine/segment-index.js";
 import { EntryTooLargeError } from "../../src/engine/entry-too-large-error.js";
 import { ENTRY_OVERHEAD_BYTES, GROUP_OVERHEAD_BYTES, NAMESPACE_OVERHEAD_BYTES, type EvictionPolicy } from "../../src/engine/limits.js";
 import { newCounters, toStats, type CacheStats, type Counters } from "../../src/engine/stats.js";
@@ -159,16 +161,24 @@ class ModelStore {
 }
 
 type Command =
-  | { kind: "set"; namespace: string; prompt: string; llmString: string; bytes: number; ttlMs: number | undefined; onlyIfAbsent: boolean }
+  | { kind: "set"; namespace: string; prompt: string; llmString: string; bytes: number; valueLength: number; ttlMs: number | undefined; onlyIfAbsent: boolean }
   | { kind: "get"; namespace: string; prompt: string; llmString: string }
   | { kind: "advance"; ms: number }
   | { kind: "clear"; namespace: string | undefined }
   | { kind: "bypass"; namespace: string };
 
+/**
+ * Segments small enough to be filled, emptied and compacted in a few steps.
+ * A shared one takes records up to 64 bytes (a quarter of it): with a
+ * two-character prompt and the 8-byte header, values up to 54 bytes.
+ */
+const SMALL_SEGMENTS = { segmentBytes: 256, minDeadBytes: 0 };
+/** Empty values, values on both sides of the largest record a shared segment takes, and values that need a segment of their own. */
+const VALUE_LENGTHS = fc.constantFrom(0, 1, 20, 53, 54, 55, 120, 1000);
 const namespaceArbitrary = fc.constantFrom("", "a");
-const keyArbitrary = { namespace: namespaceArbitrary, prompt: fc.constantFrom("p0", "p1", "p2", "p3", "p4"), llmString: fc.constantFrom("m0", "m1") };
+const keyArbitrary = { namespace: namespaceArbitrary, prompt: fc.constantFrom("p0", "p1", "p2"), llmString: fc.constantFrom("m0", "m1") };
 const commandArbitrary: fc.Arbitrary<Command> = fc.oneof(
-  { weight: 5, arbitrary: fc.record({ kind: fc.constant("set" as const), ...keyArbitrary, bytes: fc.constantFrom(10, 100, 400, 900), ttlMs: fc.constantFrom(undefined, 50, 200, Infinity), onlyIfAbsent: fc.boolean() }) },
+  { weight: 5, arbitrary: fc.record({ kind: fc.constant("set" as const), ...keyArbitrary, bytes: fc.constantFrom(10, 100, 400, 900), valueLength: VALUE_LENGTHS, ttlMs: fc.constantFrom(undefined, 50, 200, Infinity), onlyIfAbsent: fc.boolean() }) },
   { weight: 5, arbitrary: fc.record({ kind: fc.constant("get" as const), ...keyArbitrary }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant("advance" as const), ms: fc.integer({ min: 0, max: 150 }) }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("clear" as const), namespace: fc.constantFrom(undefined, "", "a") }) },
@@ -183,59 +193,74 @@ const limitsArbitrary = fc.record(
   { requiredKeys: [] },
 );
 
+/** Each index the store can keep its entries in. */
+const INDEXES: Record<string, () => EntryIndex<string>> = {
+  "the heap index": () => new HeapIndex<string>(),
+  "the segment index": () => new SegmentIndex(SMALL_SEGMENTS),
+};
+
+/** A value of `length` bytes held as latin1, every byte value possible, different at each step. */
+function valueOf(step: number, length: number): string {
+  let value = "";
+  for (let i = 0; i < length; i++) value += String.fromCharCode((step * 31 + i * 7) & 0xff);
+  return value;
+}
+
 describe("CacheStore against a reference model", function () {
   this.timeout(60_000);
 
-  for (const policy of ["fifo", "lru"] as const) {
-    it(`agrees on every answer and statistic under ${policy}, with random limits, TTLs and namespaces`, () => {
-      fc.assert(
-        fc.property(limitsArbitrary, fc.option(limitsArbitrary, { nil: undefined }), fc.array(commandArbitrary, { maxLength: 60 }), (limits, namespaceA, commands) => {
-          const clock = fakeClock();
-          const namespaces: Record<string, ModelLimits> = namespaceA ? { a: namespaceA } : {};
-          const options: StoreOptions = { ...limits, policy, namespaces, now: clock.now };
-          const store = new CacheStore<string>(options);
-          const model = new ModelStore(policy, limits, namespaces, clock.now);
-          commands.forEach((command, step) => {
-            const where = `step ${step}: ${JSON.stringify(command)}`;
-            switch (command.kind) {
-              case "set": {
-                const value = `v${step}`;
-                const run = (target: CacheStore<string> | ModelStore) => {
-                  try {
-                    return target instanceof CacheStore
-                      ? target.set(command.namespace, command.prompt, command.llmString, value, command.bytes, { ttlMs: command.ttlMs, onlyIfAbsent: command.onlyIfAbsent })
-                      : target.set(command.namespace, command.prompt, command.llmString, value, command.bytes, command.ttlMs, command.onlyIfAbsent);
-                  } catch (error) {
-                    assert.ok(error instanceof EntryTooLargeError, `${where}: ${error}`);
-                    return "too large";
-                  }
-                };
-                assert.equal(run(store), run(model), where);
-                break;
+  for (const [indexName, makeIndex] of Object.entries(INDEXES)) {
+    for (const policy of ["fifo", "lru"] as const) {
+      it(`agrees on every answer and statistic under ${policy}, with random limits, TTLs and namespaces, in ${indexName}`, () => {
+        fc.assert(
+          fc.property(limitsArbitrary, fc.option(limitsArbitrary, { nil: undefined }), fc.array(commandArbitrary, { minLength: 20, maxLength: 80 }), (limits, namespaceA, commands) => {
+            const clock = fakeClock();
+            const namespaces: Record<string, ModelLimits> = namespaceA ? { a: namespaceA } : {};
+            const options: StoreOptions = { ...limits, policy, namespaces, now: clock.now };
+            const store = new CacheStore<string>(options, makeIndex());
+            const model = new ModelStore(policy, limits, namespaces, clock.now);
+            commands.forEach((command, step) => {
+              const where = `step ${step}: ${JSON.stringify(command)}`;
+              switch (command.kind) {
+                case "set": {
+                  const value = valueOf(step, command.valueLength);
+                  const run = (target: CacheStore<string> | ModelStore) => {
+                    try {
+                      return target instanceof CacheStore
+                        ? target.set(command.namespace, command.prompt, command.llmString, value, command.bytes, { ttlMs: command.ttlMs, onlyIfAbsent: command.onlyIfAbsent })
+                        : target.set(command.namespace, command.prompt, command.llmString, value, command.bytes, command.ttlMs, command.onlyIfAbsent);
+                    } catch (error) {
+                      assert.ok(error instanceof EntryTooLargeError, `${where}: ${error}`);
+                      return "too large";
+                    }
+                  };
+                  assert.equal(run(store), run(model), where);
+                  break;
+                }
+                case "get":
+                  assert.equal(store.get(command.namespace, command.prompt, command.llmString), model.get(command.namespace, command.prompt, command.llmString), where);
+                  break;
+                case "advance":
+                  clock.advance(command.ms);
+                  break;
+                case "clear":
+                  store.clear(command.namespace);
+                  model.clear(command.namespace);
+                  break;
+                case "bypass":
+                  store.bypass(command.namespace);
+                  model.count(command.namespace).bypasses++;
+                  break;
               }
-              case "get":
-                assert.equal(store.get(command.namespace, command.prompt, command.llmString), model.get(command.namespace, command.prompt, command.llmString), where);
-                break;
-              case "advance":
-                clock.advance(command.ms);
-                break;
-              case "clear":
-                store.clear(command.namespace);
-                model.clear(command.namespace);
-                break;
-              case "bypass":
-                store.bypass(command.namespace);
-                model.count(command.namespace).bypasses++;
-                break;
-            }
-            const stats = store.stats();
-            assert.deepEqual(stats.namespaces, model.stats(), where);
-            assert.deepEqual(stats.total, Object.values(model.stats()).reduce(addStats, toStats(0, 0, newCounters())), `${where}: the running totals`);
-          });
-        }),
-        { numRuns: 300 },
-      );
-    });
+              const stats = store.stats();
+              assert.deepEqual(stats.namespaces, model.stats(), where);
+              assert.deepEqual(stats.total, Object.values(model.stats()).reduce(addStats, toStats(0, 0, newCounters())), `${where}: the running totals`);
+            });
+          }),
+          { numRuns: 300 },
+        );
+      });
+    }
   }
 });
 
