@@ -5,90 +5,119 @@ import { runLoad } from "./load.js";
 import { progress, type Row } from "./results.js";
 import { generationOf, KEYS, LLM_STRING, missPromptOf, promptOf, valueOf } from "./workload.js";
 
-type Operation = "lookup hit" | "lookup miss" | "update";
+export type Operation = "lookup hit" | "lookup miss" | "update";
 
 /** One way to reach a cache from this process, measured alike. */
-interface System {
+export interface System {
   name: string;
   unit: string;
   unitsPerCall: number;
+  /** The system its ratio divides by, when not the comparison's anchor. */
+  anchor?: string;
   /** Stores the KEYS entries of this size, then checks one hit and one miss: a fast wrong answer is no result. */
   prepare(bytes: number): Promise<void>;
   call(operation: Operation, bytes: number, keyIndex: number): Promise<unknown>;
   close(): Promise<void>;
 }
 
-const BATCH = 100;
+export const BATCH = 100;
+const SIZES = [500, 8192];
+
+export const sizeLabel = (bytes: number) => (bytes === 500 ? "500 B" : "8 KiB");
 
 export async function clientBench(options: {
   llmcacheAddress: string;
   redisPort: number;
   seconds: number;
   warmupSeconds: number;
+  step: number;
+  total: number;
 }): Promise<Row[]> {
   const systems = [
     redisSystem("ioredis", new Redis(options.redisPort, "127.0.0.1")),
     redisSystem("ioredis auto-pipelining", new Redis(options.redisPort, "127.0.0.1", { enableAutoPipelining: true })),
+    redisPipelineSystem(new Redis(options.redisPort, "127.0.0.1")),
     llmcacheSystem("llmcache unary", new CacheClient({ address: options.llmcacheAddress, batching: false })),
     llmcacheSystem("llmcache auto-batched", new CacheClient({ address: options.llmcacheAddress })),
     llmcacheBatchSystem(new CacheClient({ address: options.llmcacheAddress })),
   ];
+  return compareSystems({ ...options, section: "client", anchor: "ioredis", systems, operations: ["lookup hit", "lookup miss", "update"], callers: [1, 64] });
+}
+
+/** How many progress steps clientBench takes. */
+export const CLIENT_STEPS = 6 * 3 * SIZES.length * 2;
+
+/**
+ * Runs every operation, size and number of callers against each system in
+ * turn, each system prepared with the same entries first, and closes them.
+ * A row's ratio is to `anchor` (or the system's own anchor) in the same scenario.
+ */
+export async function compareSystems(options: {
+  section: string;
+  anchor: string;
+  systems: System[];
+  operations: readonly Operation[];
+  callers: readonly number[];
+  sizes?: readonly number[];
+  seconds: number;
+  warmupSeconds: number;
+  step: number;
+  total: number;
+}): Promise<Row[]> {
   const rows: Row[] = [];
-  const plans: [Operation, number, number][] = [];
-  for (const operation of ["lookup hit", "lookup miss", "update"] as const) {
-    for (const bytes of [500, 8192]) for (const callers of [1, 64]) plans.push([operation, bytes, callers]);
-  }
-  let step = 0;
-  const total = plans.length * systems.length;
-  for (const bytes of [500, 8192]) {
-    for (const system of systems) await system.prepare(bytes);
-    for (const [operation, planBytes, callers] of plans) {
-      if (planBytes !== bytes) continue;
-      const scenario = `${operation} · ${bytes === 500 ? "500 B" : "8 KiB"} · ${callers} caller${callers > 1 ? "s" : ""}`;
-      for (const system of systems) {
-        progress(++step, total, `client: ${system.name} · ${scenario}`);
-        const result = await runLoad((caller, iteration) => system.call(operation, bytes, (caller * 7919 + iteration) % KEYS), {
-          callers,
-          seconds: options.seconds,
-          warmupSeconds: options.warmupSeconds,
-          unitsPerCall: system.unitsPerCall,
-        });
-        rows.push({
-          section: "client",
-          scenario,
-          system: system.name,
-          anchor: system.name === "ioredis" ? undefined : "ioredis",
-          unit: system.unit,
-          value: result.perSecond,
-          p50: result.p50,
-          p99: result.p99,
-          p999: result.p999,
-          note: system.unitsPerCall > 1 ? `${system.unitsPerCall} keys per call; latency is per call` : undefined,
-        });
+  let step = options.step;
+  for (const bytes of options.sizes ?? SIZES) {
+    for (const system of options.systems) await system.prepare(bytes);
+    for (const operation of options.operations) {
+      for (const callers of options.callers) {
+        const scenario = `${operation} · ${sizeLabel(bytes)} · ${callers} caller${callers > 1 ? "s" : ""}`;
+        for (const system of options.systems) {
+          progress(++step, options.total, `${options.section}: ${system.name} · ${scenario}`);
+          const result = await runLoad((caller, iteration) => system.call(operation, bytes, (caller * 7919 + iteration) % KEYS), {
+            callers,
+            seconds: options.seconds,
+            warmupSeconds: options.warmupSeconds,
+            unitsPerCall: system.unitsPerCall,
+          });
+          rows.push({
+            section: options.section,
+            scenario,
+            system: system.name,
+            anchor: system.name === options.anchor ? undefined : (system.anchor ?? options.anchor),
+            unit: system.unit,
+            value: result.perSecond,
+            p50: result.p50,
+            p99: result.p99,
+            p999: result.p999,
+            note: system.unitsPerCall > 1 ? `${system.unitsPerCall} keys per call; latency is per call` : undefined,
+          });
+        }
       }
     }
   }
-  for (const system of systems) await system.close();
+  for (const system of options.systems) await system.close();
   return rows;
 }
 
+const redisKey = (i: number) => `bench:${i}`;
+const redisMissKey = (i: number) => `bench:missing:${i}`;
+
 function redisSystem(name: string, redis: Redis): System {
-  const key = (i: number) => `bench:${i}`;
   return {
     name,
     unit: "ops/s",
     unitsPerCall: 1,
     async prepare(bytes) {
       const pipeline = redis.pipeline();
-      for (let i = 0; i < KEYS; i++) pipeline.set(key(i), valueOf(bytes, i));
+      for (let i = 0; i < KEYS; i++) pipeline.set(redisKey(i), valueOf(bytes, i));
       await pipeline.exec();
-      assert.equal(await redis.get(key(7)), valueOf(bytes, 7), `${name} returned the wrong value`);
+      assert.equal(await redis.get(redisKey(7)), valueOf(bytes, 7), `${name} returned the wrong value`);
       assert.equal(await redis.get("bench:missing"), null, `${name} found a key never stored`);
     },
     call(operation, bytes, i) {
-      if (operation === "lookup hit") return redis.get(key(i));
-      if (operation === "lookup miss") return redis.get(`bench:missing:${i}`);
-      return redis.set(key(i), valueOf(bytes, i));
+      if (operation === "lookup hit") return redis.get(redisKey(i));
+      if (operation === "lookup miss") return redis.get(redisMissKey(i));
+      return redis.set(redisKey(i), valueOf(bytes, i));
     },
     async close() {
       redis.disconnect();
@@ -96,7 +125,40 @@ function redisSystem(name: string, redis: Redis): System {
   };
 }
 
-function llmcacheSystem(name: string, client: CacheClient): System {
+const batchIndexes = (first: number) => Array.from({ length: BATCH }, (_, k) => (first + k) % KEYS);
+
+/** The system with calls of BATCH keys each, counted as keys. */
+const batchOf = (system: System, changes: Partial<System>): System => ({ ...system, unit: "keys/s", unitsPerCall: BATCH, ...changes });
+
+/** The same 100 GETs (or SETs) as llmcache's batch of 100 keys, in one ioredis pipeline: Redis's own batch. */
+function redisPipelineSystem(redis: Redis): System {
+  const system = redisSystem("ioredis pipeline", redis);
+  return batchOf(system, {
+    async prepare(bytes) {
+      await system.prepare(bytes);
+      const replies = await pipelined(redis, "lookup hit", bytes, 7);
+      assert.equal(replies[0], valueOf(bytes, 7), "ioredis pipeline returned the wrong value");
+      assert.equal(replies.length, BATCH);
+    },
+    call: (operation, bytes, first) => pipelined(redis, operation, bytes, first),
+  });
+}
+
+async function pipelined(redis: Redis, operation: Operation, bytes: number, first: number): Promise<unknown[]> {
+  const pipeline = redis.pipeline();
+  for (const i of batchIndexes(first)) {
+    if (operation === "lookup hit") pipeline.get(redisKey(i));
+    else if (operation === "lookup miss") pipeline.get(redisMissKey(i));
+    else pipeline.set(redisKey(i), valueOf(bytes, i));
+  }
+  const replies = (await pipeline.exec())!;
+  return replies.map(([error, reply]) => {
+    if (error) throw error;
+    return reply;
+  });
+}
+
+export function llmcacheSystem(name: string, client: CacheClient): System {
   return {
     name,
     unit: "ops/s",
@@ -118,19 +180,16 @@ function llmcacheSystem(name: string, client: CacheClient): System {
   };
 }
 
+/** BatchLookup and BatchUpdate of 100 keys; its ratio is to the ioredis pipeline of the same 100 keys. */
 function llmcacheBatchSystem(client: CacheClient): System {
-  const indexes = (first: number) => Array.from({ length: BATCH }, (_, k) => (first + k) % KEYS);
-  const system = llmcacheSystem("llmcache batch", client);
-  return {
-    ...system,
-    unit: "keys/s",
-    unitsPerCall: BATCH,
+  return batchOf(llmcacheSystem("llmcache batch", client), {
+    anchor: "ioredis pipeline",
     call(operation, bytes, first) {
       if (operation === "update") {
-        return client.aupdateMany(indexes(first).map((i) => [promptOf(i), LLM_STRING, generationOf(bytes, i)] as const));
+        return client.aupdateMany(batchIndexes(first).map((i) => [promptOf(i), LLM_STRING, generationOf(bytes, i)] as const));
       }
       const prompt = operation === "lookup hit" ? promptOf : missPromptOf;
-      return client.alookupMany(indexes(first).map((i) => [prompt(i), LLM_STRING] as const));
+      return client.alookupMany(batchIndexes(first).map((i) => [prompt(i), LLM_STRING] as const));
     },
-  };
+  });
 }

@@ -51,6 +51,11 @@ interface Bar {
 const COLORS: Record<string, string> = {
   ioredis: "#d62728",
   "ioredis auto-pipelining": "#ff9896",
+  "ioredis pipeline": "#ff7f0e",
+  "ioredis cache (sha256 key, JSON)": "#d62728",
+  "ioredis auto-pipelining cache (sha256 key, JSON)": "#ff9896",
+  "ioredis GET/SET (no key, no JSON)": "#f4c7c3",
+  "@langchain/community RedisCache": "#8c564b",
   "llmcache unary": "#9ecae1",
   "llmcache auto-batched": "#1f77b4",
   "llmcache batch": "#08306b",
@@ -60,22 +65,25 @@ const COLORS: Record<string, string> = {
   "llmcache InMemoryCache": "#1f77b4",
   "redis-server used_memory": "#d62728",
   "llmcache resident": "#1f77b4",
+  "--max-bytes budget": "#aaaaaa",
+  "llmcache peak resident": "#1f77b4",
 };
 
 /** An SVG a person can open: throughput bars and latency percentiles, each figure labelled. */
 export function drawChart(report: Report): string {
   const rows = report.rows;
   const pick = (section: string, scenario: string) => rows.filter((row) => row.section === section && row.scenario === scenario);
-  const asBars = (selected: Row[], label = (row: Row) => row.system): Bar[] =>
+  // A ratio is to the anchor the panel's title names; `titled` given, a ratio to any other anchor names it.
+  const asBars = (selected: Row[], label = (row: Row) => row.system, titled?: string): Bar[] =>
     selected.map((row) => ({
       label: label(row),
       value: row.value,
-      text: `${formatNumber(row.value)} ${row.unit}${row.ratio === undefined ? "" : ` (${row.ratio.toFixed(2)}×)`}`,
+      text: `${formatNumber(row.value)} ${row.unit}${row.ratio === undefined ? "" : ` (${row.ratio.toFixed(2)}×${titled !== undefined && row.anchor !== titled ? ` ${row.anchor}` : ""})`}`,
       color: COLORS[row.system] ?? "#777777",
     }));
   const panels: [string, Bar[]][] = [];
   for (const callers of ["1 caller", "64 callers"]) {
-    panels.push([`Lookups per second · hit · 500 B · ${callers} (ratio to ioredis)`, asBars(pick("client", `lookup hit · 500 B · ${callers}`))]);
+    panels.push([`Lookups per second · hit · 500 B · ${callers} (ratio to ioredis)`, asBars(pick("client", `lookup hit · 500 B · ${callers}`), undefined, "ioredis")]);
   }
   const latency = pick("client", "lookup hit · 500 B · 1 caller").flatMap((row) =>
     (["p50", "p99", "p999"] as const).map((percentile) => ({
@@ -85,6 +93,12 @@ export function drawChart(report: Report): string {
       color: COLORS[row.system] ?? "#777777",
     })),
   );
+  const batched = pick("client", "lookup hit · 500 B · 64 callers").filter((row) => row.system === "ioredis" || row.unit === "keys/s");
+  if (batched.length > 0) panels.push(["Batched lookups, keys per second · hit · 500 B · 64 callers · 100 keys a call", asBars(batched, undefined, "")]);
+  for (const bytes of ["500 B", "8 KiB"]) {
+    const work = pick("cache work", `lookup hit · ${bytes} · 64 callers`);
+    if (work.length > 0) panels.push([`Lookups per second returning Generation[] · hit · ${bytes} · 64 callers (ratio to ioredis + key + JSON)`, asBars(work)]);
+  }
   panels.push(["Latency of one lookup · hit · 500 B · 1 caller (µs, lower is better)", latency]);
   const h2load = rows.filter((row) => row.section === "h2load");
   if (h2load.length > 0) panels.push([`h2load · ${h2load[0]!.scenario}`, asBars(h2load)]);
@@ -94,6 +108,23 @@ export function drawChart(report: Report): string {
     panels.push([`Model calls per burst (lower is better) · ${burst[0]!.scenario}`, asBars(burst)]);
     const answered = burst.map((row) => ({ label: row.system, value: row.p99 ?? 0, text: `p99 ${((row.p99 ?? 0) / 1000).toFixed(1)} ms`, color: "#777777" }));
     panels.push(["Time to answer in the burst, p99 (ms, lower is better)", answered]);
+  }
+  const counts = rows.filter((row) => row.section === "entry count");
+  if (counts.length > 0) {
+    panels.push([`Lookups per second by entries held · ${counts[0]!.scenario}`, asBars(counts)]);
+    const p99 = counts.map((row) => ({ label: `${row.system} p99`, value: row.p99 ?? 0, text: `${row.p99} µs`, color: "#1f77b4" }));
+    panels.push(["Latency p99 by entries held (µs, lower is better)", p99]);
+  }
+  const churn = rows.filter((row) => row.section === "memory under churn" && row.anchor !== undefined);
+  if (churn.length > 0) {
+    const budget = rows.find((row) => row.section === "memory under churn" && row.anchor === undefined)!;
+    const peaks = churn.map((row) => ({
+      label: row.scenario.split(" · ")[1]!,
+      value: row.value,
+      text: `${row.value.toFixed(0)} MiB, budget + ${(row.value - budget.value).toFixed(0)} MiB`,
+      color: COLORS[row.system]!,
+    }));
+    panels.push([`Peak resident memory under churn, --max-bytes ${budget.value} MiB, Node's default flags (lower is better)`, peaks]);
   }
   const memory = rows.filter((row) => row.section === "memory");
   if (memory.length > 0) panels.push([`Memory per entry (lower is better) · ${memory[0]!.scenario}`, asBars(memory)]);
@@ -105,7 +136,7 @@ export function drawChart(report: Report): string {
   const parts: string[] = [
     `<text x="16" y="24" font-size="16" font-weight="bold">llmcache benchmark · ${escape(report.startedAt)}${report.quick ? " · quick run" : ""} · ${report.machine.cpus} CPUs · Node ${escape(report.machine.node)}</text>`,
   ];
-  for (const [title, bars] of panels) {
+  for (const [title, bars] of panels.filter(([, bars]) => bars.length > 0)) {
     parts.push(`<text x="16" y="${y + 18}" font-size="14" font-weight="bold">${escape(title)}</text>`);
     y += 28;
     const max = Math.max(...bars.map((bar) => bar.value), 1);
