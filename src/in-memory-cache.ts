@@ -12,7 +12,7 @@ import {
   type UpdateOptions,
 } from "./call-options.js";
 import { checkKey, copyGenerations, type Generation } from "./generation.js";
-import { cloneJson, type JsonValue } from "./json.js";
+import { cloneJson, unescapedJsonBytes, type JsonValue } from "./json.js";
 import { getOrCompute, type GetOrComputeOptions } from "./single-flight.js";
 import { CacheStore, type StoreOptions } from "./engine/cache-store.js";
 import type { Store } from "./engine/store.js";
@@ -188,7 +188,7 @@ function leasedLookup(outcome: TableOutcome<Generation[]>): LeasedLookup {
   }
 }
 
-/** An entry's key and value in UTF-8 bytes, as the server would count them (the value as JSON). */
+/** An entry's key and value in UTF-8 bytes: the value as JSON, less its escapes (see unescapedJsonBytes). */
 function entryBytes(prompt: string, llmString: string, generations: Generation[]): number {
-  return Buffer.byteLength(prompt) + Buffer.byteLength(llmString) + Buffer.byteLength(JSON.stringify(generations));
+  return Buffer.byteLength(prompt) + Buffer.byteLength(llmString) + unescapedJsonBytes(generations as unknown as JsonValue);
 }
