@@ -1,5 +1,4 @@
 import { logVerbosity, setLogVerbosity } from "@grpc/grpc-js";
-import { getHeapStatistics } from "node:v8";
 import { parseArgs } from "node:util";
 import { checkMaxsize, checkPolicy, type Limits } from "../engine/limits.js";
 import { checkLogLevel, createLogger } from "../server/logger.js";
@@ -167,7 +166,6 @@ export async function serveCommand(args: string[]): Promise<void> {
   dropUndefined(options.connectionLimits!);
   dropUndefined(options.leaseWaiters!);
   const graceMs = duration("shutdown-grace");
-  if (typeof options.maxBytes === "number") warnOfHeapHeadroom(options.maxBytes, logger);
   const server = await startServer(dropUndefined(options)).catch((error: unknown) => {
     // The server checks the snapshot's directory before it listens; its error names no flag, so say which setting gave the path.
     if (error instanceof SnapshotSetupError && snapshot) throw new UsageError(`cannot write ${snapshot.source} ${snapshot.raw}: ${error.reason}`, { cause: error });
@@ -201,29 +199,6 @@ export async function serveCommand(args: string[]): Promise<void> {
   });
   // Printed last: whoever waits for this line may signal at once.
   console.log(`llmcache listening on ${server.address}${server.metricsPort === undefined ? "" : ` (metrics on port ${server.metricsPort})`}`);
-}
-
-/**
- * V8 lets garbage pile up far beyond what a process holds live: under
- * churn, a server with a 64 MiB budget peaked at 396 MiB resident with
- * Node's defaults and at 208 MiB with --max-old-space-size=176 (the
- * reliability suite's load check). The heap limit is fixed when Node
- * starts, so the operator has to set it; say so, with the figure.
- */
-function warnOfHeapHeadroom(maxBytes: number, logger: ReturnType<typeof createLogger>): void {
-  const recommendedMiB = recommendedOldSpaceMiB(maxBytes);
-  const limitMiB = getHeapStatistics().heap_size_limit / 2 ** 20;
-  if (limitMiB > recommendedMiB * 1.5) {
-    logger.warn(
-      { maxBytes, heapLimitMiB: Math.round(limitMiB), recommendedOldSpaceMiB: recommendedMiB },
-      `resident memory can grow well past the byte budget while V8 holds garbage; start node with --max-old-space-size=${recommendedMiB} (NODE_OPTIONS) to bound it`,
-    );
-  }
-}
-
-/** The V8 old-space limit that bounds a server with this byte budget: the budget and a quarter, plus 96 MiB. */
-export function recommendedOldSpaceMiB(maxBytes: number): number {
-  return Math.ceil((maxBytes * 1.25) / 2 ** 20 + 96);
 }
 
 function optional<T>(value: Setting | undefined, read: (value: Setting) => T): T | undefined {
