@@ -27,13 +27,16 @@ export function checkGenerationNesting(generation: Generation, path: string): vo
     for (const [place, levels] of messagePlaces(generation.message)) places.push([`message.${place}`, 1 + levels]);
   }
   for (const [place, levels] of places) {
-    if (levels > MAX_GENERATION_NESTING) {
-      throw new TypeError(
-        `${path}.${place} nests ${levels} protobuf message levels below its generation, over the limit of ${MAX_GENERATION_NESTING} ` +
-          "(protobuf runtimes such as Python's refuse messages nested more than 101 levels deep)",
-      );
-    }
+    if (levels > MAX_GENERATION_NESTING) throw new TypeError(nestingProblem(`${path}.${place}`, levels));
   }
+}
+
+/** What is wrong with a place of a generation that nests `levels` levels, over the limit: the server says the same of the bytes. */
+export function nestingProblem(place: string, levels: number): string {
+  return (
+    `${place} nests ${levels} protobuf message levels below its generation, over the limit of ${MAX_GENERATION_NESTING} ` +
+    "(protobuf runtimes such as Python's refuse messages nested more than 101 levels deep)"
+  );
 }
 
 /** Each place of a message that holds JSON, with the levels it takes below the ChatMessage. */

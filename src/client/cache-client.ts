@@ -1,6 +1,6 @@
 import type { DescMethod } from "@bufbuild/protobuf";
 import { status, type Client } from "@grpc/grpc-js";
-import { CacheService, StatsResponseSchema, type CacheStats as WireCacheStats } from "../../gen/llmcache/v1/cache_pb.js";
+import { CacheService } from "../../gen/llmcache/v1/cache_pb.js";
 import type { BaseCache, CacheStatsReport } from "../base-cache.js";
 import {
   checkClearOptions,
@@ -13,32 +13,24 @@ import {
   type LookupOptions,
   type UpdateOptions,
 } from "../call-options.js";
-import type { CacheStats } from "../engine/stats.js";
 import { checkKey, copyGenerations, type Generation } from "../generation.js";
 import { getOrCompute, type GetOrComputeOptions } from "../single-flight.js";
 import { callMetadata, openChannel, type ChannelSettings } from "../rpc/channel.js";
-import { asBuffer, DecodeError, decodeMessage, encodeMessage } from "../rpc/codec.js";
+import { asBuffer, DecodeError } from "../rpc/codec.js";
+import { decodeBatchLookupResponse, encodeBatchLookupRequest } from "../rpc/codec/batch-lookup.js";
+import { decodeBatchUpdateResponse, encodeBatchUpdateRequest } from "../rpc/codec/batch-update.js";
+import { decodeClearResponse, encodeClearRequest } from "../rpc/codec/clear.js";
+import { decodeLeasedLookupResponse, decodeLookupResponse, encodeLookupRequest } from "../rpc/codec/lookup.js";
+import { decodeReleaseLeaseResponse, encodeReleaseLeaseRequest } from "../rpc/codec/release-lease.js";
+import { decodeStatsResponse, encodeStatsRequest } from "../rpc/codec/stats.js";
+import type { StreamOperationKind, StreamOutcome } from "../rpc/codec/stream.js";
+import { decodeUpdateResponse, encodeUpdateRequest } from "../rpc/codec/update.js";
 import { CacheError } from "../rpc/errors.js";
 import { methodPath } from "../rpc/service-definition.js";
 import { callFailure } from "../rpc/status-mapping.js";
 import { callUnary } from "../rpc/unary-call.js";
 import { BlockingCaller } from "./blocking-caller.js";
-import { MAX_STREAM_MESSAGE_BYTES, OperationStream, type BatchingOptions, type StreamOperationKind } from "./operation-stream.js";
-import {
-  encodeBatchLookupRequest,
-  encodeBatchUpdateRequest,
-  encodeLookupRequest,
-  encodeReleaseLeaseRequest,
-  encodeUpdateRequest,
-} from "./request-encoder.js";
-import {
-  decodeBatchLookupResponse,
-  decodeLeasedLookupResponse,
-  decodeLookupResponse,
-  decodeReleaseLeaseResponse,
-  decodeUpdateResponse,
-  type StreamOutcome,
-} from "./response-decoder.js";
+import { MAX_STREAM_MESSAGE_BYTES, OperationStream, type BatchingOptions } from "./operation-stream.js";
 
 export interface CacheClientOptions {
   /** host:port of an llmcache server. Default "127.0.0.1:50051". */
@@ -278,7 +270,7 @@ export class CacheClient implements BaseCache {
 
   #clear(options: ClearOptions | undefined): Operation<void> {
     const { namespace, allNamespaces } = checkClearOptions(options, this.namespace);
-    return { method: CacheService.method.clear, request: encodeMessage(CacheService.method.clear.input, { namespace, allNamespaces }), decode: () => {} };
+    return { method: CacheService.method.clear, request: encodeClearRequest(namespace, allNamespaces), decode: decodeClearResponse };
   }
 
   #lookupMany(keys: readonly (readonly [string, string])[], options: LookupOptions | undefined): Operation<(Generation[] | null)[]> {
@@ -309,7 +301,7 @@ export class CacheClient implements BaseCache {
       checkKey(prompt, llmString);
       return encodeUpdateRequest(prompt, llmString, copyGenerations(generations, `entries[${i}].generations`), fields);
     });
-    return { method: CacheService.method.batchUpdate, request: encodeBatchUpdateRequest(updates), decode: () => {} };
+    return { method: CacheService.method.batchUpdate, request: encodeBatchUpdateRequest(updates), decode: decodeBatchUpdateResponse };
   }
 
   async #call<R>(operation: () => Operation<R>, options: CallOptions = {}): Promise<R> {
@@ -373,43 +365,7 @@ function channelSettings(address: string, { token, tls }: CacheClientOptions): C
 }
 
 function statsOperation(): Operation<CacheStatsReport> {
-  return {
-    method: CacheService.method.stats,
-    request: Buffer.alloc(0),
-    decode(reply) {
-      const { total, namespaces, namespacesNotListed } = decodeMessage(StatsResponseSchema, reply);
-      return {
-        total: fromWireStats(total),
-        namespaces: Object.fromEntries(Object.entries(namespaces).map(([name, stats]) => [name, fromWireStats(stats)])),
-        namespacesNotListed: Number(namespacesNotListed),
-      };
-    },
-  };
-}
-
-function fromWireStats(stats: WireCacheStats | undefined): CacheStats {
-  const evictions = stats?.evictions;
-  const leases = stats?.leases;
-  return {
-    entries: Number(stats?.entries ?? 0),
-    bytes: Number(stats?.bytes ?? 0),
-    hits: Number(stats?.hits ?? 0),
-    misses: Number(stats?.misses ?? 0),
-    bypasses: Number(stats?.bypasses ?? 0),
-    hitRatio: stats?.hitRatio ?? 0,
-    evictions: { size: Number(evictions?.size ?? 0), bytes: Number(evictions?.bytes ?? 0), ttl: Number(evictions?.ttl ?? 0) },
-    expirations: Number(stats?.expirations ?? 0),
-    updatesNotStored: Number(stats?.updatesNotStored ?? 0),
-    leases: {
-      granted: Number(leases?.granted ?? 0),
-      filled: Number(leases?.filled ?? 0),
-      waitsServed: Number(leases?.waitsServed ?? 0),
-      waitsTimedOut: Number(leases?.waitsTimedOut ?? 0),
-      expired: Number(leases?.expired ?? 0),
-      released: Number(leases?.released ?? 0),
-      staleFillsRefused: Number(leases?.staleFillsRefused ?? 0),
-    },
-  };
+  return { method: CacheService.method.stats, request: encodeStatsRequest(), decode: decodeStatsResponse };
 }
 
 /** Decodes a reply; one that cannot be decoded is the server's fault: INTERNAL. */

@@ -1,12 +1,16 @@
 import { Metadata, status, type Client, type ClientDuplexStream, type ServiceError } from "@grpc/grpc-js";
-import { CacheService, StreamOperationSchema, StreamRequestSchema } from "../../gen/llmcache/v1/cache_pb.js";
+import { CacheService } from "../../gen/llmcache/v1/cache_pb.js";
 import { passBytes } from "../rpc/codec.js";
+import {
+  decodeStreamResponse,
+  encodeStreamRequest,
+  streamOperationSize,
+  type StreamOperation,
+  type StreamOperationKind,
+  type StreamOutcome,
+} from "../rpc/codec/stream.js";
 import { methodPath } from "../rpc/service-definition.js";
 import { callFailure } from "../rpc/status-mapping.js";
-import { fieldSize, tag, varintSize, WIRE_LENGTH_DELIMITED, WIRE_VARINT, writeFieldHeader, writeVarint } from "../rpc/wire-writer.js";
-import { decodeStreamResponse, type StreamOutcome } from "./response-decoder.js";
-
-export type StreamOperationKind = "lookup" | "update" | "release" | "cancel";
 
 export interface BatchingOptions {
   /**
@@ -31,23 +35,11 @@ const MAX_OPERATIONS_PER_MESSAGE = 24;
 const IDLE_STREAM_MS = 1_000;
 
 const PATH = methodPath(CacheService.method.stream);
-const OPERATION_TAG = tag(StreamRequestSchema.field.operations.number, WIRE_LENGTH_DELIMITED);
-const ID_TAG = tag(StreamOperationSchema.field.id.number, WIRE_VARINT);
-const KIND_TAGS: Record<StreamOperationKind, number> = {
-  lookup: tag(StreamOperationSchema.field.lookup.number, WIRE_LENGTH_DELIMITED),
-  update: tag(StreamOperationSchema.field.update.number, WIRE_LENGTH_DELIMITED),
-  release: tag(StreamOperationSchema.field.releaseLease.number, WIRE_LENGTH_DELIMITED),
-  cancel: tag(StreamOperationSchema.field.cancel.number, WIRE_LENGTH_DELIMITED),
-};
 const NOTHING = new Uint8Array(0);
 
-interface Operation {
-  id: number;
-  kind: StreamOperationKind;
+interface Operation extends StreamOperation {
   /** The method's name, for errors: "Lookup". */
   label: string;
-  /** The encoded LookupRequest, UpdateRequest or ReleaseLeaseRequest. */
-  request: Uint8Array;
   timeoutMs: number;
   deadline: number;
   /** The stream it was sent on; undefined while it waits to be sent. */
@@ -169,7 +161,7 @@ export class OperationStream {
     let batch: Operation[] = [];
     let batchBytes = 0;
     for (const operation of ready) {
-      const size = operationSize(operation);
+      const size = streamOperationSize(operation);
       if (batch.length === MAX_OPERATIONS_PER_MESSAGE || (batch.length > 0 && batchBytes + size > MAX_STREAM_MESSAGE_BYTES)) {
         call.write(encodeStreamRequest(batch, batchBytes));
         batch = [];
@@ -237,8 +229,8 @@ export class OperationStream {
     // A broken stream has no server side left to tell.
     if (call !== this.#call) return;
     this.#abandoned.set(operation.id, operation);
-    const cancel = { id: operation.id, kind: "cancel" as const, request: NOTHING };
-    call.write(encodeStreamRequest([cancel], operationSize(cancel)));
+    const cancel: StreamOperation = { id: operation.id, kind: "cancel", request: NOTHING };
+    call.write(encodeStreamRequest([cancel], streamOperationSize(cancel)));
   }
 
   #lateResult(call: ClientDuplexStream<Buffer, Buffer>, result: StreamOutcome): void {
@@ -289,29 +281,4 @@ export class OperationStream {
     }, IDLE_STREAM_MS);
     this.#idleTimer.unref();
   }
-}
-
-/** What the wire needs of an operation. */
-type Encodable = Pick<Operation, "id" | "kind" | "request">;
-
-function operationSize(operation: Encodable): number {
-  return fieldSize(OPERATION_TAG, operationBodySize(operation));
-}
-
-function operationBodySize({ id, kind, request }: Encodable): number {
-  return varintSize(ID_TAG) + varintSize(id) + fieldSize(KIND_TAGS[kind], request.length);
-}
-
-/** A StreamRequest, written around the operations' already-encoded requests. */
-function encodeStreamRequest(operations: Encodable[], size: number): Buffer {
-  const buffer = Buffer.allocUnsafe(size);
-  let position = 0;
-  for (const operation of operations) {
-    position = writeFieldHeader(buffer, position, OPERATION_TAG, operationBodySize(operation));
-    position = writeVarint(buffer, writeVarint(buffer, position, ID_TAG), operation.id);
-    position = writeFieldHeader(buffer, position, KIND_TAGS[operation.kind], operation.request.length);
-    buffer.set(operation.request, position);
-    position += operation.request.length;
-  }
-  return buffer;
 }

@@ -1,4 +1,5 @@
 import { create, fromBinary, toBinary, type DescMessage, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
+import { LimitExceededError } from "./limit-exceeded-error.js";
 import type { StatusCarrier } from "./status-mapping.js";
 
 /** Encodes a message with protobuf-es, as a Node Buffer (grpc-js refuses a plain Uint8Array). */
@@ -28,10 +29,21 @@ export class DecodeError extends Error implements StatusCarrier {
  * DecodeError whose message says what was expected and what went wrong.
  */
 export function decodeMessage<Desc extends DescMessage>(schema: Desc, bytes: Uint8Array): MessageShape<Desc> {
+  return decoding(schema.typeName, () => fromBinary(schema, bytes));
+}
+
+/**
+ * Runs a reader of a message, turning its every failure into a DecodeError
+ * that names the message and says what went wrong: "cannot decode
+ * llmcache.v1.LookupRequest: premature EOF". A request over one of the
+ * server's limits stays a LimitExceededError.
+ */
+export function decoding<T>(typeName: string, read: () => T): T {
   try {
-    return fromBinary(schema, bytes);
+    return read();
   } catch (error) {
-    throw new DecodeError(`cannot decode ${schema.typeName}: ${decodeProblem(error)}`, { cause: error });
+    if (error instanceof LimitExceededError) throw error;
+    throw new DecodeError(`cannot decode ${typeName}: ${error instanceof DecodeError ? error.message : decodeProblem(error)}`, { cause: error });
   }
 }
 

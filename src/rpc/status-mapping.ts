@@ -27,7 +27,7 @@ export interface Failure {
  * An error that knows the status a server answers it with. The mapping
  * reads this shape, never a class, so that it needs to know no error class
  * above it: CacheError (rpc/errors.ts), DecodeError (rpc/codec.ts),
- * LimitExceededError (server/request-limits.ts), and the engine's
+ * LimitExceededError (rpc/limit-exceeded-error.ts), and the engine's
  * EntryTooLargeError, TooManyNamespacesError and TooManyLeaseWaitersError
  * all carry it.
  *

@@ -1,22 +1,21 @@
-import { create, toBinary } from "@bufbuild/protobuf";
 import type { UntypedServiceImplementation } from "@grpc/grpc-js";
-import {
-  CacheService,
-  CacheStatsSchema,
-  ClearRequestSchema,
-  StatsRequestSchema,
-  StatsResponseSchema,
-  type CacheStats as WireCacheStats,
-} from "../../gen/llmcache/v1/cache_pb.js";
+import { CacheService } from "../../gen/llmcache/v1/cache_pb.js";
 import type { Store } from "../engine/store.js";
 import { updateThroughLeases } from "../engine/leased-update.js";
 import { LeaseTable, type LeasedLookup } from "../engine/leases.js";
-import type { CacheStats } from "../engine/stats.js";
-import { asBuffer, decodeMessage } from "../rpc/codec.js";
+import { batchLookupResponseSize, readBatchLookupRequest, writeBatchLookupResponse } from "../rpc/codec/batch-lookup.js";
+import { readBatchUpdateRequest, writeBatchUpdateResponse } from "../rpc/codec/batch-update.js";
+import { readClearRequest, writeClearResponse } from "../rpc/codec/clear.js";
+import { encodeLease, lookupResponseSize, readLookupRequest, writeLookupResponse, type EncodedLease, type WireLookup } from "../rpc/codec/lookup.js";
+import { readReleaseLeaseRequest, writeReleaseLeaseResponse, type WireRelease } from "../rpc/codec/release-lease.js";
+import { readStatsRequest, writeStatsResponse } from "../rpc/codec/stats.js";
+import { readStreamRequest, writeStreamResponses, type WireOperation, type WireResult } from "../rpc/codec/stream.js";
+import { readUpdateRequest, writeUpdateResponse, type WireUpdate } from "../rpc/codec/update.js";
 import { CacheError } from "../rpc/errors.js";
+import { fromKeyBytes, type KeyBytes } from "../rpc/key-bytes.js";
 import { methodPath } from "../rpc/service-definition.js";
+import { toFailure } from "../rpc/status-mapping.js";
 import type { Principal } from "./auth/principal.js";
-import { asKeyBytes, fromKeyBytes } from "./key-bytes.js";
 import {
   streamHandler,
   unaryHandler,
@@ -25,34 +24,8 @@ import {
   type MethodImplementation,
   type StreamImplementation,
 } from "./method-handlers.js";
-import { checkLimit, type RequestLimits } from "./request-limits.js";
-import {
-  readBatchLookupRequest,
-  readBatchUpdateRequest,
-  readLookupRequest,
-  readReleaseLeaseRequest,
-  readStreamRequest,
-  readUpdateRequest,
-  type WireLookup,
-  type WireOperation,
-  type WireRelease,
-  type WireUpdate,
-} from "./request-reader.js";
-import {
-  batchLookupResponseSize,
-  encodeBatchLookupResponse,
-  encodeLease,
-  encodeLookupResponse,
-  encodeReleaseLeaseResponse,
-  encodeStreamResponses,
-  encodeUpdateResponse,
-  lookupResponseSize,
-  type EncodedLease,
-  type WireResult,
-} from "./response-writer.js";
-import { toFailure } from "../rpc/status-mapping.js";
+import { checkLimit, requestChecks, type RequestLimits } from "./request-limits.js";
 
-const EMPTY = Buffer.alloc(0);
 /**
  * A lookup's wait ends this long before its call's deadline, so that the
  * caller gets its miss rather than DEADLINE_EXCEEDED.
@@ -90,7 +63,7 @@ export function cacheServiceHandlers(
 
 /**
  * The methods of llmcache.v1.CacheService over a store that holds, for each
- * key's bytes, its generations' bytes (see request-reader.ts): the store
+ * key's bytes, its generations' bytes (see rpc/codec/update.ts): the store
  * never sees a decoded message, and no caller ever shares its values. Each
  * operation is checked against the caller's rights on its namespace. The
  * stream's method answers one request message of the stream. No reply is
@@ -110,6 +83,7 @@ export function cacheServiceMethods(
   const streamPath = methodPath(stream);
   const { logFailure } = options;
   const leases = options.leases ?? new LeaseTable({ count: (namespace, event) => store.countLease(namespace, event) });
+  const checks = requestChecks(limits);
 
   function get({ namespace, prompt, llmString, bypass }: WireLookup, principal: Principal): string | undefined {
     if (!principal.canRead(namespace)) throw denied(principal, "read", namespace);
@@ -213,58 +187,47 @@ export function cacheServiceMethods(
 
   const unary: Record<string, MethodImplementation> = {
     [lookup.localName]: (request, principal, call) => {
-      const answer = lookupOne(readLookupRequest(request, limits), principal, call);
-      const encode = ({ stored, lease }: LookupAnswer) => encodeLookupResponse(stored, lease);
+      const answer = lookupOne(readLookupRequest(request, checks), principal, call);
+      const encode = ({ stored, lease }: LookupAnswer) => writeLookupResponse(stored, lease);
       return answer instanceof Promise ? answer.then(encode) : encode(answer);
     },
-    [update.localName]: (request, principal) => encodeUpdateResponse(set(readUpdateRequest(request, limits), principal)),
-    [releaseLease.localName]: (request, principal) => encodeReleaseLeaseResponse(release(readReleaseLeaseRequest(request, limits), principal)),
+    [update.localName]: (request, principal) => writeUpdateResponse(set(readUpdateRequest(request, checks), principal)),
+    [releaseLease.localName]: (request, principal) => writeReleaseLeaseResponse(release(readReleaseLeaseRequest(request, checks), principal)),
     [clear.localName]: (request, principal) => {
-      const { namespace, allNamespaces } = decodeMessage(ClearRequestSchema, request);
-      const target = allNamespaces ? undefined : asKeyBytes(namespace);
+      const target = readClearRequest(request);
       if (!principal.canClear(target)) throw denied(principal, "clear", target);
       store.clear(target);
       leases.clear(target); // after the store: their waiters must find the pairs gone
-      return EMPTY;
+      return writeClearResponse();
     },
     [batchLookup.localName]: (request, principal) => {
-      const results = readBatchLookupRequest(request, limits).map((entry) => get(entry, principal));
+      const results = readBatchLookupRequest(request, checks).map((entry) => get(entry, principal));
       checkReply(batchLookupResponseSize(results));
-      return encodeBatchLookupResponse(results);
+      return writeBatchLookupResponse(results);
     },
     [batchUpdate.localName]: (request, principal) => {
       // Read and check all first: a malformed, forbidden or oversized update anywhere, or one
       // namespace too many, applies none of them.
-      const updates = readBatchUpdateRequest(request, limits);
+      const updates = readBatchUpdateRequest(request, checks);
       for (const entry of updates) {
         if (!principal.canWrite(entry.namespace)) throw denied(principal, "write", entry.namespace);
         store.checkFits(entry.namespace, entryBytes(entry));
       }
       store.checkNamespacesFit(updates.filter((entry) => !entry.noStore).map((entry) => entry.namespace));
       for (const entry of updates) set(entry, principal);
-      return EMPTY;
+      return writeBatchUpdateResponse();
     },
     [stats.localName]: (request, principal) => {
-      decodeMessage(StatsRequestSchema, request);
+      readStatsRequest(request);
       if (!principal.canReadStats()) throw new CacheError("PERMISSION_DENIED", `token "${principal.name}" may not read the statistics`);
-      const report = store.stats();
-      const namespaces: Record<string, WireCacheStats> = {};
-      for (const [name, namespaceStats] of Object.entries(report.namespaces)) {
-        namespaces[fromKeyBytes(name)] = toWireStats(namespaceStats);
-      }
-      return asBuffer(
-        toBinary(
-          StatsResponseSchema,
-          create(StatsResponseSchema, { total: toWireStats(report.total), namespaces, namespacesNotListed: BigInt(report.namespacesNotListed) }),
-        ),
-      );
+      return writeStatsResponse(store.stats());
     },
   };
   const outboxes = new WeakMap<CallScope, Outbox>();
   const streamMessage: StreamImplementation = (request, principal, call) => {
     const now: WireResult[] = [];
     const later: Promise<Buffer[]>[] = [];
-    for (const operation of readStreamRequest(request, limits)) {
+    for (const operation of readStreamRequest(request, checks)) {
       const result = execute(operation, principal, call);
       if (result === undefined) continue;
       if (result instanceof Promise) {
@@ -273,7 +236,7 @@ export function cacheServiceMethods(
         later.push(result.then((settled) => outbox.send(settled)));
       } else now.push(result);
     }
-    return { now: now.length === 0 ? [] : encodeStreamResponses(now, limits.maxReplyBytes), later };
+    return { now: now.length === 0 ? [] : writeStreamResponses(now, limits.maxReplyBytes), later };
   };
   return { unary, stream: streamMessage };
 }
@@ -303,7 +266,7 @@ class Outbox {
         const results = this.#results;
         this.#results = [];
         this.#sent = undefined;
-        resolve(encodeStreamResponses(results, this.#maxBytes));
+        resolve(writeStreamResponses(results, this.#maxBytes));
       }),
     );
     return this.#sent;
@@ -326,30 +289,7 @@ function entryBytes({ prompt, llmString, generations }: Pick<WireUpdate, "prompt
   return prompt.length + llmString.length + generations.length;
 }
 
-function denied(principal: Principal, right: string, namespace: string | undefined): CacheError {
+function denied(principal: Principal, right: string, namespace: KeyBytes | undefined): CacheError {
   const where = namespace === undefined ? "every namespace" : `namespace "${fromKeyBytes(namespace)}"`;
   return new CacheError("PERMISSION_DENIED", `token "${principal.name}" may not ${right} ${where}`);
-}
-
-function toWireStats(stats: CacheStats): WireCacheStats {
-  return create(CacheStatsSchema, {
-    entries: BigInt(stats.entries),
-    bytes: BigInt(stats.bytes),
-    hits: BigInt(stats.hits),
-    misses: BigInt(stats.misses),
-    bypasses: BigInt(stats.bypasses),
-    hitRatio: stats.hitRatio,
-    evictions: { size: BigInt(stats.evictions.size), bytes: BigInt(stats.evictions.bytes), ttl: BigInt(stats.evictions.ttl) },
-    expirations: BigInt(stats.expirations),
-    updatesNotStored: BigInt(stats.updatesNotStored),
-    leases: {
-      granted: BigInt(stats.leases.granted),
-      filled: BigInt(stats.leases.filled),
-      waitsServed: BigInt(stats.leases.waitsServed),
-      waitsTimedOut: BigInt(stats.leases.waitsTimedOut),
-      expired: BigInt(stats.leases.expired),
-      released: BigInt(stats.leases.released),
-      staleFillsRefused: BigInt(stats.leases.staleFillsRefused),
-    },
-  });
 }

@@ -1,4 +1,5 @@
-import type { StatusCarrier } from "../rpc/status-mapping.js";
+import { LimitExceededError } from "../rpc/limit-exceeded-error.js";
+import type { RequestChecks } from "../rpc/codec/request-checks.js";
 
 /** Limits on what one request may carry, beyond grpc-js's limit on a whole message. */
 export interface RequestLimits {
@@ -31,23 +32,24 @@ export const LIMIT_FLAGS: Record<keyof RequestLimits, string> = {
   maxReplyBytes: "--max-reply-bytes",
 };
 
-/** A request over one of the server's limits: RESOURCE_EXHAUSTED, naming the limit (its flag ends the message). */
-export class LimitExceededError extends Error implements StatusCarrier {
-  override readonly name = "LimitExceededError";
-  /** The gRPC status a server answers with for it. */
-  readonly code = "RESOURCE_EXHAUSTED";
-
-  /** `where` prefixes the message of another LimitExceededError: "updates[3]: ...". */
-  constructor(where: string, inner: LimitExceededError);
-  constructor(message: string);
-  constructor(messageOrWhere: string, inner?: LimitExceededError) {
-    super(inner ? `${messageOrWhere}: ${inner.message}` : messageOrWhere);
-  }
-}
-
 /** Throws LimitExceededError if `size` is over the limit. */
 export function checkLimit(limits: RequestLimits, limit: keyof RequestLimits, what: string, size: number): void {
   if (size > limits[limit]) {
     throw new LimitExceededError(`${what} is ${size}, over the limit of ${limits[limit]} (${LIMIT_FLAGS[limit]})`);
   }
+}
+
+/** The checks the codecs make of each request as they read it (see RequestChecks), for these limits. */
+export function requestChecks(limits: RequestLimits): RequestChecks {
+  return {
+    // The key strings hold one character per byte: their lengths are their sizes.
+    key({ namespace, prompt, llmString }) {
+      checkLimit(limits, "maxPromptBytes", "the prompt's size in bytes", prompt.length);
+      checkLimit(limits, "maxLlmStringBytes", "the llm_string's size in bytes", llmString.length);
+      checkLimit(limits, "maxNamespaceBytes", "the namespace's size in bytes", namespace.length);
+    },
+    generations(count) {
+      checkLimit(limits, "maxGenerations", "the number of generations", count);
+    },
+  };
 }

@@ -11,7 +11,7 @@ import { Authenticator } from "./auth/authenticator.js";
 import { callTracking } from "./call-tracking.js";
 import { cacheServiceHandlers } from "./cache-service.js";
 import { Connections, DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from "./connections.js";
-import { asKeyBytes } from "./key-bytes.js";
+import { asKeyBytes } from "../rpc/key-bytes.js";
 import { addIntrospection } from "./introspection.js";
 import { createLogger, type Logger } from "./logger.js";
 import { throttledLog } from "./log-throttle.js";
@@ -96,7 +96,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   const authenticator = new Authenticator(options.authFile);
   checkExposure({ host, tls: options.tls, tokens: authenticator.enabled, insecure: options.insecure ?? false });
 
-  // The store holds names and keys as their UTF-8 bytes (see request-reader.ts), limits' names included.
+  // The store holds names and keys as their UTF-8 bytes (see rpc/key-bytes.ts), limits' names included.
   const namespaces = Object.fromEntries(Object.entries(options.namespaces ?? {}).map(([name, limits]) => [asKeyBytes(name), limits]));
   // Keys and values off the collected heap, so that the budget is what the process holds (see SegmentIndex).
   const store = new CacheStore<string>({ ...options, namespaces }, new SegmentIndex());

@@ -8,7 +8,7 @@ import {
   LookupRequestSchema,
   ReleaseLeaseRequestSchema,
 } from "../../gen/llmcache/v1/cache_pb.js";
-import { decodeLeasedLookupResponse } from "../../src/client/response-decoder.js";
+import { decodeLeasedLookupResponse } from "../../src/rpc/codec/lookup.js";
 import { CacheClient, CacheError, MAX_LEASE_MS, type Generation, type LeaseStats } from "../../src/index.js";
 import { callMetadata, openChannel } from "../../src/rpc/channel.js";
 import { methodPath } from "../../src/rpc/service-definition.js";

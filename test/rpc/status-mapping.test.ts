@@ -18,7 +18,7 @@ import {
   type Failure,
   type StatusCarrier,
 } from "../../src/rpc/status-mapping.js";
-import { LimitExceededError } from "../../src/server/request-limits.js";
+import { LimitExceededError } from "../../src/rpc/limit-exceeded-error.js";
 
 const PATH = "/llmcache.v1.CacheService/Update";
 const METHOD = "Update";

@@ -9,16 +9,14 @@ import {
   StreamResponseSchema,
   UpdateRequestSchema,
 } from "../../gen/llmcache/v1/cache_pb.js";
-import {
-  encodeBatchLookupRequest,
-  encodeBatchUpdateRequest,
-  encodeLookupRequest,
-  encodeUpdateRequest,
-} from "../../src/client/request-encoder.js";
-import { decodeBatchLookupResponse, decodeLookupResponse, decodeStreamResponse } from "../../src/client/response-decoder.js";
 import { copyGenerations, type Generation } from "../../src/generation.js";
 import { DecodeError } from "../../src/rpc/codec.js";
-import { toWireGeneration } from "../../src/rpc/generation-codec.js";
+import { decodeBatchLookupResponse, encodeBatchLookupRequest } from "../../src/rpc/codec/batch-lookup.js";
+import { encodeBatchUpdateRequest } from "../../src/rpc/codec/batch-update.js";
+import { toWireGeneration } from "../../src/rpc/codec/generation-objects.js";
+import { decodeLookupResponse, encodeLookupRequest } from "../../src/rpc/codec/lookup.js";
+import { decodeStreamResponse } from "../../src/rpc/codec/stream.js";
+import { encodeUpdateRequest } from "../../src/rpc/codec/update.js";
 import { chatGenerations } from "../fixtures/generations.js";
 
 const keys: [string, string][] = [

@@ -10,34 +10,31 @@ import {
   StreamRequestSchema,
   UpdateRequestSchema,
 } from "../../gen/llmcache/v1/cache_pb.js";
-import { encodeLookupRequest, encodeReleaseLeaseRequest, encodeUpdateRequest } from "../../src/client/request-encoder.js";
-import {
-  decodeLeasedLookupResponse,
-  decodeLookupResponse,
-  decodeReleaseLeaseResponse,
-  decodeStreamResponse,
-} from "../../src/client/response-decoder.js";
 import { MAX_LEASE_MS } from "../../src/engine/leases.js";
 import { copyGenerations } from "../../src/generation.js";
 import { DecodeError } from "../../src/rpc/codec.js";
-import { asKeyBytes } from "../../src/server/key-bytes.js";
+import { readBatchLookupRequest } from "../../src/rpc/codec/batch-lookup.js";
 import {
-  readBatchLookupRequest,
-  readLookupRequest,
-  readReleaseLeaseRequest,
-  readStreamRequest,
-  readUpdateRequest,
-} from "../../src/server/request-reader.js";
-import { DEFAULT_REQUEST_LIMITS } from "../../src/server/request-limits.js";
-import {
+  decodeLeasedLookupResponse,
+  decodeLookupResponse,
   encodeLease,
-  encodeLookupResponse,
-  encodeReleaseLeaseResponse,
-  encodeStreamResponses,
-} from "../../src/server/response-writer.js";
+  encodeLookupRequest,
+  readLookupRequest,
+  writeLookupResponse,
+} from "../../src/rpc/codec/lookup.js";
+import {
+  decodeReleaseLeaseResponse,
+  encodeReleaseLeaseRequest,
+  readReleaseLeaseRequest,
+  writeReleaseLeaseResponse,
+} from "../../src/rpc/codec/release-lease.js";
+import { decodeStreamResponse, readStreamRequest, writeStreamResponses } from "../../src/rpc/codec/stream.js";
+import { encodeUpdateRequest, readUpdateRequest } from "../../src/rpc/codec/update.js";
+import { asKeyBytes } from "../../src/rpc/key-bytes.js";
+import { DEFAULT_REQUEST_LIMITS, requestChecks } from "../../src/server/request-limits.js";
 import { chatGenerations } from "../fixtures/generations.js";
 
-const LIMITS = DEFAULT_REQUEST_LIMITS;
+const LIMITS = requestChecks(DEFAULT_REQUEST_LIMITS);
 const TOKEN = "AbCdEf12.1z";
 
 /** A DecodeError whose message matches. */
@@ -229,7 +226,7 @@ describe("single flight on the wire", () => {
 
   describe("a LookupResponse that grants a lease", () => {
     it("is written by the server and read by the client's leased decoder and by protobuf-es", () => {
-      const bytes = encodeLookupResponse(undefined, encodeLease({ token: TOKEN, leaseMs: 30_000 }));
+      const bytes = writeLookupResponse(undefined, encodeLease({ token: TOKEN, leaseMs: 30_000 }));
       assert.deepEqual(decodeLeasedLookupResponse(bytes), { generations: null, lease: { token: TOKEN, leaseMs: 30_000 } });
       const decoded = fromBinary(LookupResponseSchema, bytes);
       assert.equal(decoded.hit, false);
@@ -241,12 +238,12 @@ describe("single flight on the wire", () => {
     });
 
     it("keeps the longest lease's time exact", () => {
-      const bytes = encodeLookupResponse(undefined, encodeLease({ token: "t", leaseMs: MAX_LEASE_MS }));
+      const bytes = writeLookupResponse(undefined, encodeLease({ token: "t", leaseMs: MAX_LEASE_MS }));
       assert.deepEqual(decodeLeasedLookupResponse(bytes), { generations: null, lease: { token: "t", leaseMs: MAX_LEASE_MS } });
     });
 
     it("a plain miss and a hit carry no lease", () => {
-      assert.deepEqual(decodeLeasedLookupResponse(encodeLookupResponse(undefined)), { generations: null, lease: null });
+      assert.deepEqual(decodeLeasedLookupResponse(writeLookupResponse(undefined)), { generations: null, lease: null });
       for (const generations of [[{ text: "Paris" }], [], ...Object.values(chatGenerations)]) {
         const canonical = copyGenerations(generations);
         // The stored bytes of a hit are what the server kept from an update.
@@ -254,7 +251,7 @@ describe("single flight on the wire", () => {
           encodeUpdateRequest("p", "l", canonical, { namespace: "", ttlMs: undefined, noStore: false, onlyIfAbsent: false, leaseToken: TOKEN }),
           LIMITS,
         ).generations;
-        assert.deepEqual(decodeLeasedLookupResponse(encodeLookupResponse(stored)), { generations: canonical, lease: null });
+        assert.deepEqual(decodeLeasedLookupResponse(writeLookupResponse(stored)), { generations: canonical, lease: null });
       }
     });
 
@@ -264,14 +261,14 @@ describe("single flight on the wire", () => {
     });
 
     it("reaches a stream's caller with its id", () => {
-      const [message, ...more] = encodeStreamResponses(
+      const [message, ...more] = writeStreamResponses(
         [
           { id: 1, kind: "lookup", stored: undefined, lease: encodeLease({ token: TOKEN, leaseMs: 1_500 }) },
           { id: 2, kind: "lookup", stored: undefined },
           { id: 3, kind: "release", released: true },
           { id: 4, kind: "release", released: false },
         ],
-        LIMITS.maxReplyBytes,
+        DEFAULT_REQUEST_LIMITS.maxReplyBytes,
       );
       assert.equal(more.length, 0);
       assert.deepEqual(decodeStreamResponse(message!), [
@@ -292,9 +289,9 @@ describe("single flight on the wire", () => {
 
   describe("a ReleaseLeaseResponse", () => {
     it("reads back as released or not, by the client and protobuf-es", () => {
-      assert.equal(decodeReleaseLeaseResponse(encodeReleaseLeaseResponse(true)), true);
-      assert.equal(decodeReleaseLeaseResponse(encodeReleaseLeaseResponse(false)), false);
-      assert.equal(fromBinary(ReleaseLeaseResponseSchema, encodeReleaseLeaseResponse(true)).released, true);
+      assert.equal(decodeReleaseLeaseResponse(writeReleaseLeaseResponse(true)), true);
+      assert.equal(decodeReleaseLeaseResponse(writeReleaseLeaseResponse(false)), false);
+      assert.equal(fromBinary(ReleaseLeaseResponseSchema, writeReleaseLeaseResponse(true)).released, true);
     });
   });
 });

@@ -1,9 +1,9 @@
-import { asKeyBytes } from "../key-bytes.js";
+import { asKeyBytes } from "../../rpc/key-bytes.js";
 
 /**
  * What a call may do: the rights of the token it presented (or every right,
  * when the server has no tokens). Namespaces are asked about as the server
- * holds them (see key-bytes.ts).
+ * holds them (see rpc/key-bytes.ts).
  */
 export interface Principal {
   /** The token's name from the auth file, for logs; "anonymous" without authentication. */

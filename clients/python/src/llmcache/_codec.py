@@ -1,7 +1,7 @@
 """Generations to the wire's Generation messages, and back.
 
 One conversion for the blocking and the async calls alike; it mirrors the
-TypeScript client's (src/rpc/generation-codec.ts, src/chat-message.ts), so
+TypeScript client's (src/rpc/codec/generation-objects.ts, src/chat-message.ts), so
 that an entry reads the same whichever client wrote it.
 """
 

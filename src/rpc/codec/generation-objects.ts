@@ -1,9 +1,9 @@
 import { fromJson, toJson, type MessageInitShape } from "@bufbuild/protobuf";
 import { ListValueSchema, ValueSchema } from "@bufbuild/protobuf/wkt";
-import type * as wire from "../../gen/llmcache/v1/cache_pb.js";
-import { defaultListFields, KNOWN_MESSAGE_FIELDS, type ChatMessage } from "../chat-message.js";
-import type { Generation } from "../generation.js";
-import { setMember, type JsonObject, type JsonValue } from "../json.js";
+import type * as wire from "../../../gen/llmcache/v1/cache_pb.js";
+import { defaultListFields, KNOWN_MESSAGE_FIELDS, type ChatMessage } from "../../chat-message.js";
+import type { Generation } from "../../generation.js";
+import { setMember, type JsonObject, type JsonValue } from "../../json.js";
 
 type WireGenerationInit = MessageInitShape<typeof wire.GenerationSchema>;
 type WireChatMessageInit = MessageInitShape<typeof wire.ChatMessageSchema>;

@@ -1,0 +1,75 @@
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { WireType } from "@bufbuild/protobuf/wire";
+import { isUtf8 } from "node:buffer";
+import { GenerationSchema, LookupResponseSchema } from "../../../gen/llmcache/v1/cache_pb.js";
+import type { Generation } from "../../generation.js";
+import { DecodeError, decodeProblem } from "../codec.js";
+import { concatFields, stringField } from "./fields.js";
+import { checkGeneration } from "./generation-check.js";
+import { fromWireGeneration, toWireGeneration } from "./generation-objects.js";
+import { fieldSize, lengthDelimited, readerOf, wireFields, writeFieldHeader } from "./wire.js";
+
+/**
+ * llmcache.v1.Generation, the value of every entry. The client writes and
+ * reads generations as objects; the server keeps them as the bytes that
+ * came, checked (checkGeneration), and answers a hit with those bytes.
+ */
+
+const GENERATION = wireFields(GenerationSchema);
+/** The server holds an entry's generations laid out as this field, ready to be copied into a reply. */
+const STORED = wireFields(LookupResponseSchema).generations;
+
+/** The client writes a generation; `generation` must be checked already (copyGenerations). */
+export function encodeGeneration(generation: Generation): Uint8Array {
+  // Most generations are text alone: write those directly.
+  if (generation.generationInfo === undefined && generation.message === undefined) {
+    return concatFields([stringField(GENERATION.text, generation.text)]);
+  }
+  return toBinary(GenerationSchema, create(GenerationSchema, toWireGeneration(generation)));
+}
+
+/**
+ * The server checks an update's generations (spans of `bytes`), and copies
+ * them into one string, one character per byte, laid out as
+ * LookupResponse.generations. The copy matters: requests arrive in slices
+ * of a shared 8 KiB buffer, which a stored slice would keep alive.
+ */
+export function storedGenerations(bytes: Buffer, spans: readonly [number, number][]): string {
+  let size = 0;
+  spans.forEach(([start, end], i) => {
+    checkGeneration(bytes, start, end, i);
+    size += fieldSize(STORED.tag, end - start);
+  });
+  const stored = Buffer.allocUnsafe(size);
+  let position = 0;
+  for (const [start, end] of spans) {
+    position = writeFieldHeader(stored, position, STORED.tag, end - start);
+    position += bytes.copy(stored, position, start, end);
+  }
+  return stored.toString("latin1", 0, size);
+}
+
+/**
+ * The client reads the generation in bytes[start, end). One that is text
+ * alone is read directly; any other goes through protobuf-es.
+ */
+export function decodeGeneration(bytes: Buffer, start: number, end: number): Generation {
+  const reader = readerOf(bytes, start, end);
+  let text = "";
+  while (reader.pos < end) {
+    const [field, wireType] = reader.tag();
+    if (field !== GENERATION.text.number || wireType !== WireType.LengthDelimited) return decodeGenerationFully(bytes, start, end);
+    const [textStart, textEnd] = lengthDelimited(reader);
+    if (!isUtf8(bytes.subarray(textStart, textEnd))) throw new DecodeError("generation: text is not valid UTF-8");
+    text = bytes.toString("utf8", textStart, textEnd);
+  }
+  return { text };
+}
+
+function decodeGenerationFully(bytes: Buffer, start: number, end: number): Generation {
+  try {
+    return fromWireGeneration(fromBinary(GenerationSchema, bytes.subarray(start, end)));
+  } catch (error) {
+    throw new DecodeError(`generation: ${decodeProblem(error)}`);
+  }
+}
