@@ -10,11 +10,11 @@ export const RECORD_HEADER_BYTES = 8;
 export interface ArenaOptions {
   /** The unit the arena takes from memory and gives back. Default 1 MiB; records above a quarter of it get a segment of their own, sized to fit. */
   segmentBytes?: number;
-  /** Dead bytes tolerated before compacting, or an eighth of the live bytes if more. Default 4 segments. */
+  /** Dead bytes tolerated before compacting, or an eighth of the live bytes if more. Default 2 segments. */
   minDeadBytes?: number;
 }
 /** Emptied segments kept for reuse, so that steady churn takes nothing new from the allocator. */
-const SEGMENTS_POOLED = 8;
+const SEGMENTS_POOLED = 2;
 
 const SEGMENT_SPAN = 2 ** 31;
 /** The owner written over a freed record, so that compaction skips it without asking. */
@@ -61,7 +61,7 @@ export class SegmentArena {
     this.#moved = moved;
     this.#segmentBytes = options.segmentBytes ?? 1 << 20;
     this.#largeRecordBytes = this.#segmentBytes / 4;
-    this.#minDeadBytes = options.minDeadBytes ?? 4 * this.#segmentBytes;
+    this.#minDeadBytes = options.minDeadBytes ?? 2 * this.#segmentBytes;
   }
 
   /** Bytes of records in use, headers included. */

@@ -14,16 +14,18 @@ const SEED = (Math.random() * 2 ** 32) | 0;
  * nothing for the collector to trace, and their memory is the arena's, which
  * stays within its live bytes and a bounded slack (see SegmentArena).
  *
- * Every string it is given must be bytes held one per character (latin1,
- * as the server holds what clients send: see KeyBytes); it throws a
- * TypeError for a character above U+00FF. Values come back as new strings
- * of the same bytes.
+ * Every key string it is given must be bytes held one per character
+ * (latin1, as the server holds what clients send: see KeyBytes); it throws
+ * a TypeError for a character above U+00FF. Values are bytes, copied in;
+ * value() hands out the index's own bytes, not a copy: they stay as they
+ * are only until the index is next written to (add, replace, clear), which
+ * may reuse or move them.
  *
  * Groups (a namespace and an llm_string) have a table of their own, and
  * their llm_string a record of its own, so that entries that share one hold
  * it once; an entry's record is its prompt followed by its value.
  */
-export class SegmentIndex implements EntryIndex<string> {
+export class SegmentIndex implements EntryIndex<Buffer> {
   readonly #arena: SegmentArena;
 
   // Entries, by slot.
@@ -75,7 +77,7 @@ export class SegmentIndex implements EntryIndex<string> {
     return this.#findGroup(namespaceId, llmString) !== EMPTY;
   }
 
-  add(slot: Slot, namespaceId: number, llmString: string, prompt: string, value: string): boolean {
+  add(slot: Slot, namespaceId: number, llmString: string, prompt: string, value: Buffer): boolean {
     let group = this.#findGroup(namespaceId, llmString);
     const made = group === EMPTY;
     if (made) group = this.#addGroup(namespaceId, llmString);
@@ -91,7 +93,7 @@ export class SegmentIndex implements EntryIndex<string> {
     return made;
   }
 
-  replace(slot: Slot, value: string): void {
+  replace(slot: Slot, value: Buffer): void {
     const promptLength = this.#promptLength[slot]!;
     const placed = this.#arena.place(slot, promptLength + value.length);
     // Placing may have compacted, and moved the old record: find it only now.
@@ -99,7 +101,7 @@ export class SegmentIndex implements EntryIndex<string> {
     const target = this.#arena.buffer(placed);
     const start = this.#arena.dataOffset(placed);
     this.#arena.buffer(old).copy(target, start, this.#arena.dataOffset(old), this.#arena.dataOffset(old) + promptLength);
-    writeLatin1(target, value, start + promptLength);
+    value.copy(target, start + promptLength);
     this.#arena.free(old);
     this.#location[slot] = placed;
   }
@@ -119,10 +121,10 @@ export class SegmentIndex implements EntryIndex<string> {
     return true;
   }
 
-  value(slot: Slot): string {
+  value(slot: Slot): Buffer {
     const location = this.#location[slot]!;
     const start = this.#arena.dataOffset(location);
-    return this.#arena.buffer(location).toString("latin1", start + this.#promptLength[slot]!, start + this.#arena.length(location));
+    return this.#arena.buffer(location).subarray(start + this.#promptLength[slot]!, start + this.#arena.length(location));
   }
 
   prompt(slot: Slot): string {
@@ -182,12 +184,12 @@ export class SegmentIndex implements EntryIndex<string> {
   }
 
   /** Places the entry's record, its prompt then its value. */
-  #write(slot: Slot, prompt: string, value: string): Location {
+  #write(slot: Slot, prompt: string, value: Buffer): Location {
     const location = this.#arena.place(slot, prompt.length + value.length);
     const buffer = this.#arena.buffer(location);
     const start = this.#arena.dataOffset(location);
     writeLatin1(buffer, prompt, start);
-    writeLatin1(buffer, value, start + prompt.length);
+    value.copy(buffer, start + prompt.length);
     return location;
   }
 

@@ -3,13 +3,14 @@ import { CacheService } from "../../gen/llmcache/v1/cache_pb.js";
 import type { Store } from "../engine/store.js";
 import { updateThroughLeases } from "../engine/leased-update.js";
 import { LeaseTable, type LeasedLookup } from "../engine/leases.js";
-import { batchLookupResponseSize, readBatchLookupRequest, writeBatchLookupResponse } from "../rpc/codec/batch-lookup.js";
+import { batchLookupResultSize, readBatchLookupRequest, writeBatchLookupResponse } from "../rpc/codec/batch-lookup.js";
 import { readBatchUpdateRequest, writeBatchUpdateResponse } from "../rpc/codec/batch-update.js";
 import { readClearRequest, writeClearResponse } from "../rpc/codec/clear.js";
 import { encodeLease, lookupResponseSize, readLookupRequest, writeLookupResponse, type EncodedLease, type WireLookup } from "../rpc/codec/lookup.js";
 import { readReleaseLeaseRequest, writeReleaseLeaseResponse, type WireRelease } from "../rpc/codec/release-lease.js";
 import { readStatsRequest, writeStatsResponse } from "../rpc/codec/stats.js";
 import { readStreamRequest, writeStreamResponses, type WireOperation, type WireResult } from "../rpc/codec/stream.js";
+import type { StoredGenerations } from "../rpc/codec/generations.js";
 import { readUpdateRequest, writeUpdateResponse, type WireUpdate } from "../rpc/codec/update.js";
 import { CacheError } from "../rpc/errors.js";
 import { fromKeyBytes, type KeyBytes } from "../rpc/key-bytes.js";
@@ -39,15 +40,20 @@ export interface CacheServiceOptions {
   logFailure?: (path: string, error: unknown) => void;
 }
 
-/** What a lookup answers: the stored bytes of a hit, and on a miss maybe a lease. */
+/**
+ * What a lookup answers: the stored bytes of a hit, and on a miss maybe a
+ * lease. The bytes of a hit are the store's own, valid until the store is
+ * next written to: a reply written at once uses them as they are, and one
+ * written later (a stream's) copies them first.
+ */
 interface LookupAnswer {
-  stored: string | undefined;
+  stored: StoredGenerations | undefined;
   lease?: EncodedLease;
 }
 
 /** The grpc-js handlers of llmcache.v1.CacheService over a store. */
 export function cacheServiceHandlers(
-  store: Store<string>,
+  store: Store<StoredGenerations>,
   limits: RequestLimits,
   context: HandlerContext,
   leases?: LeaseTable,
@@ -75,7 +81,7 @@ export function cacheServiceHandlers(
  * stream answers its other operations meanwhile.
  */
 export function cacheServiceMethods(
-  store: Store<string>,
+  store: Store<StoredGenerations>,
   limits: RequestLimits,
   options: CacheServiceOptions = {},
 ): { unary: Record<string, MethodImplementation>; stream: StreamImplementation } {
@@ -85,7 +91,7 @@ export function cacheServiceMethods(
   const leases = options.leases ?? new LeaseTable({ count: (namespace, event) => store.countLease(namespace, event) });
   const checks = requestChecks(limits);
 
-  function get({ namespace, prompt, llmString, bypass }: WireLookup, principal: Principal): string | undefined {
+  function get({ namespace, prompt, llmString, bypass }: WireLookup, principal: Principal): StoredGenerations | undefined {
     if (!principal.canRead(namespace)) throw denied(principal, "read", namespace);
     if (!bypass) return store.get(namespace, prompt, llmString);
     store.bypass(namespace);
@@ -101,7 +107,9 @@ export function cacheServiceMethods(
     const stored = get(request, principal);
     if (stored !== undefined || leaseMs === 0) return { stored };
     const waitMs = Math.max(0, Math.min(request.waitMs, call.remainingMs() - DEADLINE_MARGIN_MS));
-    const outcome = leases.afterMiss(namespace, prompt, llmString, () => store.peek(namespace, prompt, llmString), {
+    // A waiter re-reads when a fill wakes it, and is answered after the fill's update: with a copy.
+    const reread = () => copyOf(store.peek(namespace, prompt, llmString));
+    const outcome = leases.afterMiss(namespace, prompt, llmString, reread, {
       leaseMs,
       waitMs,
       signal: waitMs > 0 ? signal : undefined,
@@ -167,7 +175,9 @@ export function cacheServiceMethods(
       switch (operation.kind) {
         case "lookup": {
           const answer = lookupOnStream(id, operation.lookup, principal, call);
-          const result = (found: LookupAnswer): WireResult => ({ id, kind: "lookup", ...found });
+          // A stream's replies are written once its message has been read
+          // through, perhaps after updates that reuse the store's bytes.
+          const result = ({ stored, lease }: LookupAnswer): WireResult => ({ id, kind: "lookup", stored: copyOf(stored), lease });
           return answer instanceof Promise ? answer.then(result, failed) : result(answer);
         }
         case "cancel":
@@ -201,8 +211,16 @@ export function cacheServiceMethods(
       return writeClearResponse();
     },
     [batchLookup.localName]: (request, principal) => {
-      const results = readBatchLookupRequest(request, checks).map((entry) => get(entry, principal));
-      checkReply(batchLookupResponseSize(results));
+      // Checked as it grows, so that a big entry named many times is refused
+      // before the server has made a copy of it for every name.
+      const results: (StoredGenerations | undefined)[] = [];
+      let size = 0;
+      for (const entry of readBatchLookupRequest(request, checks)) {
+        const stored = get(entry, principal);
+        results.push(stored);
+        size += batchLookupResultSize(stored);
+        checkReply(size);
+      }
       return writeBatchLookupResponse(results);
     },
     [batchUpdate.localName]: (request, principal) => {
@@ -273,7 +291,12 @@ class Outbox {
   }
 }
 
-function answerOf(outcome: LeasedLookup<string>): LookupAnswer {
+/** Stored bytes of the caller's own, for a reply written after the store may have changed. */
+function copyOf(stored: StoredGenerations | undefined): StoredGenerations | undefined {
+  return stored && Buffer.from(stored);
+}
+
+function answerOf(outcome: LeasedLookup<StoredGenerations>): LookupAnswer {
   switch (outcome.kind) {
     case "hit":
       return { stored: outcome.value };
@@ -284,7 +307,7 @@ function answerOf(outcome: LeasedLookup<string>): LookupAnswer {
   }
 }
 
-/** The key and value strings hold one character per byte: their lengths are their sizes. */
+/** The key strings hold one character per byte: their lengths are their sizes. */
 function entryBytes({ prompt, llmString, generations }: Pick<WireUpdate, "prompt" | "llmString" | "generations">): number {
   return prompt.length + llmString.length + generations.length;
 }

@@ -11,6 +11,7 @@ import { Authenticator } from "./auth/authenticator.js";
 import { callTracking } from "./call-tracking.js";
 import { cacheServiceHandlers } from "./cache-service.js";
 import { Connections, DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from "./connections.js";
+import type { StoredGenerations } from "../rpc/codec/generations.js";
 import { asKeyBytes } from "../rpc/key-bytes.js";
 import { addIntrospection } from "./introspection.js";
 import { createLogger, type Logger } from "./logger.js";
@@ -99,7 +100,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   // The store holds names and keys as their UTF-8 bytes (see rpc/key-bytes.ts), limits' names included.
   const namespaces = Object.fromEntries(Object.entries(options.namespaces ?? {}).map(([name, limits]) => [asKeyBytes(name), limits]));
   // Keys and values off the collected heap, so that the budget is what the process holds (see SegmentIndex).
-  const store = new CacheStore<string>({ ...options, namespaces }, new SegmentIndex());
+  const store = new CacheStore<StoredGenerations>({ ...options, namespaces }, new SegmentIndex());
   if (options.snapshotPath) await restore(store, options.snapshotPath, logger);
 
   // Leases live in this process only: they are not in the snapshot, and a restart ends them.
@@ -210,7 +211,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
 }
 
 /** Checks the snapshot's directory (throwing SnapshotSetupError), then loads the snapshot. */
-async function restore(store: Store<string>, path: string, logger: Logger): Promise<void> {
+async function restore(store: Store<StoredGenerations>, path: string, logger: Logger): Promise<void> {
   const { removed } = await prepareSnapshotDirectory(path);
   if (removed.length > 0) logger.warn({ snapshot: path, removed }, "removed temporary files of interrupted snapshot writes");
   const loaded = await loadSnapshot(store, path);

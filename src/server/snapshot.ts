@@ -4,6 +4,7 @@ import { open, readdir, rename, stat, unlink, writeFile } from "node:fs/promises
 import { basename, dirname, join } from "node:path";
 import type { Store, StoredEntry, WalkableStore } from "../engine/store.js";
 import { EntryTooLargeError } from "../engine/entry-too-large-error.js";
+import type { StoredGenerations } from "../rpc/codec/generations.js";
 
 /**
  * The snapshot file: a header line, then one record per entry in eviction
@@ -129,7 +130,7 @@ function codeOf(error: unknown): string {
  * Expired entries are left out.
  */
 export async function writeSnapshot(
-  store: WalkableStore<string>,
+  store: WalkableStore<StoredGenerations>,
   path: string,
   now: () => number = Date.now,
   sliceMs = SLICE_MS,
@@ -197,7 +198,7 @@ export type SnapshotLoaded =
  * renamed aside (`.corrupt-<time>`) for a person to look at, and the result
  * says why. No file is not an error.
  */
-export async function loadSnapshot(store: Store<string>, path: string, now: () => number = Date.now): Promise<SnapshotLoaded> {
+export async function loadSnapshot(store: Store<StoredGenerations>, path: string, now: () => number = Date.now): Promise<SnapshotLoaded> {
   let fileBytes: number;
   try {
     fileBytes = (await stat(path)).size;
@@ -232,16 +233,16 @@ export async function loadSnapshot(store: Store<string>, path: string, now: () =
 
 class CorruptSnapshotError extends Error {}
 
-function encodeRecord(entry: StoredEntry<string>): Buffer {
+function encodeRecord(entry: StoredEntry<StoredGenerations>): Buffer {
   const fields = [entry.namespace, entry.prompt, entry.llmString, entry.value];
   let size = 1 + 4 + 8;
-  for (const field of fields) size += 4 + field.length; // latin1: one byte per character
+  for (const field of fields) size += 4 + field.length; // latin1 keys: one byte per character
   const record = Buffer.allocUnsafe(size);
   record[0] = RECORD;
   let position = 1;
   for (const field of fields) {
     position = record.writeUInt32BE(field.length, position);
-    position += record.write(field, position, "latin1");
+    position += typeof field === "string" ? record.write(field, position, "latin1") : field.copy(record, position);
   }
   position = record.writeUInt32BE(entry.bytes, position);
   record.writeDoubleBE(entry.expiresAt, position);
@@ -258,7 +259,7 @@ const FIELDS = ["a namespace", "a prompt", "an llm_string", "a value"] as const;
  * and joined once it is all there, not joined again at each chunk (which
  * made start-up quadratic: 28 s for a record claiming 256 MiB).
  */
-async function readRecords(path: string, fileBytes: number, onEntry: (entry: StoredEntry<string>) => void): Promise<void> {
+async function readRecords(path: string, fileBytes: number, onEntry: (entry: StoredEntry<StoredGenerations>) => void): Promise<void> {
   const digest = createHash("sha256");
   let pending: Buffer = Buffer.alloc(0); // read and not parsed yet: the file's bytes from `offset` on
   let offset = 0;
@@ -314,7 +315,7 @@ async function readRecords(path: string, fileBytes: number, onEntry: (entry: Sto
 }
 
 type Parsed =
-  | { kind: "entry"; entry: StoredEntry<string>; next: number }
+  | { kind: "entry"; entry: StoredEntry<StoredGenerations>; next: number }
   | { kind: "end"; count: number; digestAt: number }
   /** The buffer ends before the record does: it must hold `needs` bytes for the record to be parsed. */
   | { kind: "short"; needs: number };
@@ -351,7 +352,11 @@ function parseRecord(buffer: Buffer, position: number, { offset, fileBytes, reco
     at += 4 + length;
   }
   if (buffer.length < at + 12) return { kind: "short", needs: at + 12 };
-  const [namespace, prompt, llmString, value] = spans.map(([start, end]) => buffer.toString("latin1", start, end)) as [string, string, string, string];
+  const [namespace, prompt, llmString] = spans.slice(0, 3).map(([start, end]) => buffer.toString("latin1", start, end)) as [string, string, string];
+  const [valueStart, valueEnd] = spans[3]!;
+  // A copy of its own: a store may keep the value as it is given (a HeapIndex does), and must not keep the file's chunk.
+  const value = Buffer.allocUnsafeSlow(valueEnd - valueStart);
+  buffer.copy(value, 0, valueStart, valueEnd);
   const entry = { namespace, prompt, llmString, value, bytes: buffer.readUInt32BE(at), expiresAt: buffer.readDoubleBE(at + 4) };
   return { kind: "entry", entry, next: at + 12 };
 }

@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { CacheStore, type StoredEntry } from "../../src/engine/cache-store.js";
+import { CacheStore, type StoredEntry, type StoreOptions } from "../../src/engine/cache-store.js";
+import { SegmentIndex } from "../../src/engine/segment-index.js";
 import { loadSnapshot, writeSnapshot } from "../../src/server/snapshot.js";
 import { fakeClock } from "../helpers/fake-clock.js";
 
@@ -65,32 +66,35 @@ describe("CacheStore.walk", () => {
 
 describe("snapshots", () => {
   const directory = () => mkdtempSync(join(tmpdir(), "llmcache-snapshot-"));
+  /** A store as the server makes one: values as bytes, in segments. */
+  const serverStore = (options: StoreOptions = {}) => new CacheStore<Buffer>(options, new SegmentIndex());
+  const bytes = (text: string) => Buffer.from(text, "latin1");
 
   it("round-trips order, namespaces, values, sizes and expiry times, and skips what expired", async () => {
     const clock = fakeClock(Date.now());
-    const store = new CacheStore<string>({ now: clock.now });
-    store.set("", "a", "m", "\x00\xff bytes", 10);
-    store.set("team", "b", "m", "B", 20, { ttlMs: 60_000 });
-    store.set("", "short", "m", "S", 5, { ttlMs: 10 });
-    store.set("", "c", "x", "C", 30, { ttlMs: Infinity });
+    const store = serverStore({ now: clock.now });
+    store.set("", "a", "m", bytes("\x00\xff bytes"), 10);
+    store.set("team", "b", "m", bytes("B"), 20, { ttlMs: 60_000 });
+    store.set("", "short", "m", bytes("S"), 5, { ttlMs: 10 });
+    store.set("", "c", "x", bytes("C"), 30, { ttlMs: Infinity });
     const path = join(directory(), "cache.snapshot");
     clock.advance(20); // "short" has expired: not written
     const written = await writeSnapshot(store, path, clock.now);
     assert.equal(written.entries, 3);
 
-    const restored = new CacheStore<string>({ now: clock.now, maxsize: 3 });
+    const restored = serverStore({ now: clock.now, maxsize: 3 });
     const loaded = await loadSnapshot(restored, path, clock.now);
     assert.deepEqual(loaded, { kind: "loaded", entries: 3, expired: 0, tooLarge: 0 });
     assert.deepEqual(drain(restored), drain(store).filter((e) => e.prompt !== "short"));
-    restored.set("", "d", "m", "D", 1); // maxsize 3: the oldest restored entry goes, as it would have
+    restored.set("", "d", "m", bytes("D"), 1); // maxsize 3: the oldest restored entry goes, as it would have
     assert.equal(restored.get("", "a", "m"), undefined);
     clock.advance(60_000);
     assert.equal(restored.get("team", "b", "m"), undefined, "b expires when it would have");
-    assert.equal(restored.get("", "c", "x"), "C");
+    assert.deepEqual(restored.get("", "c", "x"), bytes("C"));
   });
 
   it("loads nothing when there is no file", async () => {
-    assert.deepEqual(await loadSnapshot(new CacheStore<string>(), join(directory(), "none")), { kind: "none" });
+    assert.deepEqual(await loadSnapshot(serverStore(), join(directory(), "none")), { kind: "none" });
   });
 
   for (const [name, damage, problem] of [
@@ -103,12 +107,12 @@ describe("snapshots", () => {
     it(`sets aside ${name} and leaves the store empty`, async () => {
       const dir = directory();
       const path = join(dir, "cache.snapshot");
-      const store = new CacheStore<string>();
-      for (let i = 0; i < 50; i++) store.set("", `key ${i}`, "m", `value ${i}`, 10);
+      const store = serverStore();
+      for (let i = 0; i < 50; i++) store.set("", `key ${i}`, "m", bytes(`value ${i}`), 10);
       await writeSnapshot(store, path);
       writeFileSync(path, damage(readFileSync(path)));
 
-      const restored = new CacheStore<string>();
+      const restored = serverStore();
       const loaded = await loadSnapshot(restored, path);
       assert.equal(loaded.kind, "corrupt");
       assert.match((loaded as { problem: string }).problem, problem);
@@ -118,8 +122,8 @@ describe("snapshots", () => {
   }
 
   it("writes a large store in slices, letting the event loop run between them", async () => {
-    const store = new CacheStore<string>();
-    const value = "v".repeat(500);
+    const store = serverStore();
+    const value = bytes("v".repeat(500));
     for (let i = 0; i < 100_000; i++) store.set("", `prompt number ${i}`.padEnd(200, "."), "m", value, 700);
     // Counted, not timed: how often other work got the event loop while the snapshot was written.
     let turns = 0;

@@ -9,6 +9,7 @@ import {
   type StreamOperation,
 } from "../../gen/llmcache/v1/cache_pb.js";
 import { CacheStore } from "../../src/engine/cache-store.js";
+import { SegmentIndex } from "../../src/engine/segment-index.js";
 import { byteServiceDefinition } from "../../src/rpc/service-definition.js";
 import { Authenticator } from "../../src/server/auth/authenticator.js";
 import { ANYONE } from "../../src/server/auth/principal.js";
@@ -48,7 +49,7 @@ export async function startScriptedServer(
     endDelayMs?: number;
   } = {},
 ): Promise<ScriptedServer> {
-  const store = new CacheStore<string>();
+  const store = new CacheStore<Buffer>(undefined, new SegmentIndex());
   const context = {
     authenticator: new Authenticator(undefined),
     observer: { callEnded() {}, failed() {} },

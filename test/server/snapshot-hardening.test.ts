@@ -3,6 +3,7 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSyn
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CacheStore } from "../../src/engine/cache-store.js";
+import { SegmentIndex } from "../../src/engine/segment-index.js";
 import { startServer } from "../../src/server/server.js";
 import { loadSnapshot, prepareSnapshotDirectory, SnapshotSetupError, writeSnapshot } from "../../src/server/snapshot.js";
 
@@ -78,8 +79,8 @@ describe("the snapshot's directory, checked at start", () => {
       "other.snapshot.tmp-2147483647",
       "notes.txt",
     ];
-    const store = new CacheStore<string>();
-    store.set("", "kept", "m", "value", 5);
+    const store = new CacheStore<Buffer>(undefined, new SegmentIndex());
+    store.set("", "kept", "m", Buffer.from("value"), 5);
     await writeSnapshot(store, join(dir, "cache.snapshot"));
     for (const name of [...stale, ...others.slice(1)]) writeFileSync(join(dir, name), "partial");
 
@@ -97,14 +98,14 @@ describe("loading a snapshot whose record claims too much", () => {
   it("finds a length past the end of the file at once, and sets the file aside", async () => {
     const dir = directory();
     const path = join(dir, "cache.snapshot");
-    const store = new CacheStore<string>();
-    for (let i = 0; i < 3; i++) store.set("", `prompt ${i}`, "m", `value ${i}`, 10);
+    const store = new CacheStore<Buffer>(undefined, new SegmentIndex());
+    for (let i = 0; i < 3; i++) store.set("", `prompt ${i}`, "m", Buffer.from(`value ${i}`), 10);
     await writeSnapshot(store, path);
     const bytes = readFileSync(path);
     bytes.writeUInt32BE(2 ** 31, FIRST_RECORD + 1 + 4); // after the type and the (empty) namespace: the prompt's length
     writeFileSync(path, bytes);
 
-    const restored = new CacheStore<string>();
+    const restored = new CacheStore<Buffer>(undefined, new SegmentIndex());
     const started = performance.now();
     const loaded = await loadSnapshot(restored, path);
     const elapsedMs = performance.now() - started;
@@ -128,7 +129,7 @@ describe("loading a snapshot whose record claims too much", () => {
     const path = join(directory(), "cache.snapshot");
     writeFileSync(path, bytes);
 
-    const restored = new CacheStore<string>();
+    const restored = new CacheStore<Buffer>(undefined, new SegmentIndex());
     const started = performance.now();
     const loaded = await loadSnapshot(restored, path);
     const elapsedMs = performance.now() - started;

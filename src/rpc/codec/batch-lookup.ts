@@ -1,3 +1,4 @@
+import type { StoredGenerations } from "./generations.js";
 import { BatchLookupRequestSchema, BatchLookupResponseSchema } from "../../../gen/llmcache/v1/cache_pb.js";
 import type { Generation } from "../../generation.js";
 import { DecodeError, decoding } from "../codec.js";
@@ -29,7 +30,7 @@ export function readBatchLookupRequest(bytes: Buffer, checks: RequestChecks): Wi
 
 // BatchLookupResponse: the server writes it from what the store holds (undefined: a miss)...
 
-export function writeBatchLookupResponse(results: readonly (string | undefined)[]): Buffer {
+export function writeBatchLookupResponse(results: readonly (StoredGenerations | undefined)[]): Buffer {
   const buffer = Buffer.allocUnsafe(batchLookupResponseSize(results));
   let position = 0;
   for (const stored of results) {
@@ -39,9 +40,14 @@ export function writeBatchLookupResponse(results: readonly (string | undefined)[
   return buffer;
 }
 
-export function batchLookupResponseSize(results: readonly (string | undefined)[]): number {
+/** What one result adds to a BatchLookupResponse, in bytes. */
+export function batchLookupResultSize(stored: StoredGenerations | undefined): number {
+  return fieldSize(RESPONSE.results.tag, lookupResponseSize(stored));
+}
+
+export function batchLookupResponseSize(results: readonly (StoredGenerations | undefined)[]): number {
   let size = 0;
-  for (const stored of results) size += fieldSize(RESPONSE.results.tag, lookupResponseSize(stored));
+  for (const stored of results) size += batchLookupResultSize(stored);
   return size;
 }
 

@@ -29,12 +29,18 @@ export function encodeGeneration(generation: Generation): Uint8Array {
 }
 
 /**
- * The server checks an update's generations (spans of `bytes`), and copies
- * them into one string, one character per byte, laid out as
- * LookupResponse.generations. The copy matters: requests arrive in slices
- * of a shared 8 KiB buffer, which a stored slice would keep alive.
+ * An entry's generations as the server holds them: the bytes that came,
+ * laid out as LookupResponse.generations, ready to be copied into a reply.
  */
-export function storedGenerations(bytes: Buffer, spans: readonly [number, number][]): string {
+export type StoredGenerations = Buffer;
+
+/**
+ * The server checks an update's generations (spans of `bytes`), and lays
+ * them out as StoredGenerations, in a Buffer of their own: the store copies
+ * them into its segments, and a waiter for the pair's lease is answered
+ * with them.
+ */
+export function storedGenerations(bytes: Buffer, spans: readonly [number, number][]): StoredGenerations {
   let size = 0;
   spans.forEach(([start, end], i) => {
     checkGeneration(bytes, start, end, i);
@@ -46,7 +52,7 @@ export function storedGenerations(bytes: Buffer, spans: readonly [number, number
     position = writeFieldHeader(stored, position, STORED.tag, end - start);
     position += bytes.copy(stored, position, start, end);
   }
-  return stored.toString("latin1", 0, size);
+  return stored;
 }
 
 /**

@@ -6,7 +6,7 @@ import { MAX_LEASE_MS } from "../../engine/leases.js";
 import type { Generation } from "../../generation.js";
 import { DecodeError, decoding } from "../codec.js";
 import { boolField, concatFields, stringField, varintField } from "./fields.js";
-import { decodeGeneration } from "./generations.js";
+import { decodeGeneration, type StoredGenerations } from "./generations.js";
 import type { RequestChecks, WireKey } from "./request-checks.js";
 import {
   expectWireType,
@@ -100,19 +100,19 @@ export function encodeLease({ token, leaseMs }: { token: string; leaseMs: number
  * laid out as LookupResponse.generations): nothing is decoded or encoded
  * again.
  */
-export function writeLookupResponse(stored: string | undefined, lease?: EncodedLease): Buffer {
+export function writeLookupResponse(stored: StoredGenerations | undefined, lease?: EncodedLease): Buffer {
   const buffer = Buffer.allocUnsafe(lookupResponseSize(stored, lease));
   writeLookupBody(buffer, 0, stored, lease);
   return buffer;
 }
 
-export function lookupResponseSize(stored: string | undefined, lease?: EncodedLease): number {
+export function lookupResponseSize(stored: StoredGenerations | undefined, lease?: EncodedLease): number {
   if (lease) return fieldSize(RESPONSE.lease.tag, lease.length); // a miss granted a lease
   return stored === undefined ? 0 : varintSize(RESPONSE.hit.tag) + 1 + stored.length;
 }
 
 /** Writes a LookupResponse at `position` (in a batch or a stream too); returns the position after it. */
-export function writeLookupBody(buffer: Buffer, position: number, stored: string | undefined, lease?: EncodedLease): number {
+export function writeLookupBody(buffer: Buffer, position: number, stored: StoredGenerations | undefined, lease?: EncodedLease): number {
   if (lease) {
     position = writeFieldHeader(buffer, position, RESPONSE.lease.tag, lease.length);
     return position + lease.copy(buffer, position);
@@ -120,7 +120,7 @@ export function writeLookupBody(buffer: Buffer, position: number, stored: string
   if (stored === undefined) return position; // a miss: every field at its default
   position = writeVarint(buffer, position, RESPONSE.hit.tag);
   buffer[position++] = 1;
-  return position + buffer.write(stored, position, "latin1");
+  return position + stored.copy(buffer, position);
 }
 
 // ...and the client reads it.

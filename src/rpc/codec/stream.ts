@@ -1,3 +1,4 @@
+import type { StoredGenerations } from "./generations.js";
 import { fromBinary } from "@bufbuild/protobuf";
 import {
   LookupRequestSchema,
@@ -158,7 +159,7 @@ function readOperation(bytes: Buffer, start: number, end: number, checks: Reques
 
 /** A stream operation's outcome, ready to be written. */
 export type WireResult =
-  | { id: number; kind: "lookup"; stored: string | undefined; lease?: EncodedLease }
+  | { id: number; kind: "lookup"; stored: StoredGenerations | undefined; lease?: EncodedLease }
   | { id: number; kind: "update"; stored: boolean }
   | { id: number; kind: "release"; released: boolean }
   | { id: number; kind: "error"; code: number; message: string; reason: string };

@@ -5,7 +5,7 @@ import type { Generation } from "../../generation.js";
 import { DecodeError, decoding } from "../codec.js";
 import type { KeyBytes } from "../key-bytes.js";
 import { boolField, concatFields, messageField, stringField, varintField } from "./fields.js";
-import { encodeGeneration, storedGenerations } from "./generations.js";
+import { encodeGeneration, storedGenerations, type StoredGenerations } from "./generations.js";
 import type { RequestChecks, WireKey } from "./request-checks.js";
 import { expectWireType, flagMessage, lengthDelimited, readBool, readerOf, readKeyBytes, wireFields, type WireField } from "./wire.js";
 
@@ -47,7 +47,7 @@ export interface WireUpdate extends WireKey {
    * (field key, length and message, for each), one character per byte: a
    * hit is answered by copying them into the reply.
    */
-  generations: string;
+  generations: StoredGenerations;
   /** undefined: the default TTL; Infinity: never expires. */
   ttlMs: number | undefined;
   noStore: boolean;
