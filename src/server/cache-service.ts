@@ -99,7 +99,7 @@ export function cacheServiceMethods(
   }
 
   /** A lookup that may take or wait for a lease: its answer now, or once its wait ends (or `signal` stops it). */
-  function getOrLease(request: WireLookup, principal: Principal, call: CallScope, signal = call.signal): LookupAnswer | Promise<LookupAnswer> {
+  function getOrLease(request: WireLookup, principal: Principal, call: CallScope, signal?: AbortSignal): LookupAnswer | Promise<LookupAnswer> {
     const { namespace, prompt, llmString, leaseMs } = request;
     if (leaseMs > 0 && principal.canRead(namespace) && !principal.canWrite(namespace)) {
       throw denied(principal, "take a lease (which needs the right to write) in", namespace);
@@ -112,7 +112,8 @@ export function cacheServiceMethods(
     const outcome = leases.afterMiss(namespace, prompt, llmString, reread, {
       leaseMs,
       waitMs,
-      signal: waitMs > 0 ? signal : undefined,
+      // The call's signal is made on first use: only a lookup that waits needs one.
+      signal: waitMs > 0 ? (signal ?? call.signal) : undefined,
     });
     return outcome instanceof Promise ? outcome.then(answerOf) : answerOf(outcome);
   }
