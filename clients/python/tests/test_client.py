@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import pytest
+from conftest import start_server
 
 from llmcache import CacheClient, CacheError, CacheStats, Generation
 
@@ -218,12 +220,24 @@ def test_close_can_be_called_twice(server: Server) -> None:
     client.close()
 
 
-def test_a_call_past_its_deadline_fails_with_deadline_exceeded(
-    client: CacheClient,
-) -> None:
-    with pytest.raises(CacheError) as raised:
-        client.lookup("p", "l", timeout=1e-6)
-    assert raised.value.code == "DEADLINE_EXCEEDED"
+def test_a_call_past_its_deadline_fails_with_deadline_exceeded() -> None:
+    # A server that cannot answer (stopped), so that the deadline passes
+    # whatever the machine's speed: grpcio rounds a deadline to the
+    # millisecond, within which a local server can answer.
+    stopped = start_server()
+    client = CacheClient(stopped.address)
+    try:
+        client.lookup("p", "l")  # connected
+        stopped.process.send_signal(signal.SIGSTOP)
+        started = time.monotonic()
+        with pytest.raises(CacheError) as raised:
+            client.lookup("p", "l", timeout=0.2)
+        assert raised.value.code == "DEADLINE_EXCEEDED"
+        assert 0.15 < time.monotonic() - started < 2
+    finally:
+        stopped.process.send_signal(signal.SIGCONT)
+        client.close()
+        stopped.stop()
 
 
 def test_a_hit_larger_than_grpcios_default_receive_limit_is_read(
