@@ -74,7 +74,8 @@ function waitForOutput(child: ChildProcess, pattern: RegExp): Promise<RegExpExec
   });
 }
 
-function wrap(child: ChildProcess, address: string): RunningProcess {
+/** A started child process that listens at `address`, as the bench keeps it. */
+export function wrap(child: ChildProcess, address: string): RunningProcess {
   return {
     child,
     address,

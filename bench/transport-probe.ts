@@ -30,7 +30,7 @@ import { LookupRequestSchema, LookupResponseSchema, StreamRequestSchema } from "
 import { decodeLookupResponse, encodeLookupRequest } from "../src/rpc/codec/lookup.js";
 import { CacheClient } from "../src/index.js";
 import { startServerProcess, type ServerProcess } from "../test/helpers/server-process.js";
-import { startEmptyServer, startRedis, type RunningProcess } from "./processes.js";
+import { startEmptyServer, startRedis, wrap, type RunningProcess } from "./processes.js";
 import { generationOf, KEYS, LLM_STRING, promptOf, valueOf } from "./workload.js";
 
 /** Everything this probe started, killed at exit whatever happened. */
@@ -215,16 +215,7 @@ async function startH2FixedServer(): Promise<RunningProcess> {
     });
     child.once("exit", (code) => reject(new Error(`h2 fixed server exited with ${code}`)));
   });
-  return {
-    child,
-    address,
-    port: Number(address.split(":").pop()),
-    async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill("SIGTERM");
-      await once(child, "exit");
-    },
-  };
+  return wrap(child, address);
 }
 
 async function main(): Promise<void> {
