@@ -9,6 +9,10 @@ import type { CacheStats, LeaseEvent } from "./stats.js";
  * counts what it did (see CacheStats). CacheStore, in this process's
  * memory, is the first implementation.
  *
+ * A value handed out may be the store's own (SegmentIndex hands out its
+ * bytes, not a copy): it stays as it is only until the store is next
+ * written to, and whoever keeps it longer copies it.
+ *
  * The interface is synchronous, as the in-memory store is: a store over the
  * network (Redis) will widen its results to promises, and its callers,
  * which already answer later when single flight waits, with them.
