@@ -14,7 +14,7 @@ export interface ArenaOptions {
   minDeadBytes?: number;
 }
 /** Emptied segments kept for reuse, so that steady churn takes nothing new from the allocator. */
-const SEGMENTS_POOLED = 2;
+const SEGMENTS_POOLED = 1;
 
 const SEGMENT_SPAN = 2 ** 31;
 /** The owner written over a freed record, so that compaction skips it without asking. */

@@ -10,7 +10,7 @@ import { RECORD_HEADER_BYTES, SegmentArena, type Location } from "../../src/engi
 
 const SEGMENT_BYTES = 512;
 const MIN_DEAD_BYTES = 1024;
-const POOLED_SEGMENTS = 2;
+const POOLED_SEGMENTS = 1;
 /** Around the largest record a shared segment takes (a quarter of it, header included), and well past it. */
 const LENGTHS = [0, 1, 17, 100, SEGMENT_BYTES / 4 - RECORD_HEADER_BYTES, SEGMENT_BYTES / 4 - RECORD_HEADER_BYTES + 1, 300, 2000];
 
