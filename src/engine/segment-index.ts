@@ -56,13 +56,6 @@ export class SegmentIndex implements EntryIndex<Buffer> {
     }, options);
   }
 
-  /** What the index holds in memory: its arena's segments and its tables. */
-  get heldBytes(): number {
-    const tables = [this.#hash, this.#next, this.#groupOf, this.#location, this.#promptLength, this.#buckets];
-    const groupTables = [this.#groupHash, this.#groupNext, this.#groupNamespace, this.#groupEntries, this.#groupLocation, this.#groupBuckets];
-    return this.#arena.heldBytes + [...tables, ...groupTables].reduce((total, table) => total + table.byteLength, 0);
-  }
-
   find(namespaceId: number, llmString: string, prompt: string): Slot | undefined {
     const group = this.#findGroup(namespaceId, llmString);
     if (group === EMPTY) return undefined;
