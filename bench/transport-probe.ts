@@ -1,4 +1,4 @@
-// Issue 11 item 5: what one caller's unary Lookup (500 B hit) spends beyond a
+// What one caller's unary Lookup (500 B hit) spends beyond a
 // bare node:http2 round trip, and whether a client transport on bare
 // node:http2 would close the gap to ioredis's GET.
 //

@@ -1,8 +1,8 @@
-import type { StoredGenerations } from "./generations.js";
 import { BatchLookupRequestSchema, BatchLookupResponseSchema } from "../../../gen/llmcache/v1/cache_pb.js";
 import type { Generation } from "../../generation.js";
 import { DecodeError, decoding } from "../codec.js";
 import { concatFields, messageField } from "./fields.js";
+import type { StoredGenerations } from "./generations.js";
 import { lookupResponseSize, readLookup, readLookupResponse, writeLookupBody, type WireLookup } from "./lookup.js";
 import type { RequestChecks } from "./request-checks.js";
 import { fieldSize, readRepeated, wireFields, writeFieldHeader } from "./wire.js";

@@ -1,4 +1,3 @@
-import type { StoredGenerations } from "./generations.js";
 import { fromBinary } from "@bufbuild/protobuf";
 import {
   LookupRequestSchema,
@@ -14,6 +13,7 @@ import type { Lease } from "../../call-options.js";
 import type { Generation } from "../../generation.js";
 import { DecodeError, decoding } from "../codec.js";
 import { LimitExceededError } from "../limit-exceeded-error.js";
+import type { StoredGenerations } from "./generations.js";
 import { lookupResponseSize, readLookup, readLookupResponse, writeLookupBody, type EncodedLease, type LeaseHolder, type WireLookup } from "./lookup.js";
 import { readRelease, readReleaseLeaseResponse, releaseLeaseResponseSize, writeReleaseLeaseBody, type WireRelease } from "./release-lease.js";
 import type { RequestChecks } from "./request-checks.js";
