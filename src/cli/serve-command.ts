@@ -2,13 +2,15 @@ import { logVerbosity, setLogVerbosity } from "@grpc/grpc-js";
 import { parseArgs } from "node:util";
 import { checkMaxsize, checkPolicy, type Limits } from "../engine/limits.js";
 import { checkLogLevel, createLogger } from "../server/logger.js";
-import { DEFAULT_HOST, DEFAULT_PORT, startServer, type ServerOptions } from "../server/server.js";
+import { parseStoreUrl } from "../redis/store-url.js";
+import { DEFAULT_HOST, DEFAULT_PORT, startServer, StoreSettingError, type ServerOptions } from "../server/server.js";
 import { SnapshotSetupError } from "../server/snapshot.js";
 import { commandHelp, type FlagHelp } from "./help.js";
 import { checkPort, integerSetting, parsedSetting, parsingFlags, readSettingFile, setting, UsageError, type Setting } from "./settings.js";
 import { parseBytes, parseDuration } from "./units.js";
 
 const FLAGS = {
+  store: { type: "string" },
   host: { type: "string" },
   port: { type: "string" },
   maxsize: { type: "string" },
@@ -50,6 +52,11 @@ type Flag = Exclude<keyof typeof FLAGS, "namespace-limit" | "insecure">;
 
 // The defaults are the server's (src/server); the README's table says the same.
 const FLAG_HELP: Record<keyof typeof FLAGS, FlagHelp> = {
+  store: {
+    value: "URL",
+    about: "where entries live: memory, redis://HOST:PORT[/DB], rediss://... (TLS) or redis-cluster://HOST:PORT,HOST:PORT,...",
+    default: "memory",
+  },
   host: { value: "HOST", about: "address to listen on", default: "127.0.0.1" },
   port: { value: "PORT", about: "port to listen on; 0 picks a free one", default: "50051" },
   maxsize: { value: "N", about: "most entries held", default: "no limit" },
@@ -124,7 +131,10 @@ export async function serveCommand(args: string[]): Promise<void> {
   if (clientCa !== undefined && tlsCert === undefined) throw new UsageError("--tls-client-ca needs --tls-cert and --tls-key");
 
   const snapshot = given("snapshot");
+  const store = given("store");
+  if (store) parsedSetting(store, (raw) => (parseStoreUrl(raw), raw));
   const options: ServerOptions = {
+    store: store?.raw,
     host: given("host")?.raw ?? DEFAULT_HOST,
     port: integer("port", checkPort) ?? DEFAULT_PORT,
     ...limitSettings({ maxsize: given("maxsize"), maxBytes: given("max-bytes"), defaultTtl: given("default-ttl") }),
@@ -169,6 +179,7 @@ export async function serveCommand(args: string[]): Promise<void> {
   const server = await startServer(dropUndefined(options)).catch((error: unknown) => {
     // The server checks the snapshot's directory before it listens; its error names no flag, so say which setting gave the path.
     if (error instanceof SnapshotSetupError && snapshot) throw new UsageError(`cannot write ${snapshot.source} ${snapshot.raw}: ${error.reason}`, { cause: error });
+    if (error instanceof StoreSettingError) throw new UsageError(error.message, { cause: error });
     throw error;
   });
 

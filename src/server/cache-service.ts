@@ -1,8 +1,7 @@
 import type { UntypedServiceImplementation } from "@grpc/grpc-js";
 import { CacheService } from "../../gen/llmcache/v1/cache_pb.js";
-import type { Store } from "../engine/store.js";
-import { updateThroughLeases } from "../engine/leased-update.js";
-import { LeaseTable, type LeasedLookup } from "../engine/leases.js";
+import { allOf, andThen, type CacheBackend, type MaybePromise } from "../engine/cache-backend.js";
+import type { LeasedLookup } from "../engine/leases.js";
 import { batchLookupResultSize, readBatchLookupRequest, writeBatchLookupResponse } from "../rpc/codec/batch-lookup.js";
 import { readBatchUpdateRequest, writeBatchUpdateResponse } from "../rpc/codec/batch-update.js";
 import { readClearRequest, writeClearResponse } from "../rpc/codec/clear.js";
@@ -34,31 +33,24 @@ import { checkLimit, requestChecks, type RequestLimits } from "./request-limits.
 const DEADLINE_MARGIN_MS = 20;
 
 export interface CacheServiceOptions {
-  /** Single flight's leases over the store; every store of a pair must go through it. Default: a table of its own. */
-  leases?: LeaseTable;
   /** Where unexpected failures go (see toFailure). */
   logFailure?: (path: string, error: unknown) => void;
 }
 
 /**
  * What a lookup answers: the stored bytes of a hit, and on a miss maybe a
- * lease. The bytes of a hit are the store's own, valid until the store is
- * next written to: a reply written at once uses them as they are, and one
- * written later (a stream's) copies them first.
+ * lease. The bytes of a hit may be the backend's own, valid until it is
+ * next written to (CacheBackend.lendsValues): a reply written at once uses
+ * them as they are, and one written later (a stream's) copies them first.
  */
 interface LookupAnswer {
   stored: StoredGenerations | undefined;
   lease?: EncodedLease;
 }
 
-/** The grpc-js handlers of llmcache.v1.CacheService over a store. */
-export function cacheServiceHandlers(
-  store: Store<StoredGenerations>,
-  limits: RequestLimits,
-  context: HandlerContext,
-  leases?: LeaseTable,
-): UntypedServiceImplementation {
-  const { unary, stream } = cacheServiceMethods(store, limits, { leases, logFailure: context.observer.failed });
+/** The grpc-js handlers of llmcache.v1.CacheService over a backend. */
+export function cacheServiceHandlers(backend: CacheBackend<StoredGenerations>, limits: RequestLimits, context: HandlerContext): UntypedServiceImplementation {
+  const { unary, stream } = cacheServiceMethods(backend, limits, { logFailure: context.observer.failed });
   const handlers: UntypedServiceImplementation = {};
   for (const method of CacheService.methods) {
     handlers[method.localName] =
@@ -68,65 +60,51 @@ export function cacheServiceHandlers(
 }
 
 /**
- * The methods of llmcache.v1.CacheService over a store that holds, for each
- * key's bytes, its generations' bytes (see rpc/codec/update.ts): the store
- * never sees a decoded message, and no caller ever shares its values. Each
- * operation is checked against the caller's rights on its namespace. The
- * stream's method answers one request message of the stream. No reply is
- * larger than limits.maxReplyBytes: a lookup or batch that would pass it is
- * refused, and a stream's results are spread over several messages.
+ * The methods of llmcache.v1.CacheService over a backend that holds, for
+ * each key's bytes, its generations' bytes (see rpc/codec/update.ts): the
+ * backend never sees a decoded message, and no caller ever shares its
+ * values. Each operation is checked against the caller's rights on its
+ * namespace. The stream's method answers one request message of the
+ * stream. No reply is larger than limits.maxReplyBytes: a lookup or batch
+ * that would pass it is refused, and a stream's results are spread over
+ * several messages.
  *
- * A lookup that asks for a lease goes to the lease table on a miss (see
- * LeaseTable), and may wait there: its method answers later, while the
- * stream answers its other operations meanwhile.
+ * A lookup that asks for a lease may wait for another's fill (see
+ * LeaseTable), and every operation may wait on a backend over the network:
+ * such a method answers later, while the stream answers its other
+ * operations meanwhile.
  */
 export function cacheServiceMethods(
-  store: Store<StoredGenerations>,
+  backend: CacheBackend<StoredGenerations>,
   limits: RequestLimits,
   options: CacheServiceOptions = {},
 ): { unary: Record<string, MethodImplementation>; stream: StreamImplementation } {
   const { lookup, update, clear, batchLookup, batchUpdate, stream, stats, releaseLease } = CacheService.method;
   const streamPath = methodPath(stream);
   const { logFailure } = options;
-  const leases = options.leases ?? new LeaseTable({ count: (namespace, event) => store.countLease(namespace, event) });
   const checks = requestChecks(limits);
-
-  function get({ namespace, prompt, llmString, bypass }: WireLookup, principal: Principal): StoredGenerations | undefined {
-    if (!principal.canRead(namespace)) throw denied(principal, "read", namespace);
-    if (!bypass) return store.get(namespace, prompt, llmString);
-    store.bypass(namespace);
-    return undefined;
-  }
+  /** Stored bytes of the caller's own, for a reply written after the backend may have changed. */
+  const copyOf = (stored: StoredGenerations | undefined) => (stored && backend.lendsValues ? Buffer.from(stored) : stored);
 
   /** A lookup that may take or wait for a lease: its answer now, or once its wait ends (or `signal` stops it). */
-  function getOrLease(request: WireLookup, principal: Principal, call: CallScope, signal?: AbortSignal): LookupAnswer | Promise<LookupAnswer> {
-    const { namespace, prompt, llmString, leaseMs } = request;
-    if (leaseMs > 0 && principal.canRead(namespace) && !principal.canWrite(namespace)) {
-      throw denied(principal, "take a lease (which needs the right to write) in", namespace);
-    }
-    const stored = get(request, principal);
-    if (stored !== undefined || leaseMs === 0) return { stored };
-    const waitMs = Math.max(0, Math.min(request.waitMs, call.remainingMs() - DEADLINE_MARGIN_MS));
-    // A waiter re-reads when a fill wakes it, and is answered after the fill's update: with a copy.
-    const reread = () => copyOf(store.peek(namespace, prompt, llmString));
-    const outcome = leases.afterMiss(namespace, prompt, llmString, reread, {
-      leaseMs,
-      waitMs,
-      // The call's signal is made on first use: only a lookup that waits needs one.
-      signal: waitMs > 0 ? (signal ?? call.signal) : undefined,
-    });
-    return outcome instanceof Promise ? outcome.then(answerOf) : answerOf(outcome);
+  function getOrLease(request: WireLookup, principal: Principal, call: CallScope, signal?: AbortSignal): MaybePromise<LookupAnswer> {
+    const { namespace, prompt, llmString, leaseMs, bypass } = request;
+    if (!principal.canRead(namespace)) throw denied(principal, "read", namespace);
+    if (leaseMs > 0 && !principal.canWrite(namespace)) throw denied(principal, "take a lease (which needs the right to write) in", namespace);
+    const waitMs = leaseMs === 0 ? 0 : Math.max(0, Math.min(request.waitMs, call.remainingMs() - DEADLINE_MARGIN_MS));
+    const outcome = backend.lookup(namespace, prompt, llmString, { bypass, leaseMs, waitMs, signal: () => signal ?? call.signal });
+    return andThen(outcome, answerOf);
   }
 
-  function set({ namespace, prompt, llmString, generations, ttlMs, noStore, onlyIfAbsent, leaseToken }: WireUpdate, principal: Principal): boolean {
+  function set({ namespace, prompt, llmString, generations, ttlMs, noStore, onlyIfAbsent, leaseToken }: WireUpdate, principal: Principal): MaybePromise<boolean> {
     if (!principal.canWrite(namespace)) throw denied(principal, "write", namespace);
     const bytes = entryBytes({ prompt, llmString, generations });
-    return updateThroughLeases(store, leases, namespace, prompt, llmString, generations, bytes, { ttlMs, onlyIfAbsent, noStore, leaseToken });
+    return backend.update(namespace, prompt, llmString, generations, bytes, { ttlMs, onlyIfAbsent, noStore, leaseToken });
   }
 
-  function release({ namespace, prompt, llmString, leaseToken }: WireRelease, principal: Principal): boolean {
+  function release({ namespace, prompt, llmString, leaseToken }: WireRelease, principal: Principal): MaybePromise<boolean> {
     if (!principal.canWrite(namespace)) throw denied(principal, "write", namespace);
-    return leases.release(namespace, prompt, llmString, leaseToken);
+    return backend.release(namespace, prompt, llmString, leaseToken);
   }
 
   function checkReply(size: number): void {
@@ -139,13 +117,12 @@ export function cacheServiceMethods(
     return answer;
   }
 
-  function lookupOne(request: WireLookup, principal: Principal, call: CallScope, signal?: AbortSignal): LookupAnswer | Promise<LookupAnswer> {
-    const answer = getOrLease(request, principal, call, signal);
-    return answer instanceof Promise ? answer.then(withinReplyLimit) : withinReplyLimit(answer);
+  function lookupOne(request: WireLookup, principal: Principal, call: CallScope, signal?: AbortSignal): MaybePromise<LookupAnswer> {
+    return andThen(getOrLease(request, principal, call, signal), withinReplyLimit);
   }
 
   /** A stream's lookup: one that may wait can be cancelled alone (CancelOperation), or with its stream. */
-  function lookupOnStream(id: number, request: WireLookup, principal: Principal, call: CallScope): LookupAnswer | Promise<LookupAnswer> {
+  function lookupOnStream(id: number, request: WireLookup, principal: Principal, call: CallScope): MaybePromise<LookupAnswer> {
     if (request.waitMs === 0 || !call.waiting) return lookupOne(request, principal, call);
     const own = new AbortController();
     const stop = () => own.abort(call.signal.reason);
@@ -154,7 +131,7 @@ export function cacheServiceMethods(
       call.signal.removeEventListener("abort", stop);
       if (call.waiting!.get(id) === own) call.waiting!.delete(id);
     };
-    let answer: LookupAnswer | Promise<LookupAnswer>;
+    let answer: MaybePromise<LookupAnswer>;
     try {
       answer = lookupOne(request, principal, call, own.signal);
     } catch (error) {
@@ -169,25 +146,24 @@ export function cacheServiceMethods(
     return answer.finally(done);
   }
 
-  function execute(operation: WireOperation, principal: Principal, call: CallScope): WireResult | Promise<WireResult> | undefined {
+  function execute(operation: WireOperation, principal: Principal, call: CallScope): MaybePromise<WireResult> | undefined {
     const { id } = operation;
     const failed = (error: unknown): WireResult => ({ id, kind: "error", ...toFailure(streamPath, error, logFailure) });
+    const answered = <T>(outcome: MaybePromise<T>, result: (value: T) => WireResult) =>
+      outcome instanceof Promise ? outcome.then(result, failed) : result(outcome);
     try {
       switch (operation.kind) {
-        case "lookup": {
-          const answer = lookupOnStream(id, operation.lookup, principal, call);
+        case "lookup":
           // A stream's replies are written once its message has been read
-          // through, perhaps after updates that reuse the store's bytes.
-          const result = ({ stored, lease }: LookupAnswer): WireResult => ({ id, kind: "lookup", stored: copyOf(stored), lease });
-          return answer instanceof Promise ? answer.then(result, failed) : result(answer);
-        }
+          // through, perhaps after updates that reuse the backend's bytes.
+          return answered(lookupOnStream(id, operation.lookup, principal, call), ({ stored, lease }) => ({ id, kind: "lookup", stored: copyOf(stored), lease }));
         case "cancel":
           call.waiting?.get(id)?.abort(new CacheError("CANCELLED", `operation ${id} was cancelled by the client`));
           return undefined;
         case "update":
-          return { id, kind: "update", stored: set(operation.update, principal) };
+          return answered(set(operation.update, principal), (stored) => ({ id, kind: "update", stored }));
         case "release":
-          return { id, kind: "release", released: release(operation.release, principal) };
+          return answered(release(operation.release, principal), (released) => ({ id, kind: "release", released }));
         case "invalid":
           throw operation.problem;
       }
@@ -197,32 +173,25 @@ export function cacheServiceMethods(
   }
 
   const unary: Record<string, MethodImplementation> = {
-    [lookup.localName]: (request, principal, call) => {
-      const answer = lookupOne(readLookupRequest(request, checks), principal, call);
-      const encode = ({ stored, lease }: LookupAnswer) => writeLookupResponse(stored, lease);
-      return answer instanceof Promise ? answer.then(encode) : encode(answer);
-    },
-    [update.localName]: (request, principal) => writeUpdateResponse(set(readUpdateRequest(request, checks), principal)),
-    [releaseLease.localName]: (request, principal) => writeReleaseLeaseResponse(release(readReleaseLeaseRequest(request, checks), principal)),
+    [lookup.localName]: (request, principal, call) =>
+      andThen(lookupOne(readLookupRequest(request, checks), principal, call), ({ stored, lease }) => writeLookupResponse(stored, lease)),
+    [update.localName]: (request, principal) => andThen(set(readUpdateRequest(request, checks), principal), writeUpdateResponse),
+    [releaseLease.localName]: (request, principal) => andThen(release(readReleaseLeaseRequest(request, checks), principal), writeReleaseLeaseResponse),
     [clear.localName]: (request, principal) => {
       const target = readClearRequest(request);
       if (!principal.canClear(target)) throw denied(principal, "clear", target);
-      store.clear(target);
-      leases.clear(target); // after the store: their waiters must find the pairs gone
-      return writeClearResponse();
+      return andThen(backend.clear(target), writeClearResponse);
     },
     [batchLookup.localName]: (request, principal) => {
-      // Checked as it grows, so that a big entry named many times is refused
-      // before the server has made a copy of it for every name.
-      const results: (StoredGenerations | undefined)[] = [];
-      let size = 0;
-      for (const entry of readBatchLookupRequest(request, checks)) {
-        const stored = get(entry, principal);
-        results.push(stored);
-        size += batchLookupResultSize(stored);
-        checkReply(size);
-      }
-      return writeBatchLookupResponse(results);
+      const pairs = readBatchLookupRequest(request, checks);
+      for (const { namespace } of pairs) if (!principal.canRead(namespace)) throw denied(principal, "read", namespace);
+      return andThen(backend.lookupMany(pairs), (results) => {
+        // Checked as it grows, so that a big entry named many times is
+        // refused before the server has made a copy of it for every name.
+        let size = 0;
+        for (const stored of results) checkReply((size += batchLookupResultSize(stored)));
+        return writeBatchLookupResponse(results);
+      });
     },
     [batchUpdate.localName]: (request, principal) => {
       // Read and check all first: a malformed, forbidden or oversized update anywhere, or one
@@ -230,16 +199,15 @@ export function cacheServiceMethods(
       const updates = readBatchUpdateRequest(request, checks);
       for (const entry of updates) {
         if (!principal.canWrite(entry.namespace)) throw denied(principal, "write", entry.namespace);
-        store.checkFits(entry.namespace, entryBytes(entry));
+        backend.checkFits(entry.namespace, entryBytes(entry));
       }
-      store.checkNamespacesFit(updates.filter((entry) => !entry.noStore).map((entry) => entry.namespace));
-      for (const entry of updates) set(entry, principal);
-      return writeBatchUpdateResponse();
+      backend.checkNamespacesFit(updates.filter((entry) => !entry.noStore).map((entry) => entry.namespace));
+      return andThen(allOf(updates.map((entry) => set(entry, principal))), writeBatchUpdateResponse);
     },
     [stats.localName]: (request, principal) => {
       readStatsRequest(request);
       if (!principal.canReadStats()) throw new CacheError("PERMISSION_DENIED", `token "${principal.name}" may not read the statistics`);
-      return writeStatsResponse(store.stats());
+      return andThen(backend.stats(), writeStatsResponse);
     },
   };
   const outboxes = new WeakMap<CallScope, Outbox>();
@@ -290,11 +258,6 @@ class Outbox {
     );
     return this.#sent;
   }
-}
-
-/** Stored bytes of the caller's own, for a reply written after the store may have changed. */
-function copyOf(stored: StoredGenerations | undefined): StoredGenerations | undefined {
-  return stored && Buffer.from(stored);
 }
 
 function answerOf(outcome: LeasedLookup<StoredGenerations>): LookupAnswer {

@@ -1,8 +1,7 @@
 import { createServer, type Server as HttpServer } from "node:http";
 import type { status } from "@grpc/grpc-js";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
-import type { Store } from "../engine/store.js";
-import type { LeaseTable } from "../engine/leases.js";
+import type { BackendGauges } from "../engine/cache-backend.js";
 import type { LeaseEvent } from "../engine/stats.js";
 import { statusName } from "../rpc/errors.js";
 
@@ -19,7 +18,7 @@ export class ServerMetrics {
   readonly #snapshotFailures: Counter;
   readonly #snapshotWrittenAt: Gauge;
 
-  constructor(store: Pick<Store<unknown>, "total">, leases?: LeaseTable) {
+  constructor(backend: Pick<BackendGauges, "total"> & Partial<BackendGauges>) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: "llmcache_" });
     this.#calls = new Counter({ name: "llmcache_calls_total", help: "Calls by method and gRPC status code.", labelNames: ["method", "code"], registers });
@@ -30,7 +29,7 @@ export class ServerMetrics {
       buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1, 10],
       registers,
     });
-    const total = () => store.total();
+    const total = () => backend.total();
     // The store counts for itself; at each scrape the metrics take its figures.
     gaugeFrom(registers, "llmcache_entries", "Entries held.", () => total().entries);
     gaugeFrom(registers, "llmcache_bytes", "Accounted bytes held.", () => total().bytes);
@@ -62,9 +61,9 @@ export class ServerMetrics {
         for (const [event, count] of Object.entries(counts)) this.inc({ event: LEASE_EVENT_LABELS[event as LeaseEvent] }, count);
       },
     });
-    if (leases) {
-      gaugeFrom(registers, "llmcache_leases_outstanding", "Leases granted and not yet ended.", () => leases.outstanding);
-      gaugeFrom(registers, "llmcache_lease_waiters", "Lookups waiting now for a lease's fill.", () => leases.waiting);
+    if (backend.leasesOutstanding !== undefined) {
+      gaugeFrom(registers, "llmcache_leases_outstanding", "Leases granted and not yet ended.", () => backend.leasesOutstanding ?? 0);
+      gaugeFrom(registers, "llmcache_lease_waiters", "Lookups waiting now for a lease's fill.", () => backend.leaseWaiters ?? 0);
     }
     // The log says why a snapshot failed; these let an alert see that it does, or how stale the last one is.
     this.#snapshotFailures = new Counter({ name: "llmcache_snapshot_failures_total", help: "Snapshot writes that failed.", registers });

@@ -1,8 +1,9 @@
 import { Server } from "@grpc/grpc-js";
 import { CacheService } from "../../gen/llmcache/v1/cache_pb.js";
+import type { CacheBackend } from "../engine/cache-backend.js";
 import { CacheStore, type StoreOptions } from "../engine/cache-store.js";
-import type { Store } from "../engine/store.js";
 import { LeaseTable, type WaiterLimits } from "../engine/leases.js";
+import { LocalBackend } from "../engine/local-backend.js";
 import { reclaimInBackground } from "../engine/reclaimer.js";
 import { SegmentIndex } from "../engine/segment-index.js";
 import { CacheError } from "../rpc/errors.js";
@@ -13,6 +14,8 @@ import { cacheServiceHandlers } from "./cache-service.js";
 import { Connections, DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from "./connections.js";
 import type { StoredGenerations } from "../rpc/codec/generations.js";
 import { asKeyBytes } from "../rpc/key-bytes.js";
+import { openRedisBackend } from "../redis/redis-backend.js";
+import { parseStoreUrl, type StoreLocation } from "../redis/store-url.js";
 import { addIntrospection } from "./introspection.js";
 import { createLogger, type Logger } from "./logger.js";
 import { throttledLog } from "./log-throttle.js";
@@ -28,6 +31,12 @@ import { checkExposure, serverCredentials, ServerSetupError, type TlsSettings } 
  * settings given, LangChain's InMemoryCache with no size limit.
  */
 export interface ServerOptions extends Omit<StoreOptions, "now"> {
+  /**
+   * Where the entries live: "memory" (the default, this process), or
+   * redis://HOST:PORT[/DB], rediss://... (TLS) or
+   * redis-cluster://HOST:PORT,HOST:PORT,... shared by many servers.
+   */
+  store?: string;
   /** Address to listen on. Default 127.0.0.1. */
   host?: string;
   /** Port to listen on; 0 picks a free one. Default 50051. */
@@ -97,15 +106,10 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   const authenticator = new Authenticator(options.authFile);
   checkExposure({ host, tls: options.tls, tokens: authenticator.enabled, insecure: options.insecure ?? false });
 
-  // The store holds names and keys as their UTF-8 bytes (see rpc/key-bytes.ts), limits' names included.
-  const namespaces = Object.fromEntries(Object.entries(options.namespaces ?? {}).map(([name, limits]) => [asKeyBytes(name), limits]));
-  // Keys and values off the collected heap, so that the budget is what the process holds (see SegmentIndex).
-  const store = new CacheStore<StoredGenerations>({ ...options, namespaces }, new SegmentIndex());
-  if (options.snapshotPath) await restore(store, options.snapshotPath, logger);
-
-  // Leases live in this process only: they are not in the snapshot, and a restart ends them.
-  const leases = new LeaseTable({ ...options.leaseWaiters, count: (namespace, event) => store.countLease(namespace, event) });
-  const metrics = new ServerMetrics(store, leases);
+  const location = parseStoreUrl(options.store ?? "memory");
+  const local = location.kind === "memory" ? await localBackend(options, logger) : undefined;
+  const backend: CacheBackend<StoredGenerations> = local?.backend ?? (await redisBackend(location as RedisLocation, options, logger));
+  const metrics = new ServerMetrics(backend);
   const logFailure = throttledLog<{ path: string; error: unknown }>(
     ({ path, error }, suppressed) => logger.error({ err: error, method: path, suppressed }, "call failed"),
     ({ path, error }) => `${path} ${error instanceof Error ? error.name : typeof error}`,
@@ -128,7 +132,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   const limits = { ...DEFAULT_REQUEST_LIMITS, ...options.requestLimits };
   server.addService(
     byteServiceDefinition(CacheService),
-    cacheServiceHandlers(store, limits, { authenticator, observer, streams, isDraining: () => draining }, leases),
+    cacheServiceHandlers(backend, limits, { authenticator, observer, streams, isDraining: () => draining }),
   );
   const health = addIntrospection(server);
 
@@ -137,6 +141,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   try {
     port = await connections.listen(server, serverCredentials(options.tls), host, options.port ?? DEFAULT_PORT);
   } catch (error) {
+    await backend.close();
     throw new ServerSetupError(`cannot listen on ${requested}: ${(error as Error).message}`, { cause: error });
   }
   const metricsServer = options.metricsPort === undefined ? undefined : await serveMetrics(metrics, host, options.metricsPort, () => {
@@ -145,12 +150,12 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
           connections.destroyAll();
         });
 
-  const stopReclaiming = reclaimInBackground(store, options.reclaimIntervalMs ?? 100);
+  const stopReclaiming = local ? reclaimInBackground(local.store, options.reclaimIntervalMs ?? 100) : () => {};
   let snapshotting: Promise<void> | undefined;
   const snapshot = async () => {
     if (!options.snapshotPath) return;
     // One at a time: a snapshot still being written when the next is due is the next.
-    snapshotting ??= writeSnapshot(store, options.snapshotPath)
+    snapshotting ??= writeSnapshot(local!.store, options.snapshotPath)
       .then(
         (written) => {
           metrics.snapshotWritten();
@@ -173,7 +178,11 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   snapshotTimer?.unref();
   if (options.snapshotPath) health.setSnapshotsServing("SERVING"); // its directory was found writable at start
 
-  health.setServing("SERVING");
+  // Served while the backend can reach its data (Redis may come and go); never again once draining.
+  health.setServing(backend.available ? "SERVING" : "NOT_SERVING");
+  backend.onAvailabilityChange((available) => {
+    if (!draining) health.setServing(available ? "SERVING" : "NOT_SERVING");
+  });
   logger.info({ address: hostPort(host, port), tls: Boolean(options.tls), mutualTls: Boolean(options.tls?.clientCa), tokens: authenticator.enabled, metricsPort: metricsServer?.port }, "serving");
 
   return {
@@ -190,9 +199,9 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     async shutdown(graceMs = DEFAULT_SHUTDOWN_GRACE_MS) {
       draining = true;
       health.setServing("NOT_SERVING");
-      logger.info({ openStreams: streams.size, leaseWaiters: leases.waiting }, "draining");
+      logger.info({ openStreams: streams.size, leaseWaiters: backend.leaseWaiters }, "draining");
       // Lookups waiting for a fill would wait out the grace period: answer them now.
-      leases.close(new CacheError("UNAVAILABLE", "the server is shutting down; the lookup stopped waiting for the lease's fill"));
+      backend.stopWaiting(new CacheError("UNAVAILABLE", "the server is shutting down; the lookup stopped waiting for the lease's fill"));
       // The server answers a stream's message as it arrives: one with no
       // answer owed has nothing in flight and can end now (the others, once
       // their waits' answers are written).
@@ -204,14 +213,83 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
       clearInterval(snapshotTimer);
       await snapshotting?.catch(() => {});
       await snapshot();
+      await backend.close();
       await metricsServer?.close();
       logger.info("stopped");
     },
   };
 }
 
+/**
+ * The store in this process's memory, restored from the snapshot if there
+ * is one, with single flight's leases (which live in this process only:
+ * they are not in the snapshot, and a restart ends them).
+ */
+async function localBackend(options: ServerOptions, logger: Logger) {
+  // The store holds names and keys as their UTF-8 bytes (see rpc/key-bytes.ts), limits' names included.
+  const namespaces = Object.fromEntries(Object.entries(options.namespaces ?? {}).map(([name, limits]) => [asKeyBytes(name), limits]));
+  // Keys and values off the collected heap, so that the budget is what the process holds (see SegmentIndex).
+  const store = new CacheStore<StoredGenerations>({ ...options, namespaces }, new SegmentIndex());
+  if (options.snapshotPath) await restore(store, options.snapshotPath, logger);
+  const leases = new LeaseTable({ ...options.leaseWaiters, count: (namespace, event) => store.countLease(namespace, event) });
+  // The store lends its segments' bytes: a reply written after a wait gets a copy.
+  return { store, backend: new LocalBackend(store, { leases, copyLent: (stored) => Buffer.from(stored) }) };
+}
+
+type RedisLocation = Exclude<StoreLocation, { kind: "memory" }>;
+
+/** The cache in Redis, shared with every server that points at it, once the settings it cannot honour are refused. */
+async function redisBackend(location: RedisLocation, options: ServerOptions, logger: Logger) {
+  checkRedisOptions(options);
+  const namespaceTtlMs = new Map<string, number>();
+  for (const [name, limits] of Object.entries(options.namespaces ?? {})) {
+    if (limits.defaultTtlMs != null) namespaceTtlMs.set(asKeyBytes(name), limits.defaultTtlMs);
+  }
+  // node-redis reports every failed reconnection: one line per kind of failure this often is enough.
+  const logRedisError = throttledLog<unknown>(
+    (error, suppressed) => logger.warn({ err: error, store: location.display, suppressed }, "Redis connection failed"),
+    (error) => (error instanceof Error ? error.message : String(error)),
+    FAILURE_LOG_INTERVAL_MS,
+  );
+  const backend = await openRedisBackend(
+    location,
+    { defaultTtlMs: options.defaultTtlMs ?? undefined, namespaceTtlMs, leaseWaiters: options.leaseWaiters },
+    logRedisError,
+  );
+  logger.info({ store: location.display }, "entries live in Redis");
+  const warning = await backend.memoryWarning().catch(() => undefined);
+  if (warning) logger.warn({ store: location.display }, `Redis's memory is not bounded for a cache: ${warning}`);
+  return backend;
+}
+
+/**
+ * On Redis, memory is Redis's to bound (maxmemory and its policy) and
+ * Redis keeps its own persistence: the settings that mean something only
+ * for the store in this process are refused, each saying what to do
+ * instead, rather than silently ignored.
+ */
+function checkRedisOptions(options: ServerOptions): void {
+  const refuse = (setting: string, instead: string) => {
+    throw new StoreSettingError(`${setting} does not apply to a Redis store: ${instead}`);
+  };
+  const bound = "bound memory on Redis with maxmemory and maxmemory-policy allkeys-lru (or allkeys-lfu)";
+  if (options.maxsize != null) refuse("--maxsize", bound);
+  if (options.maxBytes != null) refuse("--max-bytes", bound);
+  if (options.policy != null) refuse("--policy", `Redis evicts by its maxmemory-policy; ${bound}`);
+  for (const [name, limits] of Object.entries(options.namespaces ?? {})) {
+    if (limits.maxsize != null || limits.maxBytes != null) refuse(`--namespace-limit ${name}`, `namespaces share Redis's memory; ${bound}, or give a namespace only default-ttl`);
+  }
+  if (options.maxNamespaces != null) refuse("--max-namespaces", "Redis holds any number of namespaces; bound its memory with maxmemory");
+  if (options.snapshotPath) refuse("--snapshot", "Redis keeps its own persistence (RDB snapshots or the append-only file)");
+}
+
+/** A setting the chosen store cannot honour: the server refuses to start rather than ignore it. */
+export class StoreSettingError extends ServerSetupError {
+  override readonly name: string = "StoreSettingError";
+}
+
 /** Checks the snapshot's directory (throwing SnapshotSetupError), then loads the snapshot. */
-async function restore(store: Store<StoredGenerations>, path: string, logger: Logger): Promise<void> {
+async function restore(store: CacheStore<StoredGenerations>, path: string, logger: Logger): Promise<void> {
   const { removed } = await prepareSnapshotDirectory(path);
   if (removed.length > 0) logger.warn({ snapshot: path, removed }, "removed temporary files of interrupted snapshot writes");
   const loaded = await loadSnapshot(store, path);

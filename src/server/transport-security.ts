@@ -11,7 +11,7 @@ export interface TlsSettings {
 
 /** A setting that would expose the cache, or cannot work: the server does not start. */
 export class ServerSetupError extends Error {
-  override readonly name = "ServerSetupError";
+  override readonly name: string = "ServerSetupError";
 }
 
 export function serverCredentials(tls: TlsSettings | undefined): ServerCredentials {

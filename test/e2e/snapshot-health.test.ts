@@ -3,8 +3,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { get } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { status } from "@grpc/grpc-js";
-import { grpcFrame, rawCall } from "../helpers/raw-grpc.js";
+import { healthOf } from "../helpers/raw-grpc.js";
 import { runCli, startServerProcess, type ServerProcess } from "../helpers/server-process.js";
 
 const directory = () => mkdtempSync(join(tmpdir(), "llmcache-snapshot-health-"));
@@ -13,16 +12,6 @@ function serve(args: string[], env: NodeJS.ProcessEnv = {}) {
   return runCli(["serve", "--port", "0", ...args], env);
 }
 
-const HEALTH = ["UNKNOWN", "SERVING", "NOT_SERVING"];
-
-/** grpc.health.v1.Health/Check for one service name ("" for the server as a whole). */
-async function healthOf(address: string, service: string): Promise<string> {
-  const name = Buffer.from(service);
-  const reply = await rawCall(address, "/grpc.health.v1.Health/Check", grpcFrame(Buffer.from([0x0a, name.length, ...name])));
-  if (reply.status !== status.OK) return `status ${reply.status}: ${reply.message}`;
-  const response = reply.body.subarray(5); // after the frame's header: field 1, the status, left out when 0
-  return HEALTH[response[1] ?? 0] ?? `health ${response[1]}`;
-}
 
 function metricsOf(server: ServerProcess): Promise<string> {
   const port = /metrics on port (\d+)/.exec(server.stdout())?.[1];

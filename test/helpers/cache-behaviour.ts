@@ -29,9 +29,10 @@ export function through(cache: BaseCache, family: MethodFamily): CacheUnderTest 
 /**
  * LangChain InMemoryCache's behaviour, and where llmcache does better, as one
  * suite that runs against every cache: `cacheWith(maxsize)` gives an empty
- * cache holding at most maxsize entries (none: no limit).
+ * cache holding at most maxsize entries (none: no limit). With
+ * `maxsize: false` the cache has no such limit, and its tests are left out.
  */
-export function cacheBehaviour(cacheWith: (maxsize?: number) => Promise<CacheUnderTest>): void {
+export function cacheBehaviour(cacheWith: (maxsize?: number) => Promise<CacheUnderTest>, options: { maxsize?: false } = {}): void {
   const paris: Generation[] = [{ text: "Paris" }];
 
   it("misses on a pair it has never seen", async () => {
@@ -86,48 +87,51 @@ export function cacheBehaviour(cacheWith: (maxsize?: number) => Promise<CacheUnd
     assert.equal(await cache.lookup("p2", "llm"), null);
   });
 
-  for (const maxsize of [2, 3]) {
-    it(`evicts the oldest inserted entry first at maxsize ${maxsize}`, async () => {
-      const cache = await cacheWith(maxsize);
-      for (let i = 0; i < maxsize + 2; i++) await cache.update(`p${i}`, "llm", [{ text: `g${i}` }]);
-      assert.equal(await cache.lookup("p0", "llm"), null);
-      assert.equal(await cache.lookup("p1", "llm"), null);
-      for (let i = 2; i < maxsize + 2; i++) assert.deepEqual(await cache.lookup(`p${i}`, "llm"), [{ text: `g${i}` }]);
+  // A store that Redis bounds by memory has no maxsize (see the README's Scaling out).
+  if (options.maxsize !== false) {
+    for (const maxsize of [2, 3]) {
+      it(`evicts the oldest inserted entry first at maxsize ${maxsize}`, async () => {
+        const cache = await cacheWith(maxsize);
+        for (let i = 0; i < maxsize + 2; i++) await cache.update(`p${i}`, "llm", [{ text: `g${i}` }]);
+        assert.equal(await cache.lookup("p0", "llm"), null);
+        assert.equal(await cache.lookup("p1", "llm"), null);
+        for (let i = 2; i < maxsize + 2; i++) assert.deepEqual(await cache.lookup(`p${i}`, "llm"), [{ text: `g${i}` }]);
+      });
+    }
+
+    it("does not refresh an entry on lookup", async () => {
+      const cache = await cacheWith(2);
+      await cache.update("first", "llm", [{ text: "1" }]);
+      await cache.update("second", "llm", [{ text: "2" }]);
+      assert.deepEqual(await cache.lookup("first", "llm"), [{ text: "1" }]);
+      await cache.update("third", "llm", [{ text: "3" }]);
+      assert.equal(await cache.lookup("first", "llm"), null, "the oldest inserted goes, even though it was just read");
+      assert.deepEqual(await cache.lookup("second", "llm"), [{ text: "2" }]);
+    });
+
+    it("overwrites at capacity without evicting anything, and the entry keeps its place", async () => {
+      const cache = await cacheWith(3);
+      await cache.update("a", "llm", [{ text: "a" }]);
+      await cache.update("b", "llm", [{ text: "b" }]);
+      await cache.update("c", "llm", [{ text: "c" }]);
+      await cache.update("a", "llm", [{ text: "a2" }]);
+      assert.deepEqual(await cache.lookup("a", "llm"), [{ text: "a2" }]);
+      assert.deepEqual(await cache.lookup("b", "llm"), [{ text: "b" }]);
+      assert.deepEqual(await cache.lookup("c", "llm"), [{ text: "c" }]);
+      await cache.update("d", "llm", [{ text: "d" }]);
+      assert.equal(await cache.lookup("a", "llm"), null, "'a' was still the oldest inserted");
+      assert.deepEqual(await cache.lookup("b", "llm"), [{ text: "b" }]);
+    });
+
+    it("keeps maxsize after clear", async () => {
+      const cache = await cacheWith(2);
+      await cache.update("x", "llm", []);
+      await cache.clear();
+      for (const prompt of ["a", "b", "c"]) await cache.update(prompt, "llm", [{ text: prompt }]);
+      assert.equal(await cache.lookup("a", "llm"), null);
+      assert.deepEqual(await cache.lookup("c", "llm"), [{ text: "c" }]);
     });
   }
-
-  it("does not refresh an entry on lookup", async () => {
-    const cache = await cacheWith(2);
-    await cache.update("first", "llm", [{ text: "1" }]);
-    await cache.update("second", "llm", [{ text: "2" }]);
-    assert.deepEqual(await cache.lookup("first", "llm"), [{ text: "1" }]);
-    await cache.update("third", "llm", [{ text: "3" }]);
-    assert.equal(await cache.lookup("first", "llm"), null, "the oldest inserted goes, even though it was just read");
-    assert.deepEqual(await cache.lookup("second", "llm"), [{ text: "2" }]);
-  });
-
-  it("overwrites at capacity without evicting anything, and the entry keeps its place", async () => {
-    const cache = await cacheWith(3);
-    await cache.update("a", "llm", [{ text: "a" }]);
-    await cache.update("b", "llm", [{ text: "b" }]);
-    await cache.update("c", "llm", [{ text: "c" }]);
-    await cache.update("a", "llm", [{ text: "a2" }]);
-    assert.deepEqual(await cache.lookup("a", "llm"), [{ text: "a2" }]);
-    assert.deepEqual(await cache.lookup("b", "llm"), [{ text: "b" }]);
-    assert.deepEqual(await cache.lookup("c", "llm"), [{ text: "c" }]);
-    await cache.update("d", "llm", [{ text: "d" }]);
-    assert.equal(await cache.lookup("a", "llm"), null, "'a' was still the oldest inserted");
-    assert.deepEqual(await cache.lookup("b", "llm"), [{ text: "b" }]);
-  });
-
-  it("keeps maxsize after clear", async () => {
-    const cache = await cacheWith(2);
-    await cache.update("x", "llm", []);
-    await cache.clear();
-    for (const prompt of ["a", "b", "c"]) await cache.update(prompt, "llm", [{ text: prompt }]);
-    assert.equal(await cache.lookup("a", "llm"), null);
-    assert.deepEqual(await cache.lookup("c", "llm"), [{ text: "c" }]);
-  });
 
   it("keeps unicode prompts, keys and texts exactly", async () => {
     const cache = await cacheWith();

@@ -1,4 +1,5 @@
 import { connect } from "node:http2";
+import { status } from "@grpc/grpc-js";
 
 export interface RawReply {
   /** grpc-status from the trailers (or the headers, for a trailers-only reply). */
@@ -47,4 +48,15 @@ export function rawCall(address: string, path: string, body: Uint8Array): Promis
     });
     stream.end(body);
   });
+}
+
+const HEALTH = ["UNKNOWN", "SERVING", "NOT_SERVING"];
+
+/** grpc.health.v1.Health/Check for one service name ("" for the server as a whole). */
+export async function healthOf(address: string, service: string): Promise<string> {
+  const name = Buffer.from(service);
+  const reply = await rawCall(address, "/grpc.health.v1.Health/Check", grpcFrame(Buffer.from([0x0a, name.length, ...name])));
+  if (reply.status !== status.OK) return `status ${reply.status}: ${reply.message}`;
+  const response = reply.body.subarray(5); // after the frame's header: field 1, the status, left out when 0
+  return HEALTH[response[1] ?? 0] ?? `health ${response[1]}`;
 }

@@ -1,6 +1,5 @@
 import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { Server, ServerCredentials, type ServerDuplexStream, type ServerUnaryCall, type sendUnaryData } from "@grpc/grpc-js";
-import { LeaseTable } from "../../src/engine/leases.js";
 import {
   CacheService,
   StreamRequestSchema,
@@ -9,6 +8,7 @@ import {
   type StreamOperation,
 } from "../../gen/llmcache/v1/cache_pb.js";
 import { CacheStore } from "../../src/engine/cache-store.js";
+import { LocalBackend } from "../../src/engine/local-backend.js";
 import { SegmentIndex } from "../../src/engine/segment-index.js";
 import { byteServiceDefinition } from "../../src/rpc/service-definition.js";
 import { Authenticator } from "../../src/server/auth/authenticator.js";
@@ -56,9 +56,9 @@ export async function startScriptedServer(
     streams: new Set<OpenStream>(),
     isDraining: () => false,
   };
-  const leases = new LeaseTable();
-  const realHandlers = cacheServiceHandlers(store, DEFAULT_REQUEST_LIMITS, context, leases);
-  const realStream = cacheServiceMethods(store, DEFAULT_REQUEST_LIMITS, { leases }).stream;
+  const backend = new LocalBackend(store, { copyLent: (stored) => Buffer.from(stored) });
+  const realHandlers = cacheServiceHandlers(backend, DEFAULT_REQUEST_LIMITS, context);
+  const realStream = cacheServiceMethods(backend, DEFAULT_REQUEST_LIMITS).stream;
   const streamMessages: StreamOperation[][] = [];
   const unaryCalls: Record<string, number> = {};
 

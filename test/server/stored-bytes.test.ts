@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { CacheService } from "../../gen/llmcache/v1/cache_pb.js";
 import { CacheStore } from "../../src/engine/cache-store.js";
+import { LocalBackend } from "../../src/engine/local-backend.js";
 import { SegmentIndex } from "../../src/engine/segment-index.js";
 import type { Generation } from "../../src/generation.js";
 import { encodeLookupRequest } from "../../src/rpc/codec/lookup.js";
@@ -23,7 +24,7 @@ describe("a stream's lookup followed by updates in the same message", () => {
 
   it("answers the value the lookup found, not what the updates wrote over its bytes", () => {
     const store = new CacheStore<Buffer>({}, new SegmentIndex({ segmentBytes: 512, minDeadBytes: 0 }));
-    const { unary, stream } = cacheServiceMethods(store, DEFAULT_REQUEST_LIMITS);
+    const { unary, stream } = cacheServiceMethods(new LocalBackend(store, { copyLent: (stored) => Buffer.from(stored) }), DEFAULT_REQUEST_LIMITS);
     const update = (key: string, generations: Generation[]) => encodeUpdateRequest(key, "llm", generations, PLAIN);
     const fillers = Array.from({ length: 12 }, (_, i) => `f${i}`);
     // "a" and the first fillers in the first segment, which the rest of the fillers close.

@@ -1,0 +1,44 @@
+import { createHash } from "node:crypto";
+
+/**
+ * Where llmcache's data lives in Redis. Every key starts "llmc:", then a
+ * kind ("e" an entry, "l" its lease), the namespace's bytes in hex (so that
+ * a SCAN pattern can name one namespace, whatever bytes its name holds),
+ * and the pair's digest in braces: a Cluster hashes only the part in
+ * braces, so an entry and its lease share a slot (one script may touch
+ * both) while the pairs spread over every slot.
+ *
+ * The pair is its SHA-256, not its bytes: keys stay short whatever the
+ * prompt's length, and two pairs meet only if their digests collide.
+ */
+export const KEY_PREFIX = "llmc:";
+/** Where every replica publishes that a lease ended (its lease key), or "*" when many did (a clear). */
+export const LEASES_CHANNEL = "llmc:leases";
+/** The hash of counters every replica adds to (see SharedCounters). */
+export const STATS_KEY = "llmc:stats";
+export const ALL_LEASES = "*";
+
+export interface PairKeys {
+  entry: Buffer;
+  lease: Buffer;
+}
+
+/** The entry's and the lease's keys of a pair; the strings hold one byte per character (KeyBytes). */
+export function pairKeys(namespace: string, prompt: string, llmString: string): PairKeys {
+  const digest = createHash("sha256").update(`${prompt.length}:`).update(prompt, "latin1").update(llmString, "latin1").digest("base64url");
+  const tail = `${namespaceHex(namespace)}:{${digest}}`;
+  return { entry: Buffer.from(`${KEY_PREFIX}e:${tail}`), lease: Buffer.from(`${KEY_PREFIX}l:${tail}`) };
+}
+
+/** A SCAN pattern for every entry and lease of a namespace, or of all. */
+export function scanPattern(namespace?: string): string {
+  return namespace === undefined ? `${KEY_PREFIX}[el]:*` : `${KEY_PREFIX}[el]:${namespaceHex(namespace)}:*`;
+}
+
+export function namespaceHex(namespace: string): string {
+  return Buffer.from(namespace, "latin1").toString("hex");
+}
+
+export function namespaceFromHex(hex: string): string {
+  return Buffer.from(hex, "hex").toString("latin1");
+}

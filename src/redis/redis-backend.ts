@@ -1,0 +1,306 @@
+import { randomBytes } from "node:crypto";
+import type { RedisArgument } from "@redis/client";
+import type { BackendLookup, BackendPair, CacheBackend } from "../engine/cache-backend.js";
+import type { LeasedUpdate } from "../engine/leased-update.js";
+import { DEFAULT_WAITER_LIMITS, type LeasedLookup, type WaiterLimits } from "../engine/leases.js";
+import { checkTtl } from "../engine/limits.js";
+import { newCounters, toStats, type CacheStats, type Counters } from "../engine/stats.js";
+import { STATS_NAMESPACES_LISTED, type StatsReport } from "../engine/store.js";
+import { ALL_LEASES, LEASES_CHANNEL, pairKeys, scanPattern } from "./keys.js";
+import { LeaseWaits, type LeaseCheck } from "./lease-waits.js";
+import { RedisConnection } from "./redis-connection.js";
+import { LOOKUP_OR_LEASE, RELEASE_LEASE, UPDATE_THROUGH_LEASE, type Script } from "./scripts.js";
+import { SharedCounters } from "./shared-counters.js";
+import type { StoreLocation } from "./store-url.js";
+
+export interface RedisBackendOptions {
+  /** How long entries live unless their update says, in ms; undefined: for ever. */
+  defaultTtlMs?: number;
+  /** Namespaces' own default TTLs, by namespace (its bytes as a string, see rpc/key-bytes.ts). */
+  namespaceTtlMs?: Map<string, number>;
+  /** Most lookups of this replica waiting for leases' fills. */
+  leaseWaiters?: Partial<WaiterLimits>;
+  /** How often this replica adds its counts to the shared ones, in ms. Default 1000. */
+  statsFlushMs?: number;
+}
+
+/** Keys deleted per UNLINK, and asked for per SCAN, while clearing. */
+const CLEAR_BATCH = 500;
+const MISS: LeasedLookup<never> = { kind: "miss" };
+
+/**
+ * The cache in Redis or a Redis Cluster, shared by every replica that
+ * points at it (see keys.ts for the layout, scripts.ts for the atomic
+ * steps). An update is acknowledged once Redis acknowledged it; a hit
+ * answers the stored bytes as Redis returns them. Leases live in Redis, so
+ * single flight spans replicas; entries expire by Redis's own expiry;
+ * memory is bounded by Redis's maxmemory and its policy.
+ */
+export class RedisBackend implements CacheBackend<Buffer> {
+  readonly lendsValues = false;
+  readonly #redis: RedisConnection;
+  readonly #counters: SharedCounters;
+  readonly #waits: LeaseWaits;
+  readonly #defaultTtlMs: number | undefined;
+  readonly #namespaceTtlMs: Map<string, number>;
+  /** Tokens are this prefix, unique to the replica's run, and a counter. */
+  readonly #tokenPrefix = randomBytes(9).toString("base64url");
+  #lastToken = 0;
+  /** Entries and bytes as Redis last reported them, for the metrics. */
+  #lastHeld = { entries: 0, bytes: 0 };
+
+  constructor(redis: RedisConnection, options: RedisBackendOptions, onError: (error: unknown) => void) {
+    this.#redis = redis;
+    this.#counters = new SharedCounters(redis, options.statsFlushMs ?? 1_000, onError);
+    this.#waits = new LeaseWaits({ ...DEFAULT_WAITER_LIMITS, ...options.leaseWaiters });
+    this.#defaultTtlMs = checkTtl(options.defaultTtlMs);
+    this.#namespaceTtlMs = options.namespaceTtlMs ?? new Map();
+  }
+
+  get available(): boolean {
+    return this.#redis.available;
+  }
+
+  onAvailabilityChange(listener: (available: boolean) => void): void {
+    this.#redis.onAvailabilityChange(listener);
+  }
+
+  get leasesOutstanding(): number {
+    return 0; // They are in Redis, any replica's: not this process's to count.
+  }
+
+  get leaseWaiters(): number {
+    return this.#waits.waiting;
+  }
+
+  async lookup(namespace: string, prompt: string, llmString: string, { bypass, leaseMs, waitMs, signal }: BackendLookup): Promise<LeasedLookup<Buffer>> {
+    const keys = pairKeys(namespace, prompt, llmString);
+    if (bypass) this.#counters.count(namespace, "bypasses");
+    if (leaseMs === 0) {
+      if (bypass) return MISS;
+      const value = (await this.#redis.sendToKey(keys.entry, true, ["GET", keys.entry])) as Buffer | null;
+      this.#counters.count(namespace, value === null ? "misses" : "hits");
+      return value === null ? MISS : { kind: "hit", value };
+    }
+    const check = () => this.#lookupOrLease(keys.entry, keys.lease, leaseMs, bypass);
+    const found = await check();
+    if (found.kind === "hit") {
+      this.#counters.count(namespace, "hits");
+      return found;
+    }
+    if (!bypass) this.#counters.count(namespace, "misses");
+    if (found.kind === "lease") return this.#granted(namespace, found.token, leaseMs);
+    if (waitMs <= 0) return MISS;
+    const outcome = await this.#waits.wait(keys.lease.toString("latin1"), found.pttlMs, waitMs, check, signal?.());
+    switch (outcome.kind) {
+      case "hit":
+        this.#counters.countLease(namespace, "waitsServed");
+        return outcome;
+      case "lease":
+        return this.#granted(namespace, outcome.token, leaseMs);
+      case "timeout":
+        this.#counters.countLease(namespace, "waitsTimedOut");
+        return MISS;
+    }
+  }
+
+  async lookupMany(pairs: readonly BackendPair[]): Promise<(Buffer | undefined)[]> {
+    // Issued together, node-redis pipelines them on each node's connection: one write, not one per key.
+    return Promise.all(
+      pairs.map(async ({ namespace, prompt, llmString, bypass }) => {
+        if (bypass) {
+          this.#counters.count(namespace, "bypasses");
+          return undefined;
+        }
+        const { entry } = pairKeys(namespace, prompt, llmString);
+        const value = (await this.#redis.sendToKey(entry, true, ["GET", entry])) as Buffer | null;
+        this.#counters.count(namespace, value === null ? "misses" : "hits");
+        return value ?? undefined;
+      }),
+    );
+  }
+
+  async update(namespace: string, prompt: string, llmString: string, value: Buffer, _bytes: number, options: LeasedUpdate): Promise<boolean> {
+    const { entry, lease } = pairKeys(namespace, prompt, llmString);
+    const ttlMs = checkTtl(options.ttlMs) ?? this.#namespaceTtlMs.get(namespace) ?? this.#defaultTtlMs;
+    const result = (await this.#run(UPDATE_THROUGH_LEASE, [entry, lease], [
+      value,
+      ttlMs === undefined || ttlMs === Infinity ? "" : String(ttlMs),
+      options.onlyIfAbsent ? "1" : "0",
+      options.leaseToken ?? "",
+      options.noStore ? "1" : "0",
+      LEASES_CHANNEL,
+    ])) as number;
+    if (result === -1) {
+      this.#counters.countLease(namespace, "staleFillsRefused");
+      this.#counters.count(namespace, "updatesNotStored");
+      return false;
+    }
+    if (result >= 2) this.#counters.countLease(namespace, "filled");
+    const stored = result % 2 === 1;
+    if (!stored) this.#counters.count(namespace, "updatesNotStored");
+    return stored;
+  }
+
+  async release(namespace: string, prompt: string, llmString: string, token: string): Promise<boolean> {
+    const { lease } = pairKeys(namespace, prompt, llmString);
+    const released = (await this.#run(RELEASE_LEASE, [lease], [token, LEASES_CHANNEL])) === 1;
+    if (released) this.#counters.countLease(namespace, "released");
+    return released;
+  }
+
+  /**
+   * SCANs every primary for the namespace's keys (or all of llmcache's) and
+   * UNLINKs them a batch at a time: Redis is never blocked for long, and
+   * keys that are not llmcache's are never touched. Entries stored while
+   * the clear runs may survive it. Waiters everywhere then look again.
+   */
+  async clear(namespace?: string): Promise<void> {
+    const pattern = scanPattern(namespace);
+    await Promise.all(
+      (await this.#redis.primaries()).map(async (node) => {
+        let cursor = "0";
+        do {
+          const [next, keys] = (await node.send(["SCAN", cursor, "MATCH", pattern, "COUNT", String(CLEAR_BATCH)])) as [Buffer, Buffer[]];
+          cursor = next.toString();
+          // One UNLINK per key: on a Cluster a node's keys span many slots, and a multi-key command may not.
+          await Promise.all(keys.map((key) => node.send(["UNLINK", key])));
+        } while (cursor !== "0");
+      }),
+    );
+    await this.#redis.sendToKey(LEASES_CHANNEL, false, ["PUBLISH", LEASES_CHANNEL, ALL_LEASES]);
+  }
+
+  checkFits(): void {
+    // Redis takes values up to 512 MB, far past the server's request limits: nothing to refuse here.
+  }
+
+  checkNamespacesFit(): void {
+    // Any number of namespaces share Redis's memory.
+  }
+
+  /**
+   * Every replica's counts (see SharedCounters), with entries and bytes as
+   * Redis reports them: keys in the database (llmcache's and any others')
+   * and used_memory, summed over the primaries, in the total only; and
+   * Redis's evictions (by maxmemory) and expiries.
+   */
+  async stats(): Promise<StatsReport> {
+    const [byNamespace, held] = await Promise.all([this.#counters.read(), this.#held()]);
+    const total = newCounters();
+    for (const counters of byNamespace.values()) addCounters(total, counters);
+    total.evictedBytes = held.evicted;
+    total.evictedTtl = held.expired;
+    const namespaces: Record<string, CacheStats> = {};
+    let listed = 0;
+    for (const [name, counters] of byNamespace) {
+      if (listed++ >= STATS_NAMESPACES_LISTED) break;
+      namespaces[name] = toStats(0, 0, counters);
+    }
+    return { total: toStats(held.entries, held.bytes, total), namespaces, namespacesNotListed: Math.max(0, byNamespace.size - STATS_NAMESPACES_LISTED) };
+  }
+
+  total(): CacheStats {
+    return toStats(this.#lastHeld.entries, this.#lastHeld.bytes, this.#counters.sinceStart);
+  }
+
+  stopWaiting(error: Error): void {
+    this.#waits.close(error);
+  }
+
+  async close(): Promise<void> {
+    await this.#counters.close();
+    await this.#redis.close();
+  }
+
+  /**
+   * What bounds the cache's memory on each primary, in words for the log:
+   * undefined when every primary has maxmemory and evicts any key, else
+   * why the cache could grow without bound or refuse writes.
+   */
+  async memoryWarning(): Promise<string | undefined> {
+    const problems = new Set<string>();
+    for (const node of await this.#redis.primaries()) {
+      const info = String(await node.send(["INFO", "memory"]));
+      const policy = /^maxmemory_policy:(\S+)/m.exec(info)?.[1] ?? "unknown";
+      if (infoField(info, "maxmemory") === 0) problems.add("a primary has no maxmemory: the cache can grow until the machine runs out of memory");
+      else if (!policy.startsWith("allkeys-")) {
+        problems.add(`a primary's maxmemory-policy is ${policy}: once full, Redis ${policy === "noeviction" ? "refuses every write" : "evicts only keys with a TTL, and refuses writes when none is left"}`);
+      }
+    }
+    return problems.size === 0 ? undefined : `${[...problems].join("; ")} (set maxmemory and maxmemory-policy allkeys-lru on every primary)`;
+  }
+
+  /** Starts hearing of leases that end on any replica. */
+  async listen(): Promise<void> {
+    await this.#redis.subscribe(LEASES_CHANNEL, (message) => this.#waits.wake(message.toString("latin1")));
+  }
+
+  async #lookupOrLease(entry: Buffer, lease: Buffer, leaseMs: number, bypass: boolean): Promise<LeaseCheck<Buffer>> {
+    const token = `${this.#tokenPrefix}.${(++this.#lastToken).toString(36)}`;
+    const [kind, detail] = (await this.#run(LOOKUP_OR_LEASE, [entry, lease], [token, String(leaseMs), bypass ? "1" : "0"])) as [number, Buffer | number | undefined];
+    if (kind === 1) return { kind: "hit", value: detail as Buffer };
+    if (kind === 2) return { kind: "lease", token };
+    return { kind: "held", pttlMs: Number(detail) };
+  }
+
+  #granted(namespace: string, token: string, leaseMs: number): LeasedLookup<Buffer> {
+    this.#counters.countLease(namespace, "granted");
+    return { kind: "lease", lease: { token, leaseMs } };
+  }
+
+  /** Runs a script on the node of its first key: by digest, or whole if the node does not know it yet. */
+  async #run(script: Script, keys: Buffer[], args: RedisArgument[]): Promise<unknown> {
+    const command = (verb: string, body: string) => [verb, body, String(keys.length), ...keys, ...args];
+    try {
+      return await this.#redis.sendToKey(keys[0]!, false, command("EVALSHA", script.sha1));
+    } catch (error) {
+      if (!(error instanceof Error) || !error.message.startsWith("NOSCRIPT")) throw error;
+      return this.#redis.sendToKey(keys[0]!, false, command("EVAL", script.source));
+    }
+  }
+
+  /** Keys, used memory, evictions and expiries, summed over the primaries. */
+  async #held(): Promise<{ entries: number; bytes: number; evicted: number; expired: number }> {
+    const held = { entries: 0, bytes: 0, evicted: 0, expired: 0 };
+    for (const node of await this.#redis.primaries()) {
+      const [size, info] = (await Promise.all([node.send(["DBSIZE"]), node.send(["INFO", "memory"]), node.send(["INFO", "stats"])]).then(([size, memory, stats]) => [
+        size,
+        `${String(memory)}\n${String(stats)}`,
+      ])) as [number, string];
+      held.entries += Number(size);
+      held.bytes += infoField(info, "used_memory");
+      held.evicted += infoField(info, "evicted_keys");
+      held.expired += infoField(info, "expired_keys");
+    }
+    this.#lastHeld = { entries: held.entries, bytes: held.bytes };
+    return held;
+  }
+}
+
+/** Connects to Redis, and starts hearing of leases' ends, before the server serves. */
+export async function openRedisBackend(
+  location: Exclude<StoreLocation, { kind: "memory" }>,
+  options: RedisBackendOptions,
+  onError: (error: unknown) => void,
+): Promise<RedisBackend> {
+  const redis = await RedisConnection.open(location, onError);
+  const backend = new RedisBackend(redis, options, onError);
+  try {
+    await backend.listen();
+  } catch (error) {
+    await backend.close();
+    throw error;
+  }
+  return backend;
+}
+
+function infoField(info: string, name: string): number {
+  const match = new RegExp(`^${name}:(\\d+)`, "m").exec(info);
+  return match ? Number(match[1]) : 0;
+}
+
+function addCounters(into: Counters, from: Counters): void {
+  for (const name of ["hits", "misses", "bypasses", "updatesNotStored"] as const) into[name] += from[name];
+  for (const event of Object.keys(into.leases) as (keyof Counters["leases"])[]) into.leases[event] += from.leases[event];
+}

@@ -1,0 +1,233 @@
+import { createClient, createCluster, ErrorReply, RESP_TYPES, type RedisArgument } from "@redis/client";
+import { BackendUnavailableError } from "../engine/cache-backend.js";
+import type { StoreLocation } from "./store-url.js";
+
+/** Replies' strings as Buffers: keys and values are bytes, never UTF-8 text. */
+const AS_BUFFERS = { typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer } } as const;
+/** How long a command may wait for a connection before it fails (the call then fails UNAVAILABLE). */
+const CONNECT_TIMEOUT_MS = 2_000;
+/** Reconnection backs off to this, and keeps trying for ever: Redis coming back is the normal end of an outage. */
+const MAX_RECONNECT_DELAY_MS = 1_000;
+/** How often a probe checks that every primary answers. */
+const PROBE_INTERVAL_MS = 1_000;
+
+export type Reply = Buffer | number | null | Reply[];
+
+/** One Redis node's connection, for the commands that go to every primary (SCAN, INFO, DBSIZE). */
+export interface NodeConnection {
+  send(args: RedisArgument[]): Promise<unknown>;
+}
+
+/**
+ * Redis or a Redis Cluster behind one small interface, through node-redis
+ * (the client Redis's maintainers recommend for new Node projects, with
+ * Cluster support, automatic pipelining of commands issued together, and
+ * reconnection): a command goes to the node that holds its key, every
+ * failure to reach Redis becomes a BackendUnavailableError that names it,
+ * and `available` says whether every primary answers now.
+ *
+ * Commands are never queued while Redis is unreachable: they fail at once,
+ * so that a call fails UNAVAILABLE rather than waiting out its deadline.
+ */
+export class RedisConnection {
+  readonly display: string;
+  #available = false;
+  readonly #listeners: ((available: boolean) => void)[] = [];
+  readonly #sendToKey: (key: RedisArgument, readonly: boolean, args: RedisArgument[]) => Promise<unknown>;
+  readonly #primaries: () => Promise<NodeConnection[]>;
+  readonly #subscribe: (channel: string, listener: (message: Buffer) => void) => Promise<void>;
+  readonly #close: () => Promise<void>;
+  #probe: NodeJS.Timeout | undefined;
+
+  /** Use open(): this wraps a client already connected. */
+  constructor(display: string, parts: ConnectionParts) {
+    this.display = display;
+    this.#sendToKey = parts.sendToKey;
+    this.#primaries = parts.primaries;
+    this.#subscribe = parts.subscribe;
+    this.#close = parts.close;
+  }
+
+  /** Connects, or throws BackendUnavailableError if Redis cannot be reached within a few seconds. */
+  static async open(location: Exclude<StoreLocation, { kind: "memory" }>, reportError: (error: unknown) => void): Promise<RedisConnection> {
+    // Kept so that a start that gives up can say why.
+    let lastError: unknown;
+    const onError = (error: unknown) => {
+      lastError = error;
+      reportError(error);
+    };
+    const socket = { connectTimeout: CONNECT_TIMEOUT_MS, reconnectStrategy: (retries: number) => Math.min(50 * 2 ** retries, MAX_RECONNECT_DELAY_MS) };
+    const connection =
+      location.kind === "redis"
+        ? await openSingle(location.url, location.tls, socket, location.display, onError, () => lastError)
+        : await openCluster(location, socket, onError, () => lastError);
+    await connection.#check();
+    connection.#probe = setInterval(() => void connection.#check(), PROBE_INTERVAL_MS);
+    connection.#probe.unref();
+    return connection;
+  }
+
+  get available(): boolean {
+    return this.#available;
+  }
+
+  onAvailabilityChange(listener: (available: boolean) => void): void {
+    this.#listeners.push(listener);
+  }
+
+  /** Sends a command to the node that holds `key`. */
+  sendToKey(key: RedisArgument, readonly: boolean, args: RedisArgument[]): Promise<unknown> {
+    return this.#sendToKey(key, readonly, args).catch((error: unknown) => {
+      throw this.#failure(error);
+    });
+  }
+
+  /** Each primary's connection: the whole keyspace, once. */
+  async primaries(): Promise<NodeConnection[]> {
+    const nodes = await this.#primaries().catch((error: unknown) => {
+      throw this.#failure(error);
+    });
+    return nodes.map((node) => ({
+      send: (args) =>
+        node.send(args).catch((error: unknown) => {
+          throw this.#failure(error);
+        }),
+    }));
+  }
+
+  /** Hears every message published to `channel` anywhere (on a Cluster, classic pub/sub reaches every node). */
+  subscribe(channel: string, listener: (message: Buffer) => void): Promise<void> {
+    return this.#subscribe(channel, listener);
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.#probe);
+    await this.#close();
+  }
+
+  /** Marks Redis unreachable on an error that says so, and gives the error callers should see. */
+  #failure(error: unknown): unknown {
+    if (error instanceof ErrorReply && !UNAVAILABLE_REPLY.test(error.message)) {
+      // Redis answered, refusing the command: out of memory under noeviction is the caller's problem to hear of.
+      if (/^OOM/.test(error.message)) return new RedisOutOfMemoryError(`Redis at ${this.display} is out of memory and refuses writes: ${error.message}`);
+      return error;
+    }
+    this.#setAvailable(false);
+    const why = error instanceof Error ? error.message : String(error);
+    return new BackendUnavailableError(`Redis at ${this.display} cannot be reached: ${why}`, { cause: error });
+  }
+
+  /** Pings every primary: available only when all answer. */
+  async #check(): Promise<void> {
+    try {
+      const nodes = await this.#primaries();
+      await Promise.all(nodes.map((node) => node.send(["PING"])));
+      this.#setAvailable(true);
+    } catch {
+      this.#setAvailable(false);
+    }
+  }
+
+  #setAvailable(available: boolean): void {
+    if (available === this.#available) return;
+    this.#available = available;
+    for (const listener of this.#listeners) listener(available);
+  }
+}
+
+/** Redis refuses writes: maxmemory is reached and its policy evicts nothing (noeviction, or volatile-* with no TTLs). */
+export class RedisOutOfMemoryError extends Error {
+  override readonly name = "RedisOutOfMemoryError";
+  /** The gRPC status a server answers with for it (see rpc/status-mapping.ts's StatusCarrier). */
+  readonly code = "RESOURCE_EXHAUSTED";
+}
+
+/** Error replies that mean "not now" (a cluster without a primary for the slot, a node loading its data), not "never". */
+const UNAVAILABLE_REPLY = /^(CLUSTERDOWN|TRYAGAIN|LOADING|MASTERDOWN|READONLY|MOVED|ASK)\b/;
+
+interface ConnectionParts {
+  sendToKey: (key: RedisArgument, readonly: boolean, args: RedisArgument[]) => Promise<unknown>;
+  primaries: () => Promise<NodeConnection[]>;
+  subscribe: (channel: string, listener: (message: Buffer) => void) => Promise<void>;
+  close: () => Promise<void>;
+}
+
+type SocketOptions = { connectTimeout: number; reconnectStrategy: (retries: number) => number };
+
+type ErrorHandlers = [onError: (error: unknown) => void, lastError: () => unknown];
+
+async function openSingle(url: string, tls: boolean, socket: SocketOptions, display: string, ...[onError, lastError]: ErrorHandlers): Promise<RedisConnection> {
+  const client = createClient({ url, socket: { ...socket, ...(tls ? { tls: true as const } : {}) }, disableOfflineQueue: true });
+  client.on("error", onError);
+  // Pub/sub holds its connection: a second one for it.
+  const subscriber = client.duplicate();
+  subscriber.on("error", onError);
+  await connectOrExplain(
+    () => Promise.all([client.connect(), subscriber.connect()]),
+    () => Promise.allSettled([client.destroy(), subscriber.destroy()]),
+    display,
+    lastError,
+  );
+  const node: NodeConnection = { send: (args) => client.sendCommand(args, AS_BUFFERS) };
+  return new RedisConnection(display, {
+    sendToKey: (_key, _readonly, args) => client.sendCommand(args, AS_BUFFERS),
+    primaries: async () => [node],
+    subscribe: (channel, listener) => subscriber.subscribe(channel, listener, true),
+    close: async () => {
+      await Promise.allSettled([client.close(), subscriber.close()]);
+    },
+  });
+}
+
+async function openCluster(
+  location: Extract<StoreLocation, { kind: "redis-cluster" }>,
+  socket: SocketOptions,
+  ...[onError, lastError]: ErrorHandlers
+): Promise<RedisConnection> {
+  const scheme = location.tls ? "rediss" : "redis";
+  const cluster = createCluster({
+    rootNodes: location.nodes.map(({ host, port }) => ({ url: `${scheme}://${host.includes(":") ? `[${host}]` : host}:${port}` })),
+    defaults: { socket: { ...socket, ...(location.tls ? { tls: true as const } : {}) }, disableOfflineQueue: true },
+  });
+  cluster.on("error", onError);
+  await connectOrExplain(
+    () => cluster.connect(),
+    () => cluster.destroy(),
+    location.display,
+    lastError,
+  );
+  return new RedisConnection(location.display, {
+    sendToKey: (key, readonly, args) => cluster.sendCommand(key, readonly, args, AS_BUFFERS),
+    primaries: async () =>
+      Promise.all(
+        cluster.masters.map(async (master) => {
+          const client = await cluster.nodeClient(master);
+          return { send: (args: RedisArgument[]) => client.sendCommand(args, AS_BUFFERS) };
+        }),
+      ),
+    subscribe: (channel, listener) => cluster.subscribe(channel, listener, true),
+    close: async () => {
+      await cluster.close().catch(() => {});
+    },
+  });
+}
+
+/** How long a server waits for Redis at start before it gives up: a wrong address should fail the start, not hang it. */
+const START_TIMEOUT_MS = 10_000;
+
+async function connectOrExplain(connect: () => Promise<unknown>, giveUp: () => unknown, display: string, lastError: () => unknown): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${START_TIMEOUT_MS / 1000} s`)), START_TIMEOUT_MS);
+  });
+  try {
+    await Promise.race([connect(), timeout]);
+  } catch (error) {
+    giveUp();
+    const why = lastError() ?? error;
+    throw new BackendUnavailableError(`cannot connect to Redis at ${display}: ${why instanceof Error ? why.message : String(why)}`, { cause: why });
+  } finally {
+    clearTimeout(timer);
+  }
+}
+

@@ -1,0 +1,231 @@
+import { execFile, spawnSync } from "node:child_process";
+import { accessSync, constants, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { createConnection, createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { delimiter, dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const INSTALL_HINT = "redis-server is not installed; the Redis tests need it: sudo apt-get install redis-server";
+
+/**
+ * The repository's root: the nearest folder above with a package.json, since
+ * this file runs compiled from dist/test/helpers/, not from test/helpers/.
+ */
+function repoRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, "package.json"))) {
+    const parent = dirname(dir);
+    if (parent === dir) throw new Error(`no package.json above ${fileURLToPath(import.meta.url)}`);
+    dir = parent;
+  }
+  return dir;
+}
+
+function onPath(command: string): boolean {
+  return (process.env.PATH ?? "").split(delimiter).some((dir) => {
+    try {
+      accessSync(join(dir, command), constants.X_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+}
+
+/** Rejects, with the way to fix it, rather than letting a test time out on a missing binary. */
+function requireRedis(): void {
+  if (!onPath("redis-server") || !onPath("redis-cli")) throw new Error(INSTALL_HINT);
+}
+
+// What is still to be stopped when the process exits. Redis runs daemonised,
+// so nothing else would end it, and a leftover would hold its port.
+const clusterDirs = new Set<string>();
+const privateServers = new Set<{ dir: string; pid(): number | undefined }>();
+let cleanupRegistered = false;
+
+function registerCleanup(): void {
+  if (cleanupRegistered) return;
+  cleanupRegistered = true;
+  // "exit" listeners must be synchronous, hence spawnSync and process.kill.
+  process.on("exit", () => {
+    for (const dir of clusterDirs) {
+      spawnSync("bash", [join(repoRoot(), "scripts", "redis-down.sh"), dir], { stdio: "ignore" });
+      rmSync(dir, { recursive: true, force: true });
+    }
+    for (const server of privateServers) {
+      const pid = server.pid();
+      if (pid !== undefined && isRunning(pid)) process.kill(pid, "SIGKILL");
+      rmSync(server.dir, { recursive: true, force: true });
+    }
+  });
+}
+
+let shared: Promise<{ single: string; cluster: string }> | undefined;
+
+/**
+ * URLs of a plain Redis (redis://host:port) and of a Redis Cluster of three
+ * primaries and three replicas (redis-cluster://host:port,host:port,...).
+ * CI starts them once with scripts/redis-up.sh and passes them in
+ * LLMCACHE_TEST_REDIS and LLMCACHE_TEST_REDIS_CLUSTER; without those, the
+ * first call starts them for this process and they stop when it exits.
+ * Tests share them, so each test must use keys of its own.
+ */
+export async function redisServers(): Promise<{ single: string; cluster: string }> {
+  const single = process.env.LLMCACHE_TEST_REDIS;
+  const cluster = process.env.LLMCACHE_TEST_REDIS_CLUSTER;
+  if (single && cluster) return { single, cluster };
+  shared ??= startShared();
+  return shared;
+}
+
+async function startShared(): Promise<{ single: string; cluster: string }> {
+  requireRedis();
+  const dir = mkdtempSync(join(tmpdir(), "llmcache-redis-"));
+  // Before the script runs: should it fail half way it stops its servers
+  // itself, but the folder is still ours to remove.
+  clusterDirs.add(dir);
+  registerCleanup();
+  const script = join(repoRoot(), "scripts", "redis-up.sh");
+  await new Promise<void>((resolve, reject) => {
+    execFile("bash", [script, dir], { timeout: 60_000 }, (error, _stdout, stderr) => {
+      if (error) reject(new Error(`scripts/redis-up.sh failed: ${stderr.trim() || error.message}`));
+      else resolve();
+    });
+  });
+  const env = new Map(
+    readFileSync(join(dir, "env"), "utf8")
+      .split("\n")
+      .filter((line) => line.includes("="))
+      .map((line) => [line.slice(0, line.indexOf("=")), line.slice(line.indexOf("=") + 1)]),
+  );
+  const single = env.get("LLMCACHE_TEST_REDIS");
+  const cluster = env.get("LLMCACHE_TEST_REDIS_CLUSTER");
+  if (!single || !cluster) throw new Error(`scripts/redis-up.sh wrote no URLs to ${join(dir, "env")}`);
+  return { single, cluster };
+}
+
+/** A Redis of a test's own, to stop, kill and bring back. */
+export interface PrivateRedis {
+  /** redis://127.0.0.1:port */
+  readonly url: string;
+  readonly port: number;
+  /** SHUTDOWN NOSAVE, and waits for the process to be gone. */
+  stop(): Promise<void>;
+  /** SIGKILL: no goodbye to its clients, as in a crash. */
+  kill(): void;
+  /** Starts it again, empty, on the same port, and waits until it answers PING. */
+  restart(): Promise<void>;
+}
+
+/**
+ * Starts a plain Redis on a free loopback port in a folder of its own, for
+ * tests that stop or kill it, which they must not do to the shared ones.
+ */
+export async function startRedis(): Promise<PrivateRedis> {
+  requireRedis();
+  const dir = mkdtempSync(join(tmpdir(), "llmcache-redis-"));
+  const port = await freePort();
+  let pid: number | undefined;
+  privateServers.add({ dir, pid: () => pid });
+  registerCleanup();
+  pid = await launch(dir, port);
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    port,
+    async stop() {
+      if (pid === undefined || !isRunning(pid)) return;
+      // Redis closes the connection without a reply; a reset is as good.
+      await command(port, "SHUTDOWN NOSAVE").catch(() => "");
+      await waitUntilGone(pid);
+    },
+    kill() {
+      if (pid !== undefined && isRunning(pid)) process.kill(pid, "SIGKILL");
+    },
+    async restart() {
+      // After kill() the process may take a moment to die and free the port.
+      if (pid !== undefined) await waitUntilGone(pid);
+      pid = await launch(dir, port);
+    },
+  };
+}
+
+/** A port the kernel just gave out, so no one else is listening on it. */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve, reject) => server.once("error", reject).listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/** Starts redis-server daemonised in dir and gives its pid once it answers PING. */
+async function launch(dir: string, port: number): Promise<number> {
+  const pidfile = join(dir, "redis.pid");
+  const logfile = join(dir, "redis.log");
+  // A killed Redis leaves its pidfile; a stale one would hand back a dead pid.
+  rmSync(pidfile, { force: true });
+  const args = ["--port", `${port}`, "--bind", "127.0.0.1", "--dir", dir, "--save", "", "--appendonly", "no"];
+  args.push("--daemonize", "yes", "--pidfile", pidfile, "--logfile", logfile);
+  await new Promise<void>((resolve, reject) => {
+    execFile("redis-server", args, (error) => (error ? reject(new Error(`redis-server did not start: ${error.message}`)) : resolve()));
+  });
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    // The pidfile is written once it listens, and PING tells it is this one
+    // answering on the port.
+    if (existsSync(pidfile) && (await command(port, "PING").catch(() => "")) === "+PONG") {
+      return Number(readFileSync(pidfile, "utf8").trim());
+    }
+    if (Date.now() > deadline) {
+      const log = existsSync(logfile) ? readFileSync(logfile, "utf8").trim().split("\n").slice(-3).join(" | ") : "no log";
+      throw new Error(`redis-server on port ${port} did not answer PING within 10 s: ${log}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** Sends an inline command and gives back the first line of the reply, or "" if the server closed the connection without one. */
+function command(port: number, line: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = createConnection({ host: "127.0.0.1", port });
+    let reply = "";
+    socket.setTimeout(2_000, () => socket.destroy(new Error(`no reply from port ${port} to ${line}`)));
+    socket.on("connect", () => socket.write(`${line}\r\n`));
+    socket.on("data", (chunk) => {
+      reply += chunk;
+      if (reply.includes("\r\n")) socket.end();
+    });
+    socket.on("error", reject);
+    socket.on("close", () => resolve(reply.split("\r\n")[0] ?? ""));
+  });
+}
+
+/**
+ * Whether the redis-server runs. A zombie does not: where nothing reaps
+ * orphans (some containers) a daemonised Redis that exited stays in the
+ * table. A pid now held by another program does not either, so that kill()
+ * never hits a stranger.
+ */
+function isRunning(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+    return stat.includes("(redis-server)") && state !== "Z" && state !== "X";
+  } catch {
+    // No /proc (not Linux): ask the kernel whether the pid exists.
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+}
+
+async function waitUntilGone(pid: number): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (isRunning(pid)) {
+    if (Date.now() > deadline) throw new Error(`redis-server (pid ${pid}) still runs after 10 s`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
