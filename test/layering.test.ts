@@ -6,7 +6,8 @@ import { fileURLToPath } from "node:url";
 /**
  * The layers of src/, lowest first, and what each may import from the
  * others: engine/ is the store and knows nothing of callers, options,
- * LangChain or gRPC; rpc/ knows the wire but not who serves or calls.
+ * LangChain or gRPC; rpc/ knows the wire but not who serves or calls;
+ * redis/ is the Redis backend, below the server that runs it.
  * An import that runs back up a layer fails here, naming the file.
  */
 const SRC = fileURLToPath(new URL("../../src/", import.meta.url));
@@ -32,6 +33,12 @@ describe("the layers of src/", () => {
     const upward = importsOf("engine").filter((entry) => entry.specifier.startsWith(".") && !target(entry).startsWith("engine/"));
     assert.ok(importsOf("engine").length > 0, "the check reads engine/'s imports");
     assert.deepEqual(upward, []);
+  });
+
+  it("redis/ knows no caller: it imports nothing from server/, client/, cli/ or langchain/", () => {
+    const above = importsOf("redis").filter((entry) => /^(server|client|cli|langchain)\//.test(target(entry)));
+    assert.ok(importsOf("redis").length > 0, "the check reads redis/'s imports");
+    assert.deepEqual(above, []);
   });
 
   it("rpc/ knows neither the server nor the client: it imports nothing from server/ or client/", () => {
