@@ -102,7 +102,7 @@ describe("the llmcache command", function () {
     const connection = ["address", "timeout-ms", "token", "tls", "tls-ca", "tls-cert", "tls-key", "tls-server-name"];
     const flagsOf: Record<string, string[]> = {
       serve: [
-        "store", "host", "port", "maxsize", "max-bytes", "default-ttl", "policy", "namespace-limit", "tls-cert", "tls-key", "tls-client-ca",
+        "store", "near-cache", "host", "port", "maxsize", "max-bytes", "default-ttl", "policy", "namespace-limit", "tls-cert", "tls-key", "tls-client-ca",
         "insecure", "auth-file", "metrics-port", "log-level", "max-message-bytes", "max-prompt-bytes", "max-llm-string-bytes",
         "max-namespace-bytes", "max-generations", "max-concurrent-streams", "max-reply-bytes", "max-namespaces", "max-lease-waiters", "max-lease-waiters-per-pair", "max-connections",
         "handshake-timeout", "idle-timeout", "max-unread-bytes", "max-unread-bytes-total", "receive-window", "keepalive-time", "keepalive-timeout",

@@ -11,6 +11,7 @@ import { parseBytes, parseDuration } from "./units.js";
 
 const FLAGS = {
   store: { type: "string" },
+  "near-cache": { type: "string" },
   host: { type: "string" },
   port: { type: "string" },
   maxsize: { type: "string" },
@@ -56,6 +57,11 @@ const FLAG_HELP: Record<keyof typeof FLAGS, FlagHelp> = {
     value: "URL",
     about: "where entries live: memory, redis://HOST:PORT[/DB], rediss://... (TLS) or redis-cluster://HOST:PORT,HOST:PORT,...",
     default: "memory",
+  },
+  "near-cache": {
+    value: "SIZE",
+    about: "with a Redis store, keep entries read lately in this process too, up to SIZE, dropped when they change anywhere",
+    default: "none",
   },
   host: { value: "HOST", about: "address to listen on", default: "127.0.0.1" },
   port: { value: "PORT", about: "port to listen on; 0 picks a free one", default: "50051" },
@@ -135,6 +141,7 @@ export async function serveCommand(args: string[]): Promise<void> {
   if (store) parsedSetting(store, (raw) => (parseStoreUrl(raw), raw));
   const options: ServerOptions = {
     store: store?.raw,
+    nearCacheBytes: bytes("near-cache"),
     host: given("host")?.raw ?? DEFAULT_HOST,
     port: integer("port", checkPort) ?? DEFAULT_PORT,
     ...limitSettings({ maxsize: given("maxsize"), maxBytes: given("max-bytes"), defaultTtl: given("default-ttl") }),

@@ -12,6 +12,8 @@ import { createHash } from "node:crypto";
  * prompt's length, and two pairs meet only if their digests collide.
  */
 export const KEY_PREFIX = "llmc:";
+/** Every entry's key starts so (and no lease's): what the near cache hears changes of. */
+export const ENTRY_PREFIX = `${KEY_PREFIX}e:`;
 /** Where every replica publishes that a lease ended (its lease key), or "*" when many did (a clear). */
 export const LEASES_CHANNEL = "llmc:leases";
 /** The hash of counters every replica adds to (see SharedCounters). */
@@ -27,7 +29,7 @@ export interface PairKeys {
 export function pairKeys(namespace: string, prompt: string, llmString: string): PairKeys {
   const digest = createHash("sha256").update(`${prompt.length}:`).update(prompt, "latin1").update(llmString, "latin1").digest("base64url");
   const tail = `${namespaceHex(namespace)}:{${digest}}`;
-  return { entry: Buffer.from(`${KEY_PREFIX}e:${tail}`), lease: Buffer.from(`${KEY_PREFIX}l:${tail}`) };
+  return { entry: Buffer.from(`${ENTRY_PREFIX}${tail}`), lease: Buffer.from(`${KEY_PREFIX}l:${tail}`) };
 }
 
 /** A SCAN pattern for every entry and lease of a namespace, or of all. */

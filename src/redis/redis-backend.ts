@@ -4,13 +4,14 @@ import type { BackendLookup, BackendPair, CacheBackend } from "../engine/cache-b
 import type { LeasedUpdate } from "../engine/leased-update.js";
 import { DEFAULT_WAITER_LIMITS, type LeasedLookup, type WaiterLimits } from "../engine/leases.js";
 import { checkTtl } from "../engine/limits.js";
-import { newCounters, toStats, type CacheStats, type Counters } from "../engine/stats.js";
+import { newCounters, toStats, type CacheStats } from "../engine/stats.js";
 import { STATS_NAMESPACES_LISTED, type StatsReport } from "../engine/store.js";
 import { ALL_LEASES, LEASES_CHANNEL, pairKeys, scanPattern } from "./keys.js";
 import { LeaseWaits, type LeaseCheck } from "./lease-waits.js";
+import { NearCache } from "./near-cache.js";
 import { RedisConnection } from "./redis-connection.js";
 import { LOOKUP_OR_LEASE, RELEASE_LEASE, UPDATE_THROUGH_LEASE, type Script } from "./scripts.js";
-import { SharedCounters } from "./shared-counters.js";
+import { addCounters, SharedCounters } from "./shared-counters.js";
 import type { StoreLocation } from "./store-url.js";
 
 export interface RedisBackendOptions {
@@ -22,6 +23,8 @@ export interface RedisBackendOptions {
   leaseWaiters?: Partial<WaiterLimits>;
   /** How often this replica adds its counts to the shared ones, in ms. Default 1000. */
   statsFlushMs?: number;
+  /** Keep entries read lately in this process too, up to this many bytes (see NearCache). Default: none. */
+  nearCacheBytes?: number;
 }
 
 /** Keys deleted per UNLINK, and asked for per SCAN, while clearing. */
@@ -43,14 +46,17 @@ export class RedisBackend implements CacheBackend<Buffer> {
   readonly #waits: LeaseWaits;
   readonly #defaultTtlMs: number | undefined;
   readonly #namespaceTtlMs: Map<string, number>;
+  readonly #near: NearCache | undefined;
   /** Tokens are this prefix, unique to the replica's run, and a counter. */
   readonly #tokenPrefix = randomBytes(9).toString("base64url");
   #lastToken = 0;
   /** Entries and bytes as Redis last reported them, for the metrics. */
   #lastHeld = { entries: 0, bytes: 0 };
 
-  constructor(redis: RedisConnection, options: RedisBackendOptions, onError: (error: unknown) => void) {
+  /** `near`: the near cache `redis` tells of changes, if any. */
+  constructor(redis: RedisConnection, options: RedisBackendOptions, onError: (error: unknown) => void, near?: NearCache) {
     this.#redis = redis;
+    this.#near = near;
     this.#counters = new SharedCounters(redis, options.statsFlushMs ?? 1_000, onError);
     this.#waits = new LeaseWaits({ ...DEFAULT_WAITER_LIMITS, ...options.leaseWaiters });
     this.#defaultTtlMs = checkTtl(options.defaultTtlMs);
@@ -78,9 +84,13 @@ export class RedisBackend implements CacheBackend<Buffer> {
     if (bypass) this.#counters.count(namespace, "bypasses");
     if (leaseMs === 0) {
       if (bypass) return MISS;
-      const value = (await this.#redis.sendToKey(keys.entry, true, ["GET", keys.entry])) as Buffer | null;
-      this.#counters.count(namespace, value === null ? "misses" : "hits");
-      return value === null ? MISS : { kind: "hit", value };
+      const value = await this.#get(namespace, keys.entry);
+      return value === undefined ? MISS : { kind: "hit", value };
+    }
+    const near = bypass ? undefined : this.#near?.get(keys.entry.toString("latin1"));
+    if (near !== undefined) {
+      this.#counters.count(namespace, "hits");
+      return { kind: "hit", value: near };
     }
     const check = () => this.#lookupOrLease(keys.entry, keys.lease, leaseMs, bypass);
     const found = await check();
@@ -112,10 +122,7 @@ export class RedisBackend implements CacheBackend<Buffer> {
           this.#counters.count(namespace, "bypasses");
           return undefined;
         }
-        const { entry } = pairKeys(namespace, prompt, llmString);
-        const value = (await this.#redis.sendToKey(entry, true, ["GET", entry])) as Buffer | null;
-        this.#counters.count(namespace, value === null ? "misses" : "hits");
-        return value ?? undefined;
+        return this.#get(namespace, pairKeys(namespace, prompt, llmString).entry);
       }),
     );
   }
@@ -131,6 +138,8 @@ export class RedisBackend implements CacheBackend<Buffer> {
       options.noStore ? "1" : "0",
       LEASES_CHANNEL,
     ])) as number;
+    // Redis tells every replica of the change; this one must not answer the old value even before it hears.
+    this.#near?.invalidate(entry.toString("latin1"));
     if (result === -1) {
       this.#counters.countLease(namespace, "staleFillsRefused");
       this.#counters.count(namespace, "updatesNotStored");
@@ -168,6 +177,7 @@ export class RedisBackend implements CacheBackend<Buffer> {
         } while (cursor !== "0");
       }),
     );
+    this.#near?.invalidateAll();
     await this.#redis.sendToKey(LEASES_CHANNEL, false, ["PUBLISH", LEASES_CHANNEL, ALL_LEASES]);
   }
 
@@ -236,6 +246,32 @@ export class RedisBackend implements CacheBackend<Buffer> {
     await this.#redis.subscribe(LEASES_CHANNEL, (message) => this.#waits.wake(message.toString("latin1")));
   }
 
+  /** The entry's value, from the near cache or Redis, counted as a hit or a miss. */
+  async #get(namespace: string, entry: Buffer): Promise<Buffer | undefined> {
+    const value = this.#near ? await this.#getThroughNear(entry, this.#near) : ((await this.#redis.sendToKey(entry, true, ["GET", entry])) as Buffer | null);
+    this.#counters.count(namespace, value === null ? "misses" : "hits");
+    return value ?? undefined;
+  }
+
+  async #getThroughNear(entry: Buffer, near: NearCache): Promise<Buffer | null> {
+    const key = entry.toString("latin1");
+    const kept = near.get(key);
+    if (kept !== undefined) return kept;
+    const keep = near.beginRead(key);
+    try {
+      // Issued together, they travel in one write and are answered in one read.
+      const [value, ttlMs] = (await Promise.all([
+        this.#redis.sendToKey(entry, true, ["GET", entry]),
+        this.#redis.sendToKey(entry, true, ["PTTL", entry]),
+      ])) as [Buffer | null, number];
+      keep(value, ttlMs);
+      return value;
+    } catch (error) {
+      keep(null, -1);
+      throw error;
+    }
+  }
+
   async #lookupOrLease(entry: Buffer, lease: Buffer, leaseMs: number, bypass: boolean): Promise<LeaseCheck<Buffer>> {
     const token = `${this.#tokenPrefix}.${(++this.#lastToken).toString(36)}`;
     const [kind, detail] = (await this.#run(LOOKUP_OR_LEASE, [entry, lease], [token, String(leaseMs), bypass ? "1" : "0"])) as [number, Buffer | number | undefined];
@@ -263,11 +299,9 @@ export class RedisBackend implements CacheBackend<Buffer> {
   /** Keys, used memory, evictions and expiries, summed over the primaries. */
   async #held(): Promise<{ entries: number; bytes: number; evicted: number; expired: number }> {
     const held = { entries: 0, bytes: 0, evicted: 0, expired: 0 };
-    for (const node of await this.#redis.primaries()) {
-      const [size, info] = (await Promise.all([node.send(["DBSIZE"]), node.send(["INFO", "memory"]), node.send(["INFO", "stats"])]).then(([size, memory, stats]) => [
-        size,
-        `${String(memory)}\n${String(stats)}`,
-      ])) as [number, string];
+    const perPrimary = (await this.#redis.primaries()).map((node) => Promise.all([node.send(["DBSIZE"]), node.send(["INFO", "memory"]), node.send(["INFO", "stats"])]));
+    for (const [size, memory, stats] of await Promise.all(perPrimary)) {
+      const info = `${String(memory)}\n${String(stats)}`;
       held.entries += Number(size);
       held.bytes += infoField(info, "used_memory");
       held.evicted += infoField(info, "evicted_keys");
@@ -284,8 +318,9 @@ export async function openRedisBackend(
   options: RedisBackendOptions,
   onError: (error: unknown) => void,
 ): Promise<RedisBackend> {
-  const redis = await RedisConnection.open(location, onError);
-  const backend = new RedisBackend(redis, options, onError);
+  const near = options.nearCacheBytes === undefined ? undefined : new NearCache(options.nearCacheBytes);
+  const redis = await RedisConnection.open(location, onError, near);
+  const backend = new RedisBackend(redis, options, onError, near);
   try {
     await backend.listen();
   } catch (error) {
@@ -298,9 +333,4 @@ export async function openRedisBackend(
 function infoField(info: string, name: string): number {
   const match = new RegExp(`^${name}:(\\d+)`, "m").exec(info);
   return match ? Number(match[1]) : 0;
-}
-
-function addCounters(into: Counters, from: Counters): void {
-  for (const name of ["hits", "misses", "bypasses", "updatesNotStored"] as const) into[name] += from[name];
-  for (const event of Object.keys(into.leases) as (keyof Counters["leases"])[]) into.leases[event] += from.leases[event];
 }

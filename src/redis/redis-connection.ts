@@ -1,5 +1,7 @@
 import { createClient, createCluster, ErrorReply, RESP_TYPES, type RedisArgument } from "@redis/client";
 import { BackendUnavailableError } from "../engine/cache-backend.js";
+import { InvalidationListener } from "./invalidation-listener.js";
+import type { NearCache } from "./near-cache.js";
 import type { StoreLocation } from "./store-url.js";
 
 /** Replies' strings as Buffers: keys and values are bytes, never UTF-8 text. */
@@ -48,8 +50,12 @@ export class RedisConnection {
     this.#close = parts.close;
   }
 
-  /** Connects, or throws BackendUnavailableError if Redis cannot be reached within a few seconds. */
-  static async open(location: Exclude<StoreLocation, { kind: "memory" }>, reportError: (error: unknown) => void): Promise<RedisConnection> {
+  /**
+   * Connects, or throws BackendUnavailableError if Redis cannot be reached
+   * within a few seconds. With a near cache, every connection speaks RESP3
+   * and tells it of changes (see InvalidationListener).
+   */
+  static async open(location: Exclude<StoreLocation, { kind: "memory" }>, reportError: (error: unknown) => void, near?: NearCache): Promise<RedisConnection> {
     // Kept so that a start that gives up can say why.
     let lastError: unknown;
     const onError = (error: unknown) => {
@@ -57,10 +63,11 @@ export class RedisConnection {
       reportError(error);
     };
     const socket = { connectTimeout: CONNECT_TIMEOUT_MS, reconnectStrategy: (retries: number) => Math.min(50 * 2 ** retries, MAX_RECONNECT_DELAY_MS) };
+    const tracking: Tracking = near ? { RESP: 3, clientSideCache: new InvalidationListener(near) } : {};
     const connection =
       location.kind === "redis"
-        ? await openSingle(location.url, location.tls, socket, location.display, onError, () => lastError)
-        : await openCluster(location, socket, onError, () => lastError);
+        ? await openSingle(location.url, location.tls, socket, tracking, location.display, onError, () => lastError)
+        : await openCluster(location, socket, tracking, onError, () => lastError);
     await connection.#check();
     connection.#probe = setInterval(() => void connection.#check(), PROBE_INTERVAL_MS);
     connection.#probe.unref();
@@ -154,13 +161,23 @@ interface ConnectionParts {
 
 type SocketOptions = { connectTimeout: number; reconnectStrategy: (retries: number) => number };
 
+/** Nothing, or what makes node-redis hear of changes for a near cache. */
+type Tracking = { RESP?: 3; clientSideCache?: InvalidationListener };
+
 type ErrorHandlers = [onError: (error: unknown) => void, lastError: () => unknown];
 
-async function openSingle(url: string, tls: boolean, socket: SocketOptions, display: string, ...[onError, lastError]: ErrorHandlers): Promise<RedisConnection> {
-  const client = createClient({ url, socket: { ...socket, ...(tls ? { tls: true as const } : {}) }, disableOfflineQueue: true });
+async function openSingle(
+  url: string,
+  tls: boolean,
+  socket: SocketOptions,
+  tracking: Tracking,
+  display: string,
+  ...[onError, lastError]: ErrorHandlers
+): Promise<RedisConnection> {
+  const client = createClient({ url, socket: { ...socket, ...(tls ? { tls: true as const } : {}) }, disableOfflineQueue: true, ...tracking });
   client.on("error", onError);
-  // Pub/sub holds its connection: a second one for it.
-  const subscriber = client.duplicate();
+  // Pub/sub holds its connection: a second one for it, which need not hear of changes too.
+  const subscriber = client.duplicate({ clientSideCache: undefined });
   subscriber.on("error", onError);
   await connectOrExplain(
     () => Promise.all([client.connect(), subscriber.connect()]),
@@ -182,12 +199,14 @@ async function openSingle(url: string, tls: boolean, socket: SocketOptions, disp
 async function openCluster(
   location: Extract<StoreLocation, { kind: "redis-cluster" }>,
   socket: SocketOptions,
+  tracking: Tracking,
   ...[onError, lastError]: ErrorHandlers
 ): Promise<RedisConnection> {
   const scheme = location.tls ? "rediss" : "redis";
   const cluster = createCluster({
     rootNodes: location.nodes.map(({ host, port }) => ({ url: `${scheme}://${host.includes(":") ? `[${host}]` : host}:${port}` })),
     defaults: { socket: { ...socket, ...(location.tls ? { tls: true as const } : {}) }, disableOfflineQueue: true },
+    ...tracking,
   });
   cluster.on("error", onError);
   await connectOrExplain(

@@ -116,6 +116,12 @@ function add(counters: Counters, name: string, value: number): void {
   } else if ((COUNTED_HERE as string[]).includes(name)) counters[name as CountedHere] += value;
 }
 
+/** Adds what a replica counts of `from` into `into`. */
+export function addCounters(into: Counters, from: Counters): void {
+  for (const name of COUNTED_HERE) into[name] += from[name];
+  for (const event of Object.keys(into.leases) as LeaseEvent[]) into.leases[event] += from.leases[event];
+}
+
 /** A hash's fields and values, one after the other: a RESP2 array, or a RESP3 map as node-redis gives it (Map or object). */
 function flatPairs(reply: unknown): unknown[] {
   if (Array.isArray(reply)) return reply;

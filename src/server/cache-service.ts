@@ -92,7 +92,9 @@ export function cacheServiceMethods(
     if (!principal.canRead(namespace)) throw denied(principal, "read", namespace);
     if (leaseMs > 0 && !principal.canWrite(namespace)) throw denied(principal, "take a lease (which needs the right to write) in", namespace);
     const waitMs = leaseMs === 0 ? 0 : Math.max(0, Math.min(request.waitMs, call.remainingMs() - DEADLINE_MARGIN_MS));
-    const outcome = backend.lookup(namespace, prompt, llmString, { bypass, leaseMs, waitMs, signal: () => signal ?? call.signal });
+    // Only a wait needs the signal: a plain lookup makes no closure for it.
+    const stopWaiting = waitMs > 0 ? () => signal ?? call.signal : undefined;
+    const outcome = backend.lookup(namespace, prompt, llmString, { bypass, leaseMs, waitMs, signal: stopWaiting });
     return andThen(outcome, answerOf);
   }
 

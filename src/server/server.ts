@@ -37,6 +37,12 @@ export interface ServerOptions extends Omit<StoreOptions, "now"> {
    * redis-cluster://HOST:PORT,HOST:PORT,... shared by many servers.
    */
   store?: string;
+  /**
+   * With a Redis store: keep entries read lately in this process too, up to
+   * this many bytes, each dropped as soon as Redis reports it changed (see
+   * redis/near-cache.ts). Refused with the memory store.
+   */
+  nearCacheBytes?: number;
   /** Address to listen on. Default 127.0.0.1. */
   host?: string;
   /** Port to listen on; 0 picks a free one. Default 50051. */
@@ -107,6 +113,9 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   checkExposure({ host, tls: options.tls, tokens: authenticator.enabled, insecure: options.insecure ?? false });
 
   const location = parseStoreUrl(options.store ?? "memory");
+  if (location.kind === "memory" && options.nearCacheBytes !== undefined) {
+    throw new StoreSettingError("--near-cache needs a Redis store (--store redis://... or redis-cluster://...): the memory store is near already");
+  }
   const local = location.kind === "memory" ? await localBackend(options, logger) : undefined;
   const backend: CacheBackend<StoredGenerations> = local?.backend ?? (await redisBackend(location as RedisLocation, options, logger));
   const metrics = new ServerMetrics(backend);
@@ -253,10 +262,10 @@ async function redisBackend(location: RedisLocation, options: ServerOptions, log
   );
   const backend = await openRedisBackend(
     location,
-    { defaultTtlMs: options.defaultTtlMs ?? undefined, namespaceTtlMs, leaseWaiters: options.leaseWaiters },
+    { defaultTtlMs: options.defaultTtlMs ?? undefined, namespaceTtlMs, leaseWaiters: options.leaseWaiters, nearCacheBytes: options.nearCacheBytes },
     logRedisError,
   );
-  logger.info({ store: location.display }, "entries live in Redis");
+  logger.info({ store: location.display, nearCacheBytes: options.nearCacheBytes }, "entries live in Redis");
   const warning = await backend.memoryWarning().catch(() => undefined);
   if (warning) logger.warn({ store: location.display }, `Redis's memory is not bounded for a cache: ${warning}`);
   return backend;

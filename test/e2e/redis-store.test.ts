@@ -26,8 +26,16 @@ async function stopAll(replicas: (Replica | undefined)[]): Promise<void> {
   }
 }
 
-for (const kind of ["redis", "redis-cluster"] as const) {
-  describe(`a server on the ${kind === "redis" ? "Redis" : "Redis Cluster"} store`, function () {
+const STORES = [
+  { kind: "redis", near: false },
+  { kind: "redis-cluster", near: false },
+  // The near cache must change nothing a caller can see but speed.
+  { kind: "redis", near: true },
+  { kind: "redis-cluster", near: true },
+] as const;
+
+for (const { kind, near } of STORES) {
+  describe(`a server on the ${kind === "redis" ? "Redis" : "Redis Cluster"} store${near ? " with a near cache" : ""}`, function () {
     this.timeout(60_000);
     let store: string;
     let replica: Replica;
@@ -35,7 +43,7 @@ for (const kind of ["redis", "redis-cluster"] as const) {
     before(async () => {
       const { single, cluster } = await redisServers();
       store = kind === "redis" ? single : cluster;
-      replica = await replicaOn(store);
+      replica = await replicaOn(store, near ? ["--near-cache", "16MiB"] : []);
     });
     after(() => stopAll([replica]));
 

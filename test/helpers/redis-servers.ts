@@ -164,7 +164,8 @@ async function launch(dir: string, port: number): Promise<number> {
   const logfile = join(dir, "redis.log");
   // A killed Redis leaves its pidfile; a stale one would hand back a dead pid.
   rmSync(pidfile, { force: true });
-  const args = ["--port", `${port}`, "--bind", "127.0.0.1", "--dir", dir, "--save", "", "--appendonly", "no"];
+  // DEBUG from loopback lets a test turn off active expiry, to see what a near cache does with a key Redis has not yet reclaimed.
+  const args = ["--port", `${port}`, "--bind", "127.0.0.1", "--dir", dir, "--save", "", "--appendonly", "no", "--enable-debug-command", "local"];
   args.push("--daemonize", "yes", "--pidfile", pidfile, "--logfile", logfile);
   await new Promise<void>((resolve, reject) => {
     execFile("redis-server", args, (error) => (error ? reject(new Error(`redis-server did not start: ${error.message}`)) : resolve()));

@@ -1,0 +1,149 @@
+/**
+ * Entries this replica read from Redis lately, kept in its own memory so
+ * that a hot entry costs no round trip (`--near-cache SIZE`). Redis tells
+ * every replica when one of llmcache's keys changes anywhere (see
+ * invalidation-listener.ts); the entry is dropped when that word arrives.
+ *
+ * Invalidations and replies travel on different connections, so a change
+ * may be heard of before the read that saw the old value is answered. A
+ * read therefore takes a ticket when it starts; what it read is kept only if
+ * no change to its key (and no loss of the invalidation stream) was heard of
+ * in between. Entries also keep the expiry Redis gave them: Redis expires
+ * keys lazily, and a key no one touches may outlive its TTL there.
+ *
+ * The budget counts keys and values, and evicts the least recently used.
+ */
+export class NearCache {
+  readonly maxBytes: number;
+  #bytes = 0;
+  /** By key (one byte per character), least recently used first. */
+  readonly #entries = new Map<string, NearEntry>();
+  /** Reads from Redis in flight, by key: how many, and whether the key changed since the first began. */
+  readonly #reads = new Map<string, ReadsInFlight>();
+  /** Bumped whenever everything is dropped at once: reads begun before must not keep what they read. */
+  #epoch = 0;
+  /** False while invalidations may be missed (a node's connection is being replaced): nothing is served or kept. */
+  #listening = true;
+  #hits = 0;
+  #invalidations = 0;
+
+  constructor(maxBytes: number, readonly now: () => number = Date.now) {
+    if (!Number.isSafeInteger(maxBytes) || maxBytes <= 0) throw new RangeError(`the near cache's size must be a positive number of bytes, got ${maxBytes}`);
+    this.maxBytes = maxBytes;
+  }
+
+  get bytes(): number {
+    return this.#bytes;
+  }
+
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  /** Hits served and invalidations heard since start, for the metrics. */
+  get counts(): { hits: number; invalidations: number } {
+    return { hits: this.#hits, invalidations: this.#invalidations };
+  }
+
+  /** The value kept for `key`, if any and not expired. */
+  get(key: string): Buffer | undefined {
+    if (!this.#listening) return undefined;
+    const entry = this.#entries.get(key);
+    if (entry === undefined) return undefined;
+    if (entry.expiresAt <= this.now()) {
+      this.#remove(key, entry);
+      return undefined;
+    }
+    // Map order is recency: the next eviction takes the first key.
+    this.#entries.delete(key);
+    this.#entries.set(key, entry);
+    this.#hits++;
+    return entry.value;
+  }
+
+  /**
+   * Starts a read of `key` from Redis. Call the returned function with what
+   * Redis answered (null: no such key) and its remaining time to live in ms
+   * (negative: none); it keeps the value unless the key changed meanwhile.
+   * Call it also when the read fails (with null), so the ticket is returned.
+   */
+  beginRead(key: string): (value: Buffer | null, ttlMs: number) => void {
+    const epoch = this.#epoch;
+    let reads = this.#reads.get(key);
+    if (reads === undefined) this.#reads.set(key, (reads = { count: 0, changed: false }));
+    reads.count++;
+    const inFlight = reads;
+    return (value, ttlMs) => {
+      if (--inFlight.count === 0 && this.#reads.get(key) === inFlight) this.#reads.delete(key);
+      if (value === null || inFlight.changed || epoch !== this.#epoch || !this.#listening) return;
+      this.#keep(key, value, ttlMs < 0 ? Infinity : this.now() + ttlMs);
+    };
+  }
+
+  /** The key changed somewhere: drop it, and keep no read of it in flight. */
+  invalidate(key: string): void {
+    this.#invalidations++;
+    const reads = this.#reads.get(key);
+    if (reads) reads.changed = true;
+    const entry = this.#entries.get(key);
+    if (entry) this.#remove(key, entry);
+  }
+
+  /** Drops everything: Redis flushed, or invalidations may have been lost. */
+  invalidateAll(): void {
+    this.#invalidations++;
+    this.#epoch++;
+    this.#entries.clear();
+    this.#reads.clear();
+    this.#bytes = 0;
+  }
+
+  /** Invalidations may be missed until resume(): drops everything and keeps nothing meanwhile. */
+  suspend(): void {
+    this.#listening = false;
+    this.invalidateAll();
+  }
+
+  resume(): void {
+    this.#listening = true;
+  }
+
+  #keep(key: string, value: Buffer, expiresAt: number): void {
+    const cost = entryCost(key, value);
+    if (cost > this.maxBytes) return;
+    const old = this.#entries.get(key);
+    if (old) this.#remove(key, old);
+    // A copy of exactly its size: a slice of node-redis's read buffer would hold the whole chunk.
+    const copy = Buffer.allocUnsafeSlow(value.length);
+    value.copy(copy);
+    this.#entries.set(key, { value: copy, expiresAt, cost });
+    this.#bytes += cost;
+    for (const [oldest, entry] of this.#entries) {
+      if (this.#bytes <= this.maxBytes) break;
+      this.#remove(oldest, entry);
+    }
+  }
+
+  #remove(key: string, entry: NearEntry): void {
+    this.#entries.delete(key);
+    this.#bytes -= entry.cost;
+  }
+}
+
+interface NearEntry {
+  value: Buffer;
+  expiresAt: number;
+  cost: number;
+}
+
+interface ReadsInFlight {
+  count: number;
+  changed: boolean;
+}
+
+/** What an entry costs: its key and value, and an estimate of what the Map slot, the entry object and the Buffer take besides. */
+function entryCost(key: string, value: Buffer): number {
+  return key.length + value.length + ENTRY_OVERHEAD_BYTES;
+}
+
+const ENTRY_OVERHEAD_BYTES = 200;
