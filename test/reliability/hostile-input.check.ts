@@ -14,6 +14,7 @@ import {
 import { CacheClient } from "../../src/index.js";
 import { methodPath } from "../../src/rpc/service-definition.js";
 import { grpcFrame } from "../helpers/raw-grpc.js";
+import { redisServers } from "../helpers/redis-servers.js";
 import { COLLECTABLE, memoryAfterCollection } from "../helpers/memory.js";
 import { startServerProcess, type ServerProcess } from "../helpers/server-process.js";
 import { add, record } from "./figures.js";
@@ -141,74 +142,82 @@ class FrameSender {
   }
 }
 
-describe("hostile input", function () {
-  this.timeout(300_000);
-  let server: ServerProcess;
+/** The stores a replica may run on: hostile frames must be refused before they reach either. */
+const STORES: { name: string; args: () => Promise<string[]> }[] = [
+  { name: "", args: async () => ["--max-bytes", "64MiB"] },
+  { name: " to a replica on Redis", args: async () => ["--store", (await redisServers()).single] },
+];
 
-  before(async () => {
-    server = await startServerProcess(["--max-bytes", "64MiB"], {}, COLLECTABLE);
-  });
-  after(() => server.stop());
+for (const store of STORES) {
+  describe(`hostile input${store.name}`, function () {
+    this.timeout(300_000);
+    let server: ServerProcess;
 
-  it(`answers ${FRAMES_PER_RPC.toLocaleString("en")} hostile frames per RPC with a proper status, never crashing, and gives its memory back`, async () => {
-    const client = new CacheClient({ address: server.address });
-    const sender = new FrameSender(server.address);
-    try {
-      const statuses = new Map<string, number>();
-      let frames = 0;
-      const rng = random(20261126);
-      /** Sends `perRpc` hostile frames to every RPC, checking every answer. */
-      const attack = async (perRpc: number) => {
-        for (const method of CacheService.methods) {
-          const path = methodPath(method);
-          const seeds = validRequests(method.name);
-          const mutations = Object.values(MUTATIONS);
-          let sent = 0;
-          const worker = async () => {
-            while (sent < perRpc) {
-              sent++;
-              let body = rng.pick(seeds);
-              for (let m = 0, n = 1 + rng.int(2); m < n; m++) body = rng.pick(mutations)(body, rng);
-              const code = await sender.send(path, grpcFrame(body));
-              frames++;
-              const name = code === undefined ? "no status" : (status[code] ?? String(code));
-              statuses.set(name, (statuses.get(name) ?? 0) + 1);
-              if (code === undefined || code === status.INTERNAL || code === status.UNKNOWN) {
-                assert.fail(`${method.name}: ${name} for ${body.toString("hex")}`);
+    before(async () => {
+      server = await startServerProcess(await store.args(), {}, COLLECTABLE);
+    });
+    after(() => server.stop());
+
+    it(`answers ${FRAMES_PER_RPC.toLocaleString("en")} hostile frames per RPC with a proper status, never crashing, and gives its memory back`, async () => {
+      const client = new CacheClient({ address: server.address });
+      const sender = new FrameSender(server.address);
+      try {
+        const statuses = new Map<string, number>();
+        let frames = 0;
+        const rng = random(20261126);
+        /** Sends `perRpc` hostile frames to every RPC, checking every answer. */
+        const attack = async (perRpc: number) => {
+          for (const method of CacheService.methods) {
+            const path = methodPath(method);
+            const seeds = validRequests(method.name);
+            const mutations = Object.values(MUTATIONS);
+            let sent = 0;
+            const worker = async () => {
+              while (sent < perRpc) {
+                sent++;
+                let body = rng.pick(seeds);
+                for (let m = 0, n = 1 + rng.int(2); m < n; m++) body = rng.pick(mutations)(body, rng);
+                const code = await sender.send(path, grpcFrame(body));
+                frames++;
+                const name = code === undefined ? "no status" : (status[code] ?? String(code));
+                statuses.set(name, (statuses.get(name) ?? 0) + 1);
+                if (code === undefined || code === status.INTERNAL || code === status.UNKNOWN) {
+                  assert.fail(`${method.name}: ${name} for ${body.toString("hex")}`);
+                }
               }
-            }
-          };
-          await Promise.all(Array.from({ length: IN_FLIGHT }, worker));
-          assert.equal(server.child.exitCode, null, `the server survived ${method.name}`);
-        }
-      };
-      // A first, smaller round: the baseline is a server that has seen this traffic before.
-      await attack(FRAMES_PER_RPC / 10);
-      await client.aclear({ allNamespaces: true });
-      const baseline = await memoryAfterCollection(server);
-      await attack(FRAMES_PER_RPC);
-      // The hostile Clear calls may well have cleared the canary: store it again to see the server still works.
-      await client.aupdate("canary", "llm", [{ text: "still here" }]);
-      assert.deepEqual(await client.alookup("canary", "llm"), [{ text: "still here" }], "the server still answers normally");
-      await client.aclear({ allNamespaces: true });
-      const after = await memoryAfterCollection(server);
-      const heapGrownMiB = (after.heap - baseline.heap) / 2 ** 20;
-      const residentGrownMiB = (after.resident - baseline.resident) / 2 ** 20;
-      record("hostile frames tried", frames);
-      record("hostile frames' statuses", [...statuses].map(([name, count]) => `${name} ${count}`).join(", "));
-      const change = (mib: number) => `${mib >= 0 ? "+" : ""}${mib.toFixed(1)} MiB`;
-      record(
-        "server memory after hostile input",
-        `heap and Buffers ${change(heapGrownMiB)}, resident ${(after.resident / 2 ** 20).toFixed(0)} MiB (${change(residentGrownMiB)}) on the baseline`,
-      );
-      assert.ok(frames >= FRAMES_PER_RPC * CacheService.methods.length);
-      // A leak grows the heap; resident memory also keeps pages the allocator holds on to (+10 to +36 MiB over runs).
-      assert.ok(heapGrownMiB < 8, `the heap and Buffers grew by ${heapGrownMiB.toFixed(1)} MiB and stayed`);
-      assert.ok(residentGrownMiB < 64, `resident memory grew by ${residentGrownMiB.toFixed(1)} MiB and stayed`);
-    } finally {
-      sender.close();
-      await client.close();
-    }
-    add("crashes", server.child.exitCode === null ? 0 : 1);
+            };
+            await Promise.all(Array.from({ length: IN_FLIGHT }, worker));
+            assert.equal(server.child.exitCode, null, `the server survived ${method.name}`);
+          }
+        };
+        // A first, smaller round: the baseline is a server that has seen this traffic before.
+        await attack(FRAMES_PER_RPC / 10);
+        await client.aclear({ allNamespaces: true });
+        const baseline = await memoryAfterCollection(server);
+        await attack(FRAMES_PER_RPC);
+        // The hostile Clear calls may well have cleared the canary: store it again to see the server still works.
+        await client.aupdate("canary", "llm", [{ text: "still here" }]);
+        assert.deepEqual(await client.alookup("canary", "llm"), [{ text: "still here" }], "the server still answers normally");
+        await client.aclear({ allNamespaces: true });
+        const after = await memoryAfterCollection(server);
+        const heapGrownMiB = (after.heap - baseline.heap) / 2 ** 20;
+        const residentGrownMiB = (after.resident - baseline.resident) / 2 ** 20;
+        record(`hostile frames tried${store.name}`, frames);
+        record(`hostile frames' statuses${store.name}`, [...statuses].map(([name, count]) => `${name} ${count}`).join(", "));
+        const change = (mib: number) => `${mib >= 0 ? "+" : ""}${mib.toFixed(1)} MiB`;
+        record(
+          `server memory after hostile input${store.name}`,
+          `heap and Buffers ${change(heapGrownMiB)}, resident ${(after.resident / 2 ** 20).toFixed(0)} MiB (${change(residentGrownMiB)}) on the baseline`,
+        );
+        assert.ok(frames >= FRAMES_PER_RPC * CacheService.methods.length);
+        // A leak grows the heap; resident memory also keeps pages the allocator holds on to (+10 to +36 MiB over runs).
+        assert.ok(heapGrownMiB < 8, `the heap and Buffers grew by ${heapGrownMiB.toFixed(1)} MiB and stayed`);
+        assert.ok(residentGrownMiB < 64, `resident memory grew by ${residentGrownMiB.toFixed(1)} MiB and stayed`);
+      } finally {
+        sender.close();
+        await client.close();
+      }
+      add("crashes", server.child.exitCode === null ? 0 : 1);
+    });
   });
-});
+}
