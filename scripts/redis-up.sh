@@ -97,8 +97,14 @@ start_server single
 single=$port
 
 cluster_ports=()
+# How long a node waits for a silent peer before it counts it as failed
+# (Redis's default, 15 s, unless a failover test wants it sooner).
+node_timeout=${LLMCACHE_REDIS_CLUSTER_NODE_TIMEOUT_MS:-15000}
 for n in 1 2 3 4 5 6; do
-  start_server "cluster-$n" --cluster-enabled yes --cluster-config-file nodes.conf
+  # A replica is of use (it can take over) once its first sync is done;
+  # Redis waits 5 s by default before starting a diskless one.
+  start_server "cluster-$n" --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout "$node_timeout" \
+    --repl-diskless-sync-delay 0
   cluster_ports+=("$port")
 done
 nodes=()
@@ -116,9 +122,18 @@ cluster_ok() {
     [[ $info == cluster_state:ok$'\r\n'* ]] || return 1
   done
 }
+# And once every replica holds its primary's data: until then a killed
+# primary has no replica that may take over.
+replicas_synced() {
+  local port info
+  for port in "${cluster_ports[@]}"; do
+    info=$(redis-cli -p "$port" info replication 2>/dev/null) || return 1
+    [[ $info != *$'\n'"role:slave"$'\r\n'* || $info == *$'\n'"master_link_status:up"$'\r\n'* ]] || return 1
+  done
+}
 for i in $(seq 300); do
-  cluster_ok && break
-  [ "$i" -lt 300 ] || fail "the cluster did not reach cluster_state:ok on every node within 30 s; see $dir/cluster-*/redis.log"
+  cluster_ok && replicas_synced && break
+  [ "$i" -lt 300 ] || fail "the cluster did not reach cluster_state:ok on every node, with every replica in sync, within 30 s; see $dir/cluster-*/redis.log"
   sleep 0.1
 done
 

@@ -10,6 +10,8 @@ const AS_BUFFERS = { typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer } } as cons
 const CONNECT_TIMEOUT_MS = 2_000;
 /** Reconnection backs off to this, and keeps trying for ever: Redis coming back is the normal end of an outage. */
 const MAX_RECONNECT_DELAY_MS = 1_000;
+/** How often, while a Cluster node cannot be reached, the slot map is asked for again. */
+const TOPOLOGY_REFRESH_MS = 1_000;
 /** How often a probe checks that every primary answers. */
 const PROBE_INTERVAL_MS = 1_000;
 
@@ -206,6 +208,10 @@ async function openCluster(
   const cluster = createCluster({
     rootNodes: location.nodes.map(({ host, port }) => ({ url: `${scheme}://${host.includes(":") ? `[${host}]` : host}:${port}` })),
     defaults: { socket: { ...socket, ...(location.tls ? { tls: true as const } : {}) }, disableOfflineQueue: true },
+    // While a node cannot be reached, ask the others for the slot map this
+    // often (node-redis's default, 5 s): a replica promoted in a failover is
+    // found within a second of the promotion.
+    topologyRefreshOnReconnectionAttemptStrategy: TOPOLOGY_REFRESH_MS,
     ...tracking,
   });
   cluster.on("error", onError);

@@ -79,6 +79,14 @@ export async function redisServers(): Promise<{ single: string; cluster: string 
 }
 
 async function startShared(): Promise<{ single: string; cluster: string }> {
+  return runRedisUp({});
+}
+
+/**
+ * Runs scripts/redis-up.sh in a folder of its own, with `env` added to its
+ * environment, and gives the URLs it wrote and that folder.
+ */
+async function runRedisUp(env: NodeJS.ProcessEnv): Promise<{ single: string; cluster: string; dir: string }> {
   requireRedis();
   const dir = mkdtempSync(join(tmpdir(), "llmcache-redis-"));
   // Before the script runs: should it fail half way it stops its servers
@@ -87,21 +95,76 @@ async function startShared(): Promise<{ single: string; cluster: string }> {
   registerCleanup();
   const script = join(repoRoot(), "scripts", "redis-up.sh");
   await new Promise<void>((resolve, reject) => {
-    execFile("bash", [script, dir], { timeout: 60_000 }, (error, _stdout, stderr) => {
+    execFile("bash", [script, dir], { timeout: 60_000, env: { ...process.env, ...env } }, (error, _stdout, stderr) => {
       if (error) reject(new Error(`scripts/redis-up.sh failed: ${stderr.trim() || error.message}`));
       else resolve();
     });
   });
-  const env = new Map(
+  const urls = new Map(
     readFileSync(join(dir, "env"), "utf8")
       .split("\n")
       .filter((line) => line.includes("="))
       .map((line) => [line.slice(0, line.indexOf("=")), line.slice(line.indexOf("=") + 1)]),
   );
-  const single = env.get("LLMCACHE_TEST_REDIS");
-  const cluster = env.get("LLMCACHE_TEST_REDIS_CLUSTER");
+  const single = urls.get("LLMCACHE_TEST_REDIS");
+  const cluster = urls.get("LLMCACHE_TEST_REDIS_CLUSTER");
   if (!single || !cluster) throw new Error(`scripts/redis-up.sh wrote no URLs to ${join(dir, "env")}`);
-  return { single, cluster };
+  return { single, cluster, dir };
+}
+
+/** A Redis Cluster of a test's own, whose primaries it may kill. */
+export interface PrivateCluster {
+  /** redis-cluster://host:port,... */
+  readonly url: string;
+  /** The ports of the nodes that are primaries now. */
+  primaryPorts(): Promise<number[]>;
+  /** SIGKILL to the node on `port`, as in a crash. */
+  kill(port: number): void;
+  /** Whether every node still running says the cluster is whole (cluster_state:ok). */
+  healthy(): Promise<boolean>;
+  /** Stops every node and removes the folder. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts a three-primary, three-replica Cluster for one test, whose nodes
+ * give up on a silent peer after `nodeTimeoutMs`: a replica takes over a
+ * killed primary within a few of those.
+ */
+export async function startRedisCluster(nodeTimeoutMs = 1_000): Promise<PrivateCluster> {
+  const { cluster, dir } = await runRedisUp({ LLMCACHE_REDIS_CLUSTER_NODE_TIMEOUT_MS: String(nodeTimeoutMs) });
+  const ports = cluster.replace("redis-cluster://", "").split(",").map((node) => Number(node.slice(node.lastIndexOf(":") + 1)));
+  const pidOf = (port: number) => {
+    const n = ports.indexOf(port) + 1;
+    return Number(readFileSync(join(dir, `cluster-${n}`, "redis.pid"), "utf8").trim());
+  };
+  const alive = () => ports.filter((port) => isRunning(pidOf(port)));
+  return {
+    url: cluster,
+    async primaryPorts() {
+      const roles = await Promise.all(alive().map(async (port) => [port, await redisCli(port, "ROLE")] as const));
+      return roles.filter(([, role]) => role.startsWith("master")).map(([port]) => port);
+    },
+    kill(port) {
+      process.kill(pidOf(port), "SIGKILL");
+    },
+    async healthy() {
+      const states = await Promise.all(alive().map((port) => redisCli(port, "CLUSTER", "INFO")));
+      return states.every((state) => state.startsWith("cluster_state:ok"));
+    },
+    async stop() {
+      await new Promise((resolve) => execFile("bash", [join(repoRoot(), "scripts", "redis-down.sh"), dir], resolve));
+      clusterDirs.delete(dir);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** redis-cli's answer to one command, "" if the node does not answer. */
+function redisCli(port: number, ...command: string[]): Promise<string> {
+  return new Promise((resolve) => {
+    execFile("redis-cli", ["-p", String(port), ...command], { timeout: 2_000 }, (error, stdout) => resolve(error ? "" : stdout));
+  });
 }
 
 /** A Redis of a test's own, to stop, kill and bring back. */
