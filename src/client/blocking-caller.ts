@@ -12,27 +12,28 @@ const WORKER_GRACE_MS = 1_000;
 
 /**
  * Makes unary calls that block the calling thread until the reply arrives:
- * a worker thread owns a channel and makes the call, and this thread sleeps
- * in Atomics.wait until the worker signals that the reply is posted.
+ * a worker thread owns the channels and makes the call (picking the replica
+ * and retrying as the async calls do, see ReplicaPicker), and this thread
+ * sleeps in Atomics.wait until the worker signals that the reply is posted.
  *
  * The worker starts on the first call (it takes tens of milliseconds) and
  * does not keep the process alive.
  */
 export class BlockingCaller {
-  readonly #channel: ChannelSettings;
+  readonly #replicas: readonly ChannelSettings[];
   #worker: { thread: Worker; port: MessagePort; replies: Int32Array } | undefined;
   #lastId = 0;
 
-  constructor(channel: ChannelSettings) {
-    this.#channel = channel;
+  constructor(replicas: readonly ChannelSettings[]) {
+    this.#replicas = replicas;
   }
 
   /** Returns the reply's bytes, or throws the CacheError (or EntryTooLargeError) the call failed with. */
-  call(path: string, request: Uint8Array, timeoutMs: number): Uint8Array {
+  call(path: string, request: Uint8Array, timeoutMs: number, replayable: boolean): Uint8Array {
     const { port, replies } = this.#started();
     const id = ++this.#lastId;
     let seen = Atomics.load(replies, 0);
-    port.postMessage({ id, path, request, timeoutMs } satisfies BlockingRequest);
+    port.postMessage({ id, path, request, timeoutMs, replayable } satisfies BlockingRequest);
 
     const giveUpAt = Date.now() + timeoutMs + WORKER_GRACE_MS;
     for (;;) {
@@ -63,7 +64,7 @@ export class BlockingCaller {
     if (this.#worker) return this.#worker;
     const { port1, port2 } = new MessageChannel();
     const replies = new Int32Array(new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT));
-    const start: WorkerStart = { channel: this.#channel, port: port2, replies };
+    const start: WorkerStart = { replicas: this.#replicas, port: port2, replies };
     const thread = new Worker(new URL("./blocking-worker.js", import.meta.url), {
       workerData: start,
       transferList: [port2],

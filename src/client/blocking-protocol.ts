@@ -4,7 +4,8 @@ import type { Failure } from "../rpc/status-mapping.js";
 
 /** What the blocking caller's worker thread starts with. */
 export interface WorkerStart {
-  channel: ChannelSettings;
+  /** One per replica, as CacheClient has them. */
+  replicas: readonly ChannelSettings[];
   /** The caller's end of the channel the requests and replies cross. */
   port: MessagePort;
   /** Bumped and notified by the worker after each reply it posts. */
@@ -16,6 +17,8 @@ export interface BlockingRequest {
   path: string;
   request: Uint8Array;
   timeoutMs: number;
+  /** Whether it may be sent again to another replica after UNAVAILABLE. */
+  replayable: boolean;
 }
 
 /** A call's bytes, or how it failed (toClientFailure in the worker, fromFailure in the caller). */

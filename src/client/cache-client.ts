@@ -1,5 +1,5 @@
 import type { DescMethod } from "@bufbuild/protobuf";
-import { status, type Client } from "@grpc/grpc-js";
+import { status } from "@grpc/grpc-js";
 import { CacheService } from "../../gen/llmcache/v1/cache_pb.js";
 import type { BaseCache, CacheStatsReport } from "../base-cache.js";
 import {
@@ -15,7 +15,7 @@ import {
 } from "../call-options.js";
 import { checkKey, copyGenerations, type Generation } from "../generation.js";
 import { getOrCompute, type GetOrComputeOptions } from "../single-flight.js";
-import { callMetadata, openChannel, type ChannelSettings } from "../rpc/channel.js";
+import { callMetadata, type ChannelSettings } from "../rpc/channel.js";
 import { asBuffer, DecodeError } from "../rpc/codec.js";
 import { decodeBatchLookupResponse, encodeBatchLookupRequest } from "../rpc/codec/batch-lookup.js";
 import { decodeBatchUpdateResponse, encodeBatchUpdateRequest } from "../rpc/codec/batch-update.js";
@@ -29,12 +29,34 @@ import { CacheError } from "../rpc/errors.js";
 import { methodPath } from "../rpc/service-definition.js";
 import { callFailure } from "../rpc/status-mapping.js";
 import { callUnary } from "../rpc/unary-call.js";
+import { parseAddresses } from "./addresses.js";
 import { BlockingCaller } from "./blocking-caller.js";
 import { MAX_STREAM_MESSAGE_BYTES, OperationStream, type BatchingOptions } from "./operation-stream.js";
+import { ReplicaPicker } from "./replica-picker.js";
 
 export interface CacheClientOptions {
-  /** host:port of an llmcache server. Default "127.0.0.1:50051". */
-  address?: string;
+  /**
+   * The llmcache server: host:port ("10.0.0.1:50051", "[::1]:50051"), or
+   * several replicas of one cache (servers on one Redis), as host:port
+   * items separated by commas or as an array. Default "127.0.0.1:50051".
+   * An empty list or item, a duplicate, or an item that is not host:port
+   * (or a grpc-js "unix:PATH" target) is a TypeError.
+   *
+   * A channel is opened to each address; a DNS name with several A/AAAA
+   * records is spread over all of them (round robin). Calls take turns over
+   * the replicas whose channel is not in TRANSIENT_FAILURE (with auto-batching,
+   * the calls of one turn of the event loop go to one replica's stream).
+   *
+   * A call that fails with UNAVAILABLE (its replica died, or was never there)
+   * is made again on a replica this call has not tried yet, with what is
+   * left of its deadline, at most once per replica: lookups (leased or not),
+   * `lookupMany`, `stats`, `clear`, and updates that overwrite (`update`,
+   * `updateMany`: storing the same value again changes nothing). Never
+   * retried, so their UNAVAILABLE reaches the caller: `updateIfAbsent` (the
+   * retry could find the entry the first attempt stored and answer false),
+   * an update that fills a lease (`leaseToken`) and `releaseLease`.
+   */
+  address?: string | readonly string[];
   /** A bearer token from the server's auth file, sent with every call. */
   token?: string;
   /**
@@ -72,12 +94,18 @@ interface Operation<R> {
   method: DescMethod;
   request: Buffer;
   decode(reply: Buffer): R;
+  /** Whether it may be sent again to another replica after UNAVAILABLE (see CacheClientOptions.address). */
+  replayable: boolean;
   /**
    * Set for the operations the stream carries, when batching is on: its
    * kind, what the caller gets from its result, and what to do with a result
    * that comes after the caller gave up.
    */
-  stream?: { kind: StreamOperationKind; result(outcome: StreamOutcome): R | undefined; abandoned?: (outcome: StreamOutcome) => void };
+  stream?: {
+    kind: StreamOperationKind;
+    result(outcome: StreamOutcome): R | undefined;
+    abandoned?: (outcome: StreamOutcome, replica: number) => void;
+  };
   /** How long the server may hold the call beyond its deadline's usual timeout: a lookup's wait for a lease's fill. */
   waitMs?: number;
 }
@@ -102,26 +130,31 @@ interface Operation<R> {
  * byte budget, the same EntryTooLargeError an InMemoryCache throws.
  */
 export class CacheClient implements BaseCache {
+  /** The replicas' addresses, joined with ",". */
   readonly address: string;
+  readonly addresses: readonly string[];
   readonly timeoutMs: number;
   readonly namespace: string;
-  readonly #settings: ChannelSettings;
-  readonly #channel: Client;
+  /** One per replica, in the order of `addresses`. */
+  readonly #replicas: readonly ChannelSettings[];
+  readonly #picker: ReplicaPicker;
   readonly #blocking: BlockingCaller;
-  readonly #stream: OperationStream | undefined;
+  /** Off: undefined. On: each replica's stream, opened on its first operation. */
+  readonly #batching: { options: BatchingOptions; streams: (OperationStream | undefined)[] } | undefined;
+  /** The replica whose stream takes this turn's operations; undefined until one is submitted. */
+  #turnReplica: number | undefined;
   #closed = false;
 
   constructor(options: CacheClientOptions = {}) {
-    this.address = options.address ?? DEFAULT_ADDRESS;
+    this.addresses = parseAddresses(options.address ?? DEFAULT_ADDRESS);
+    this.address = this.addresses.join(",");
     this.timeoutMs = checkTimeout(options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
     this.namespace = options.namespace === undefined ? "" : checkNamespace(options.namespace);
-    this.#settings = channelSettings(this.address, options);
-    this.#channel = openChannel(this.#settings);
-    this.#blocking = new BlockingCaller(this.#settings);
+    this.#replicas = channelSettings(this.addresses, options);
+    this.#picker = new ReplicaPicker(this.#replicas);
+    this.#blocking = new BlockingCaller(this.#replicas);
     const batching = options.batching ?? true;
-    if (batching !== false) {
-      this.#stream = new OperationStream(this.#channel, () => callMetadata(this.#settings), batching === true ? {} : batching);
-    }
+    if (batching !== false) this.#batching = { options: batching === true ? {} : batching, streams: [] };
   }
 
   /** With `lease`: single flight (see LeaseOptions); the call's deadline is the wait plus its timeout. */
@@ -209,11 +242,11 @@ export class CacheClient implements BaseCache {
     return this.#callBlocking(statsOperation(), options);
   }
 
-  /** Closes the channel and stops the blocking methods' worker thread. */
+  /** Closes the channels and stops the blocking methods' worker thread. */
   async close(): Promise<void> {
     this.#closed = true;
-    this.#stream?.close();
-    this.#channel.close();
+    for (const stream of this.#batching?.streams ?? []) stream?.close();
+    this.#picker.close();
     await this.#blocking.close();
   }
 
@@ -223,17 +256,21 @@ export class CacheClient implements BaseCache {
     const request = encodeLookupRequest(prompt, llmString, fields);
     const method = CacheService.method.lookup;
     if (!fields.lease) {
-      return { method, request, decode: decodeLookupResponse, stream: { kind: "lookup", result: (outcome) => (outcome.kind === "lookup" ? outcome.generations : undefined) } };
+      const result = (outcome: StreamOutcome) => (outcome.kind === "lookup" ? outcome.generations : undefined);
+      return { method, request, decode: decodeLookupResponse, replayable: true, stream: { kind: "lookup", result } };
     }
-    // A lookup given up while it waited may still be granted a lease: give it back, so that the next waiter need not wait it out.
-    const abandoned = (outcome: StreamOutcome) => {
+    // A lookup given up while it waited may still be granted a lease: give it
+    // back, to the replica that granted it, so the next waiter need not wait it out.
+    const abandoned = (outcome: StreamOutcome, replica: number) => {
       if (outcome.kind !== "lookup" || !outcome.lease || this.#closed) return;
-      this.areleaseLease(prompt, llmString, outcome.lease.token, { namespace: fields.namespace }).catch(() => {});
+      const release = this.#releaseLease(prompt, llmString, outcome.lease.token, { namespace: fields.namespace });
+      this.#attempt(release, replica, this.timeoutMs, undefined).catch(() => {});
     };
     return {
       method,
       request,
       decode: decodeLeasedLookupResponse,
+      replayable: true,
       stream: { kind: "lookup", result: lookupResult, abandoned },
       waitMs: fields.lease.waitMs,
     };
@@ -247,6 +284,7 @@ export class CacheClient implements BaseCache {
       method: CacheService.method.releaseLease,
       request: encodeReleaseLeaseRequest(prompt, llmString, namespace, token),
       decode: decodeReleaseLeaseResponse,
+      replayable: false,
       stream: { kind: "release", result: (outcome) => (outcome.kind === "release" ? outcome.released : undefined) },
     };
   }
@@ -264,13 +302,16 @@ export class CacheClient implements BaseCache {
       method: CacheService.method.update,
       request: encodeUpdateRequest(prompt, llmString, copyGenerations(generations), fields),
       decode: decodeUpdateResponse,
+      // A second updateIfAbsent could find what the first stored, and a second fill a lease the first ended.
+      replayable: !onlyIfAbsent && fields.leaseToken === undefined,
       stream: { kind: "update", result: (outcome) => (outcome.kind === "update" ? outcome.stored : undefined) },
     };
   }
 
   #clear(options: ClearOptions | undefined): Operation<void> {
     const { namespace, allNamespaces } = checkClearOptions(options, this.namespace);
-    return { method: CacheService.method.clear, request: encodeClearRequest(namespace, allNamespaces), decode: decodeClearResponse };
+    const request = encodeClearRequest(namespace, allNamespaces);
+    return { method: CacheService.method.clear, request, decode: decodeClearResponse, replayable: true };
   }
 
   #lookupMany(keys: readonly (readonly [string, string])[], options: LookupOptions | undefined): Operation<(Generation[] | null)[]> {
@@ -284,6 +325,7 @@ export class CacheClient implements BaseCache {
     return {
       method: CacheService.method.batchLookup,
       request: encodeBatchLookupRequest(lookups),
+      replayable: true,
       decode(reply) {
         const results = decodeBatchLookupResponse(reply);
         if (results.length !== lookups.length) {
@@ -301,33 +343,67 @@ export class CacheClient implements BaseCache {
       checkKey(prompt, llmString);
       return encodeUpdateRequest(prompt, llmString, copyGenerations(generations, `entries[${i}].generations`), fields);
     });
-    return { method: CacheService.method.batchUpdate, request: encodeBatchUpdateRequest(updates), decode: decodeBatchUpdateResponse };
+    return {
+      method: CacheService.method.batchUpdate,
+      request: encodeBatchUpdateRequest(updates),
+      decode: decodeBatchUpdateResponse,
+      replayable: fields.leaseToken === undefined,
+    };
   }
 
   async #call<R>(operation: () => Operation<R>, options: CallOptions = {}): Promise<R> {
     this.#checkOpen();
-    const { method, request, decode, stream, waitMs = 0 } = operation();
-    const timeoutMs = this.#timeout(options) + waitMs;
-    if (this.#stream && stream && request.length < MAX_STREAM_MESSAGE_BYTES) {
-      const outcome = await this.#stream.submit(stream.kind, method.name, request, timeoutMs, options.signal, stream.abandoned);
+    const built = operation();
+    const timeoutMs = this.#timeout(options) + (built.waitMs ?? 0);
+    const first = this.#batched(built) ? this.#streamReplica() : undefined;
+    const attempt = (replica: number, remainingMs: number) => this.#attempt(built, replica, remainingMs, options.signal);
+    return this.#picker.call(timeoutMs, built.replayable, attempt, first);
+  }
+
+  /** One attempt of an operation on one replica: on its stream, if the operation can be batched, else as a unary call. */
+  async #attempt<R>(operation: Operation<R>, replica: number, timeoutMs: number, signal: AbortSignal | undefined): Promise<R> {
+    const { method, request, decode, stream } = operation;
+    if (stream && this.#batched(operation)) {
+      const abandoned = stream.abandoned && ((outcome: StreamOutcome) => stream.abandoned!(outcome, replica));
+      const outcome = await this.#stream(replica).submit(stream.kind, method.name, request, timeoutMs, signal, abandoned);
       if (outcome.kind === "error") throw callFailure(method.name, outcome.code, outcome.message, outcome.reason);
       const result = stream.result(outcome);
       if (result === undefined) throw callFailure(method.name, status.INTERNAL, `the server answered a ${stream.kind} with ${outcome.kind}`);
       return result;
     }
-    const reply = await callUnary(this.#channel, methodPath(method), request, {
+    const reply = await callUnary(this.#picker.channels[replica]!, methodPath(method), request, {
       timeoutMs,
-      signal: options.signal,
-      metadata: callMetadata(this.#settings),
+      signal,
+      metadata: callMetadata(this.#replicas[replica]!),
     });
     return decodeReply(method, decode, reply);
   }
 
-  #callBlocking<R>({ method, request, decode, waitMs = 0 }: Operation<R>, options: CallOptions = {}): R {
+  #batched(operation: Operation<unknown>): boolean {
+    return this.#batching !== undefined && operation.stream !== undefined && operation.request.length < MAX_STREAM_MESSAGE_BYTES;
+  }
+
+  #stream(replica: number): OperationStream {
+    const { options, streams } = this.#batching!;
+    const settings = this.#replicas[replica]!;
+    return (streams[replica] ??= new OperationStream(this.#picker.channels[replica]!, () => callMetadata(settings), options));
+  }
+
+  /** The replica whose stream takes the operations of this turn of the event loop, so that they travel together. */
+  #streamReplica(): number {
+    if (this.#replicas.length === 1) return 0;
+    if (this.#turnReplica === undefined) {
+      this.#turnReplica = this.#picker.pick();
+      setImmediate(() => (this.#turnReplica = undefined));
+    }
+    return this.#turnReplica;
+  }
+
+  #callBlocking<R>({ method, request, decode, replayable, waitMs = 0 }: Operation<R>, options: CallOptions = {}): R {
     this.#checkOpen();
     const timeoutMs = this.#timeout(options) + waitMs;
     try {
-      const reply = this.#blocking.call(methodPath(method), request, timeoutMs);
+      const reply = this.#blocking.call(methodPath(method), request, timeoutMs, replayable);
       return decodeReply(method, decode, asBuffer(reply));
     } catch (error) {
       if (error instanceof CacheError && error.code === "DEADLINE_EXCEEDED") {
@@ -355,17 +431,18 @@ function lookupResult(outcome: StreamOutcome): LeasedLookup | undefined {
   return outcome.kind === "lookup" ? { generations: outcome.generations, lease: outcome.lease } : undefined;
 }
 
-function channelSettings(address: string, { token, tls }: CacheClientOptions): ChannelSettings {
+/** Each replica's channel settings: its address, and the token and TLS they share. */
+function channelSettings(addresses: readonly string[], { token, tls }: CacheClientOptions): ChannelSettings[] {
   if (token !== undefined && (typeof token !== "string" || token.length === 0 || /\s/.test(token))) {
     throw new TypeError("token must be a non-empty string without spaces");
   }
   const text = (value: string | Buffer | undefined) => (value === undefined ? undefined : value.toString());
   const clientTls = tls === true ? {} : tls ? { ca: text(tls.ca), cert: text(tls.cert), key: text(tls.key), serverName: tls.serverName } : undefined;
-  return { address, token, tls: clientTls };
+  return addresses.map((address) => ({ address, token, tls: clientTls }));
 }
 
 function statsOperation(): Operation<CacheStatsReport> {
-  return { method: CacheService.method.stats, request: encodeStatsRequest(), decode: decodeStatsResponse };
+  return { method: CacheService.method.stats, request: encodeStatsRequest(), decode: decodeStatsResponse, replayable: true };
 }
 
 /** Decodes a reply; one that cannot be decoded is the server's fault: INTERNAL. */

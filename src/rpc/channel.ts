@@ -1,4 +1,5 @@
 import { Client, credentials, Metadata, type ChannelOptions } from "@grpc/grpc-js";
+import { isIP } from "node:net";
 
 /** TLS as the client sees it: PEM text. */
 export interface ClientTls {
@@ -16,13 +17,19 @@ export interface ClientTls {
  * blocking methods can open its own channel from the same settings.
  */
 export interface ChannelSettings {
-  /** host:port, e.g. "127.0.0.1:50051" or "[::1]:50051". */
+  /**
+   * host:port, e.g. "127.0.0.1:50051" or "[::1]:50051". A DNS name with
+   * several A/AAAA records is several servers: the channel spreads its calls
+   * over them, round robin.
+   */
   address: string;
   /** Sent as "authorization: Bearer <token>" with every call. */
   token?: string;
   /** Use TLS; absent: plain text. */
   tls?: ClientTls;
 }
+
+const ROUND_ROBIN = JSON.stringify({ loadBalancingConfig: [{ round_robin: {} }] });
 
 export function openChannel(settings: ChannelSettings): Client {
   const options: ChannelOptions = {
@@ -37,6 +44,13 @@ export function openChannel(settings: ChannelSettings): Client {
     // not after grpc-js's default of up to two minutes between attempts.
     "grpc.max_reconnect_backoff_ms": 5_000,
   };
+  // grpc-js's default, pick_first, sends every call to the first address a
+  // name resolves to; round_robin keeps a connection to each and takes turns.
+  // An IP address is one server, where round_robin would only add its eager
+  // reconnecting: after a server went away, it keeps retrying with backoff,
+  // so a server back on the same port is only reached at the next attempt
+  // (up to 5 s), where pick_first connects at the next call.
+  if (isHostName(settings.address)) options["grpc.service_config"] = ROUND_ROBIN;
   const tls = settings.tls;
   if (tls?.serverName) options["grpc.ssl_target_name_override"] = tls.serverName;
   const channelCredentials = tls
@@ -54,6 +68,13 @@ export function callMetadata(settings: ChannelSettings): Metadata {
   const metadata = new Metadata();
   if (settings.token !== undefined) metadata.set("authorization", `Bearer ${settings.token}`);
   return metadata;
+}
+
+/** Whether the address's host is a name (which DNS may resolve to several servers), not an IP address or a unix: socket. */
+function isHostName(address: string): boolean {
+  if (address.startsWith("unix:") || address.startsWith("[")) return false;
+  const colon = address.lastIndexOf(":");
+  return isIP(colon < 0 ? address : address.slice(0, colon)) === 0;
 }
 
 function pem(text: string | undefined): Buffer | null {
