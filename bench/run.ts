@@ -12,9 +12,11 @@ import { inProcessBench } from "./in-process-bench.js";
 import { LANGCHAIN_STEPS, langchainBench } from "./langchain-bench.js";
 import { PYTHON_STEPS, pythonBench } from "./python-bench.js";
 import { memoryBench } from "./memory-bench.js";
+import { REDIS_STORE_STEPS, redisStoreBench } from "./redis-store-bench.js";
 import { MODEL_MS, SINGLE_FLIGHT_STEPS, singleFlightBench } from "./single-flight-bench.js";
 import { startEmptyServer, startLlmcache, startRedis, type RunningProcess } from "./processes.js";
 import { drawChart, formatTables } from "./report.js";
+import { KEYS } from "./workload.js";
 import { findRow, withRatios, type Report, type Row, type Target } from "./results.js";
 
 // `npm run bench [-- --quick] [-- --out DIR] [-- --only NAME,...]`: starts
@@ -70,6 +72,11 @@ try {
       name: "single-flight",
       steps: SINGLE_FLIGHT_STEPS,
       run: (step, total) => singleFlightBench({ llmcacheAddress: llmcache.address, rounds: settings.bursts, step, total }),
+    },
+    {
+      name: "redis-store",
+      steps: REDIS_STORE_STEPS,
+      run: (step, total) => redisStoreBench({ redisPort: redis.port, redisPid: redis.child.pid!, seconds: settings.seconds, warmupSeconds: settings.warmupSeconds, step, total }),
     },
     {
       name: "entry-count",
@@ -198,6 +205,14 @@ function targets(rows: Row[]): Target[] {
 
   const memory = rows.find((row) => row.section === "memory" && row.system === "llmcache resident");
   if (memory?.ratio !== undefined) add("memory per entry", memory.ratio, "≤ 1.0× redis-server used_memory", memory.ratio <= 1, memory.scenario);
+
+  if (ran("redis store")) {
+    const storeRow = (callers: string, system: string) => findRow(rows, "redis store", hit500(callers), system);
+    const tier = storeRow("64 callers", "llmcache on Redis").value / storeRow("64 callers", "node-redis").value;
+    add("lookups/s through a replica on Redis, 64 callers", tier, "≥ 0.5× node-redis GET on the same Redis", tier >= 0.5, `${hit500("64 callers")}, auto-batched client`);
+    const near = storeRow("1 caller", "llmcache on Redis, near cache").p50! / storeRow("1 caller", "ioredis").p50!;
+    add("p50 latency with the near cache, 1 caller", near, "≤ 1.0× ioredis GET", near <= 1, `${hit500("1 caller")}, hot set of ${KEYS} entries`);
+  }
 
   const largest = rows.filter((row) => row.section === "entry count").at(-1);
   if (largest?.ratio !== undefined) {

@@ -1,0 +1,129 @@
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { createClient } from "@redis/client";
+import { Redis } from "ioredis";
+import { CacheClient } from "../src/index.js";
+import { llmcacheSystem, type System } from "./client-bench.js";
+import { runLoad } from "./load.js";
+import { startLlmcache, type RunningProcess } from "./processes.js";
+import { progress, type Row } from "./results.js";
+import { KEYS, valueOf } from "./workload.js";
+
+const BYTES = 500;
+const CALLERS = [1, 64] as const;
+const SYSTEMS = 4;
+export const REDIS_STORE_STEPS = SYSTEMS * CALLERS.length;
+
+/**
+ * What the tier costs: lookups (500 B hits) through one llmcache replica
+ * on the Redis store, with and without its near cache, against the same
+ * Redis read directly by node-redis (the library the replica uses) and by
+ * ioredis. Each row also gives the CPU time the replica and Redis spent per
+ * lookup, from /proc, which is what sizing a deployment needs.
+ */
+export async function redisStoreBench(options: {
+  redisPort: number;
+  redisPid: number;
+  seconds: number;
+  warmupSeconds: number;
+  step: number;
+  total: number;
+}): Promise<Row[]> {
+  const store = ["--store", `redis://127.0.0.1:${options.redisPort}`];
+  const replicas: RunningProcess[] = [];
+  try {
+    const plain = await startLlmcache(store);
+    replicas.push(plain);
+    const near = await startLlmcache([...store, "--near-cache", "64MiB"]);
+    replicas.push(near);
+    const systems: { system: System; replica?: RunningProcess }[] = [
+      { system: nodeRedisSystem(options.redisPort) },
+      { system: ioredisSystem(options.redisPort) },
+      { system: llmcacheSystem("llmcache on Redis", new CacheClient({ address: plain.address })), replica: plain },
+      { system: llmcacheSystem("llmcache on Redis, near cache", new CacheClient({ address: near.address })), replica: near },
+    ];
+    const rows: Row[] = [];
+    let step = options.step;
+    for (const { system } of systems) await system.prepare(BYTES);
+    for (const callers of CALLERS) {
+      const scenario = `lookup hit · 500 B · ${callers} caller${callers > 1 ? "s" : ""}`;
+      for (const { system, replica } of systems) {
+        progress(++step, options.total, `redis store: ${system.name} · ${scenario}`);
+        const call = (caller: number, iteration: number) => system.call("lookup hit", BYTES, (caller * 7919 + iteration) % KEYS);
+        await runLoad(call, { callers, seconds: options.warmupSeconds, warmupSeconds: 0 });
+        const before = { replica: replica ? cpuSeconds(replica.child.pid!) : 0, redis: cpuSeconds(options.redisPid) };
+        const result = await runLoad(call, { callers, seconds: options.seconds, warmupSeconds: 0 });
+        const perCall = (seconds: number) => (seconds * 1e6) / result.calls;
+        const replicaUs = replica ? perCall(cpuSeconds(replica.child.pid!) - before.replica) : undefined;
+        const redisUs = perCall(cpuSeconds(options.redisPid) - before.redis);
+        rows.push({
+          section: "redis store",
+          scenario,
+          system: system.name,
+          anchor: system.name === "node-redis" ? undefined : "node-redis",
+          unit: "ops/s",
+          value: result.perSecond,
+          p50: result.p50,
+          p99: result.p99,
+          p999: result.p999,
+          note: `${callers} caller${callers > 1 ? "s" : ""}, CPU per lookup: ${replicaUs === undefined ? "" : `replica ${replicaUs.toFixed(1)} µs, `}Redis ${redisUs.toFixed(1)} µs`,
+        });
+      }
+    }
+    for (const { system } of systems) await system.close();
+    return rows;
+  } finally {
+    for (const replica of replicas) await replica.stop();
+  }
+}
+
+/** User and system CPU time of a process so far, in seconds (Linux's /proc). */
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  // Fields after the command name, which is in parentheses and may hold spaces; utime and stime are the 14th and 15th.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND;
+}
+
+/** USER_HZ: 100 on every Linux this runs on (getconf CLK_TCK). */
+const CLOCK_TICKS_PER_SECOND = 100;
+
+const redisKey = (i: number) => `bench:redis-store:${i}`;
+
+function nodeRedisSystem(port: number): System {
+  const client = createClient({ url: `redis://127.0.0.1:${port}` });
+  let connected: Promise<unknown> | undefined;
+  return {
+    name: "node-redis",
+    unit: "ops/s",
+    unitsPerCall: 1,
+    async prepare(bytes) {
+      await (connected ??= client.connect());
+      await Promise.all(Array.from({ length: KEYS }, (_, i) => client.set(redisKey(i), valueOf(bytes, i))));
+      assert.equal(await client.get(redisKey(7)), valueOf(bytes, 7), "node-redis returned the wrong value");
+    },
+    call: (_operation, _bytes, i) => client.get(redisKey(i)),
+    async close() {
+      await client.close();
+    },
+  };
+}
+
+function ioredisSystem(port: number): System {
+  const redis = new Redis(port, "127.0.0.1");
+  return {
+    name: "ioredis",
+    unit: "ops/s",
+    unitsPerCall: 1,
+    async prepare(bytes) {
+      const pipeline = redis.pipeline();
+      for (let i = 0; i < KEYS; i++) pipeline.set(redisKey(i), valueOf(bytes, i));
+      await pipeline.exec();
+      assert.equal(await redis.get(redisKey(7)), valueOf(bytes, 7), "ioredis returned the wrong value");
+    },
+    call: (_operation, _bytes, i) => redis.get(redisKey(i)),
+    async close() {
+      redis.disconnect();
+    },
+  };
+}
