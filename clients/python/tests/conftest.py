@@ -3,11 +3,16 @@
 Each server is started once per session on port 0 and stopped with
 SIGTERM at its end. The server is built by `npm run build` (npm test and
 CI build it); a missing build fails the tests rather than skipping them.
+
+Servers on Redis (replicas of one cache) use the Redis that CI started and
+names in LLMCACHE_TEST_REDIS, or else one of the session's own
+(redis-server, which must be installed then).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
 import signal
@@ -15,7 +20,9 @@ import socket
 import subprocess
 import tempfile
 import threading
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -73,6 +80,12 @@ class Server:
                 self.process.wait()
 
 
+def start_servers(count: int, *args: str) -> list[Server]:
+    """Starts `count` servers with the same arguments at once (each takes seconds)."""
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(lambda _: start_server(*args), range(count)))
+
+
 def start_server(*args: str, port: int = 0) -> Server:
     """Starts `llmcache serve --port PORT ARGS` and waits for its listening line."""
     node = shutil.which("node")
@@ -111,6 +124,75 @@ def start_server(*args: str, port: int = 0) -> Server:
     metrics = re.search(r"\(metrics on port (\d+)\)", line)
     metrics_port = int(metrics.group(1)) if metrics else None
     return Server(process, line.split()[3], log, metrics_port)
+
+
+@dataclass
+class Redis:
+    """A redis-server process of the tests' own, and its redis:// URL."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self) -> None:
+        """SIGKILL, as in a crash, and waits for the process to be gone."""
+        self.process.kill()
+        self.process.wait()
+
+
+def start_redis(directory: Path) -> Redis:
+    """Starts an empty, unpersisted redis-server on a free loopback port."""
+    redis_server = shutil.which("redis-server")
+    if redis_server is None:
+        pytest.fail(
+            "redis-server is not on PATH: set LLMCACHE_TEST_REDIS or install it"
+        )
+    port = free_port()
+    command = [
+        redis_server, "--port", str(port), "--bind", "127.0.0.1",
+        "--save", "", "--appendonly", "no", "--dir", str(directory),
+        "--logfile", "redis.log",
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+    )
+    started = time.monotonic()
+    while time.monotonic() - started < START_TIMEOUT and process.poll() is None:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as probe:
+                probe.sendall(b"PING\r\n")
+                if probe.recv(16).startswith(b"+PONG"):
+                    return Redis(process, f"redis://127.0.0.1:{port}")
+        except OSError:
+            time.sleep(0.02)
+    process.kill()
+    process.wait()
+    log = directory / "redis.log"
+    pytest.fail(
+        f"redis-server did not start on port {port}:"
+        f" {log.read_text() if log.exists() else ''}"
+    )
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Redis for servers to share: LLMCACHE_TEST_REDIS's, or the session's own."""
+    url = os.environ.get("LLMCACHE_TEST_REDIS")
+    if url:
+        yield url
+        return
+    redis = start_redis(tmp_path_factory.mktemp("redis"))
+    yield redis.url
+    redis.stop()
 
 
 @pytest.fixture(scope="session")
@@ -213,7 +295,11 @@ def client(server: Server, namespace: str) -> Iterator[CacheClient]:
 @pytest.fixture
 def dead_address() -> str:
     """A loopback address where nothing listens."""
+    return f"127.0.0.1:{free_port()}"
+
+
+def free_port() -> int:
+    """A loopback port where nothing listens now."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"127.0.0.1:{port}"
+        return int(probe.getsockname()[1])

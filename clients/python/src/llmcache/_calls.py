@@ -43,7 +43,13 @@ class Call(Generic[R]):
     how long, in seconds, the server may hold the call before it answers
     (a lookup waiting for another's fill): its deadline is that much longer
     than the caller's timeout. `leased`: a lookup that may be granted a
-    lease (which a caller that gave up on it must release).
+    lease (which a caller that gave up on it must release). `retryable`:
+    a call that failed with UNAVAILABLE may be sent again to another
+    replica (see _replicas), as sending it twice stores nothing the first
+    did not: lookups, clear, stats, and updates that overwrite. Not an
+    update only if absent (its retry could find what the first attempt
+    stored, and answer that it stored nothing), a lease's fill (the first
+    attempt may have ended the lease) or a lease's release.
     """
 
     method: str
@@ -53,6 +59,7 @@ class Call(Generic[R]):
     streamed: Streamed | None = None
     wait: float = 0.0
     leased: bool = False
+    retryable: bool = False
 
     def result(self, reply: bytes) -> R:
         """What the caller gets from the reply; a malformed one is INTERNAL."""
@@ -98,6 +105,7 @@ def lookup(
         cache_pb2.LookupResponse,
         _lookup_result,
         "lookup",
+        retryable=True,
     )
 
 
@@ -121,6 +129,7 @@ def leased_lookup(
         "lookup",
         wait=wait_ms / 1000,
         leased=True,
+        retryable=True,
     )
 
 
@@ -146,6 +155,7 @@ def update(  # noqa: PLR0913 -- the entry, then its options
         cache_pb2.UpdateResponse,
         _update_result,
         "update",
+        retryable=not only_if_absent and not lease_token,
     )
 
 
@@ -169,12 +179,18 @@ def release_lease(
 def clear(*, namespace: str, all_namespaces: bool) -> Call[None]:
     """Clear: removes the entries of a namespace, or of all."""
     request = cache_pb2.ClearRequest(namespace=namespace, all_namespaces=all_namespaces)
-    return Call("Clear", request.SerializeToString(), cache_pb2.ClearResponse, _nothing)
+    return Call(
+        "Clear",
+        request.SerializeToString(),
+        cache_pb2.ClearResponse,
+        _nothing,
+        retryable=True,
+    )
 
 
 def stats() -> Call[StatsReport]:
     """Stats: what the cache holds and has done."""
-    return Call("Stats", b"", cache_pb2.StatsResponse, decode_stats)
+    return Call("Stats", b"", cache_pb2.StatsResponse, decode_stats, retryable=True)
 
 
 def lookup_many(
@@ -200,7 +216,11 @@ def lookup_many(
         return [_lookup_result(result) for result in results]
 
     return Call(
-        "BatchLookup", request.SerializeToString(), cache_pb2.BatchLookupResponse, read
+        "BatchLookup",
+        request.SerializeToString(),
+        cache_pb2.BatchLookupResponse,
+        read,
+        retryable=True,
     )
 
 
@@ -218,6 +238,7 @@ def update_many(entries: object, options: UpdateOptions) -> Call[None]:
         request.SerializeToString(),
         cache_pb2.BatchUpdateResponse,
         _nothing,
+        retryable=True,
     )
 
 

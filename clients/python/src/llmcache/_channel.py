@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,8 +11,18 @@ import grpc
 import grpc.aio
 
 from ._describe import describe
+from ._replicas import addresses_of
 
 SERVICE = "llmcache.v1.CacheService"
+# grpcio's default, pick_first, sends every call to the first address a name
+# resolves to; round_robin keeps a connection to each and takes turns.
+# round_robin also reconnects at once when a connection drops, and so lies in
+# TRANSIENT_FAILURE, failing calls fast, while its server is away and for up
+# to a reconnect backoff after it is back. pick_first goes idle instead and
+# reconnects on the next call. Hence round_robin only where it spreads calls:
+# over a DNS name's records, and for replicas, where a replica away must be
+# seen as such (see _replicas).
+_ROUND_ROBIN = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
 
 
 @dataclass(frozen=True)
@@ -32,20 +44,16 @@ class TlsConfig:
 
 @dataclass(frozen=True)
 class ChannelSettings:
-    """A server's address, the token to send it and TLS, checked."""
+    """The replicas' addresses, the token to send them and TLS, checked."""
 
-    address: str
+    addresses: tuple[str, ...]
     metadata: tuple[tuple[str, str], ...]
     tls: TlsConfig | None
 
     @classmethod
     def of(cls, address: object, token: object, tls: object) -> ChannelSettings:
         """Checks the client's connection options."""
-        if not isinstance(address, str) or not address:
-            message = (
-                f"address must be a non-empty str (host:port), got {describe(address)}"
-            )
-            raise TypeError(message)
+        addresses = addresses_of(address)
         metadata: tuple[tuple[str, str], ...] = ()
         if token is not None:
             if not isinstance(token, str):
@@ -53,10 +61,10 @@ class ChannelSettings:
             if not token or any(char.isspace() for char in token):
                 raise ValueError("token must be a non-empty str without spaces")
             metadata = (("authorization", f"Bearer {token}"),)
-        return cls(address, metadata, _check_tls(tls))
+        return cls(addresses, metadata, _check_tls(tls))
 
-    def options(self) -> list[tuple[str, Any]]:
-        """Grpcio channel arguments."""
+    def options(self, address: str) -> list[tuple[str, Any]]:
+        """Grpcio channel arguments of the channel to `address`, one of them."""
         options: list[tuple[str, Any]] = [
             # The server bounds its replies (--max-reply-bytes, 16 MiB by
             # default); grpcio's own 4 MiB would refuse large hits it sends.
@@ -67,6 +75,8 @@ class ChannelSettings:
             # A failed call is the caller's to retry or not.
             ("grpc.enable_retries", 0),
         ]
+        if len(self.addresses) > 1 or not _is_literal(address):
+            options.append(("grpc.service_config", _ROUND_ROBIN))
         if self.tls is not None and self.tls.server_name is not None:
             options.append(("grpc.ssl_target_name_override", self.tls.server_name))
         return options
@@ -101,26 +111,34 @@ class Callables:
         return call
 
 
-def open_blocking(settings: ChannelSettings) -> Callables:
-    """A grpcio channel for the blocking calls."""
+def open_blocking(settings: ChannelSettings, address: str) -> Callables:
+    """A grpcio channel to one replica, for the blocking calls."""
     credentials = settings.credentials()
-    options = settings.options()
+    options = settings.options(address)
     if credentials is None:
-        return Callables(grpc.insecure_channel(settings.address, options=options))
-    return Callables(
-        grpc.secure_channel(settings.address, credentials, options=options)
-    )
+        return Callables(grpc.insecure_channel(address, options=options))
+    return Callables(grpc.secure_channel(address, credentials, options=options))
 
 
-def open_async(settings: ChannelSettings) -> Callables:
-    """A grpc.aio channel, bound to the running event loop."""
+def open_async(settings: ChannelSettings, address: str) -> Callables:
+    """A grpc.aio channel to one replica, bound to the running event loop."""
     credentials = settings.credentials()
-    options = settings.options()
+    options = settings.options(address)
     if credentials is None:
-        return Callables(grpc.aio.insecure_channel(settings.address, options=options))
-    return Callables(
-        grpc.aio.secure_channel(settings.address, credentials, options=options)
-    )
+        return Callables(grpc.aio.insecure_channel(address, options=options))
+    return Callables(grpc.aio.secure_channel(address, credentials, options=options))
+
+
+def _is_literal(address: str) -> bool:
+    """Whether the address is one server: an IP address's or a unix socket."""
+    if address.startswith("unix:"):
+        return True
+    host = address.rsplit(":", 1)[0].removeprefix("[").removesuffix("]")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _check_tls(tls: object) -> TlsConfig | None:

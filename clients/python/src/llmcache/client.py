@@ -13,9 +13,10 @@ from . import _calls
 from ._channel import ChannelSettings, TlsConfig, open_async, open_blocking
 from ._codec import checked
 from ._describe import describe
-from ._errors import closed_error
+from ._errors import CacheError, closed_error
 from ._lease import LeasedLookup, lease_ms_of, lease_token_of, wait_ms_of
 from ._options import Ttl, flag, namespace_of, timeout_of, update_options
+from ._replicas import Attempts, BlockingHealth, Picker, always_healthy, async_health
 from ._stream import OperationStream, streams
 
 if TYPE_CHECKING:
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from ._channel import Callables
     from ._generation import Generation
     from ._options import UpdateOptions
+    from ._replicas import Health
     from ._stats import StatsReport
 
     Generations: TypeAlias = Sequence[Generation | Mapping[str, Any]]
@@ -40,11 +42,28 @@ DEFAULT_LEASE_MS = 30_000
 DEFAULT_WAIT_MS = 60_000
 
 
-class _LoopTransport(NamedTuple):
-    """An event loop's grpc.aio channel and, when batching, its stream."""
+class _BlockingTransport(NamedTuple):
+    """The blocking calls' channel to each replica, and the replicas' health."""
 
-    callables: Callables
-    stream: OperationStream | None
+    replicas: tuple[Callables, ...]
+    health: Health
+
+
+class _AsyncReplica:
+    """A replica's grpc.aio channel on one event loop, and its stream if opened."""
+
+    __slots__ = ("callables", "stream")
+
+    def __init__(self, callables: Callables) -> None:
+        self.callables = callables
+        self.stream: OperationStream | None = None
+
+
+class _LoopTransport(NamedTuple):
+    """An event loop's replicas (a grpc.aio channel to each) and their health."""
+
+    replicas: tuple[_AsyncReplica, ...]
+    health: Health
 
 
 class CacheClient:
@@ -60,7 +79,12 @@ class CacheClient:
     and `[]` for a stored empty list.
 
     Args:
-        address: "host:port" of the server.
+        address: "host:port" of the server ("10.0.0.1:50051",
+            "[::1]:50051"), or of several replicas of one cache (servers
+            sharing one Redis): "host:port" items separated by commas, or a
+            sequence of them. An empty list or item, a duplicate, or an item
+            that is not host:port is refused (TypeError, ValueError). See
+            Replicas below.
         token: a bearer token from the server's auth file, sent with every
             call as "authorization: Bearer <token>".
         tls: False for plain text (the default); True for TLS with the
@@ -76,6 +100,21 @@ class CacheClient:
             False makes each a unary call of its own. The blocking methods
             are unary either way.
 
+    Replicas: the client opens a channel to each address; a DNS name with
+    several records is spread over all of them (round robin). Calls take
+    turns over the replicas whose channel is not in TRANSIENT_FAILURE
+    (the first call goes to the first address), or go to the next one
+    anyway when none is healthy. A call that fails with UNAVAILABLE (its
+    replica died, or was never there) is made again on a replica it has
+    not tried yet, with what is left of its deadline, at most once per
+    replica: lookups (leased or not), lookup_many, stats, clear, and
+    updates that overwrite (update, update_many: storing the same value
+    again changes nothing). Never retried, so that their UNAVAILABLE
+    reaches the caller: update_if_absent (a retry could find what the
+    first attempt stored and answer False), an update that fills a lease
+    (`lease_token`), and release_lease. Batching, each replica has its own
+    stream. With one address nothing is picked or retried.
+
     Single flight (leases, as memcache's): `lookup(..., lease_ms=...)` asks
     for a lease on a miss, so that of many callers missing the same pair at
     once one computes it while the others wait (`wait_ms`) for its update;
@@ -90,16 +129,16 @@ class CacheClient:
 
     Close the client with `close()` / `await aclose()`, or use it as a
     context manager (`with` or `async with`). The async methods keep one
-    channel (and, batching, one stream) per event loop, so a client may
-    serve several `asyncio.run`s; `aclose()` ends the stream of its loop
-    once it has answered, and a loop that ends with its stream open
-    cancels it.
+    channel (and, batching, one stream) per replica and event loop, so a
+    client may serve several `asyncio.run`s; `aclose()` ends the streams
+    of its loop once they have answered, and a loop that ends with a
+    stream open cancels it.
 
     """
 
     def __init__(  # noqa: PLR0913 -- the address, then keyword options
         self,
-        address: str,
+        address: str | Sequence[str],
         *,
         token: str | None = None,
         tls: bool | TlsConfig = False,
@@ -112,15 +151,21 @@ class CacheClient:
         self._namespace = "" if namespace is None else checked(namespace, "namespace")
         self._timeout = timeout_of(timeout)
         self._batching = flag(batching, "batching")
+        self._picker = Picker(len(self._settings.addresses))
         self._lock = threading.Lock()
         self._closed = False
-        self._blocking: Callables | None = None
+        self._blocking: _BlockingTransport | None = None
         self._async: dict[asyncio.AbstractEventLoop, _LoopTransport] = {}
 
     @property
     def address(self) -> str:
-        """The server's "host:port"."""
-        return self._settings.address
+        """The replicas' "host:port", joined with "," (one: the server's)."""
+        return ",".join(self._settings.addresses)
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        """Each replica's "host:port", in the order given."""
+        return self._settings.addresses
 
     @property
     def namespace(self) -> str:
@@ -414,7 +459,8 @@ class CacheClient:
             blocking, self._blocking = self._blocking, None
             self._async.clear()
         if blocking is not None:
-            blocking.channel.close()
+            for replica in blocking.replicas:
+                replica.channel.close()
 
     def __enter__(self) -> Self:
         """Returns the client, closed by the `with` block's end."""
@@ -649,11 +695,13 @@ class CacheClient:
             current = self._async.pop(asyncio.get_running_loop(), None)
             self._async.clear()
         if blocking is not None:
-            blocking.channel.close()
+            for replica in blocking.replicas:
+                replica.channel.close()
         if current is not None:
-            if current.stream is not None:
-                await current.stream.aclose()
-            await current.callables.channel.close()
+            opened = [r.stream for r in current.replicas if r.stream is not None]
+            await asyncio.gather(*(stream.aclose() for stream in opened))
+            channels = [replica.callables.channel for replica in current.replicas]
+            await asyncio.gather(*(channel.close() for channel in channels))
 
     async def __aenter__(self) -> Self:
         """Returns the client, closed by the `async with` block's end."""
@@ -765,23 +813,53 @@ class CacheClient:
 
     def _send(self, call: Call[R], timeout: float | None) -> R:
         deadline = self._deadline(timeout) + call.wait
-        callables = self._blocking_callables()
-        try:
-            reply = callables.unary(call.method)(
-                call.request, timeout=deadline, metadata=self._settings.metadata
-            )
-        except grpc.RpcError as error:
-            raise call.failure(error) from error
-        return call.result(reply)
+        transport = self._blocking_transport()
+        attempts = Attempts(
+            self._picker, transport.health, deadline, retryable=call.retryable
+        )
+        while True:
+            callables = transport.replicas[attempts.replica]
+            try:
+                reply = callables.unary(call.method)(
+                    call.request,
+                    timeout=attempts.timeout,
+                    metadata=self._settings.metadata,
+                )
+            except grpc.RpcError as error:
+                failure = call.failure(error)
+                if attempts.retry(failure):
+                    continue
+                raise failure from error
+            return call.result(reply)
 
     async def _asend(self, call: Call[R], timeout: float | None) -> R:
         deadline = self._deadline(timeout) + call.wait
-        callables, stream = self._async_transport()
-        if stream is not None and streams(call):
-            return await stream.send(call, deadline)
+        transport = self._async_transport()
+        attempts = Attempts(
+            self._picker, transport.health, deadline, retryable=call.retryable
+        )
+        while True:
+            replica = transport.replicas[attempts.replica]
+            try:
+                return await self._asend_to(replica, call, attempts.timeout)
+            except CacheError as error:
+                if not attempts.retry(error):
+                    raise
+
+    async def _asend_to(
+        self, replica: _AsyncReplica, call: Call[R], timeout: float
+    ) -> R:
+        if self._batching and streams(call):
+            stream = replica.stream
+            if stream is None:  # opened on the first call that needs it
+                channel = replica.callables.channel
+                stream = replica.stream = OperationStream(
+                    channel, self._settings.metadata
+                )
+            return await stream.send(call, timeout)
         try:
-            reply = await callables.unary(call.method)(
-                call.request, timeout=deadline, metadata=self._settings.metadata
+            reply = await replica.callables.unary(call.method)(
+                call.request, timeout=timeout, metadata=self._settings.metadata
             )
         except grpc.RpcError as error:
             raise call.failure(error) from error
@@ -790,19 +868,24 @@ class CacheClient:
     def _deadline(self, timeout: float | None) -> float:
         return self._timeout if timeout is None else timeout_of(timeout)
 
-    def _blocking_callables(self) -> Callables:
+    def _blocking_transport(self) -> _BlockingTransport:
         with self._lock:
             if self._closed:
                 raise closed_error()
             if self._blocking is None:
-                self._blocking = open_blocking(self._settings)
+                addresses = self._settings.addresses
+                replicas = tuple(open_blocking(self._settings, a) for a in addresses)
+                health: Health = always_healthy
+                if len(replicas) > 1:
+                    health = BlockingHealth([replica.channel for replica in replicas])
+                self._blocking = _BlockingTransport(replicas, health)
             return self._blocking
 
     def _async_transport(self) -> _LoopTransport:
         # A grpc.aio channel (and a call on it) works only on the event loop
-        # it was made on, so there is one per loop. One whose loop has closed
-        # (an asyncio.run that returned) can no longer be closed by awaiting;
-        # letting it go frees it with its loop.
+        # it was made on, so there is one per replica and loop. One whose
+        # loop has closed (an asyncio.run that returned) can no longer be
+        # closed by awaiting; letting it go frees it with its loop.
         loop = asyncio.get_running_loop()
         with self._lock:
             if self._closed:
@@ -811,11 +894,14 @@ class CacheClient:
             if transport is None:
                 for stale in [other for other in self._async if other.is_closed()]:
                     del self._async[stale]
-                callables = open_async(self._settings)
-                stream = None
-                if self._batching:
-                    metadata = self._settings.metadata
-                    stream = OperationStream(callables.channel, metadata)
-                transport = _LoopTransport(callables, stream)
+                addresses = self._settings.addresses
+                replicas = tuple(
+                    _AsyncReplica(open_async(self._settings, a)) for a in addresses
+                )
+                health: Health = always_healthy
+                if len(replicas) > 1:
+                    channels = [replica.callables.channel for replica in replicas]
+                    health = async_health(channels)
+                transport = _LoopTransport(replicas, health)
                 self._async[loop] = transport
             return transport

@@ -25,7 +25,7 @@ from ._options import expiry_of, flag, namespace_of
 from .client import DEFAULT_LEASE_MS, DEFAULT_TIMEOUT, DEFAULT_WAIT_MS, CacheClient
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
     from ._channel import TlsConfig
     from ._generation import ChatMessage
@@ -50,7 +50,10 @@ class LangChainCache(BaseCache):
 
     Give either `address` (with the connection options of CacheClient:
     token, tls, timeout), and the cache makes and owns its client, or a
-    `client` of your own, which it uses and leaves open.
+    `client` of your own, which it uses and leaves open. `address` is what
+    CacheClient takes: "host:port", or several replicas of one cache as
+    "host:port" items separated by commas or as a sequence of them (see
+    CacheClient for how calls spread over them and fail over).
 
     What it stores is lossless for Generation and ChatGeneration with every
     message class of langchain_core.messages and their chunks: a lookup
@@ -88,7 +91,7 @@ class LangChainCache(BaseCache):
         self,
         client: CacheClient | None = None,
         *,
-        address: str | None = None,
+        address: str | Sequence[str] | None = None,
         token: str | None = None,
         tls: bool | TlsConfig = False,
         timeout: float | None = None,
