@@ -109,6 +109,39 @@ describe("a replica on Redis under load while Redis fails", function () {
     });
   });
 
+  describe("Redis hung (SIGSTOP), then going on", () => {
+    let redis: PrivateRedis;
+    let replica: ServerProcess;
+    let client: CacheClient;
+
+    before(async () => {
+      redis = await startRedis();
+      replica = await startServerProcess(["--store", redis.url]);
+      client = new CacheClient({ address: replica.address, timeoutMs: 1_000 });
+    });
+    after(async () => {
+      redis.resume();
+      await client.close();
+      await replica.stop();
+      await redis.stop();
+    });
+
+    it("turns NOT_SERVING while Redis answers nothing, and serves again once it does", async () => {
+      await client.aupdate("hung", "llm", [{ text: "before" }]);
+      redis.pause();
+      try {
+        // No command has a timeout of its own (see redis-connection.ts): the probe's PING finds the hang.
+        await waitFor(async () => (await healthOf(replica.address, "")) === "NOT_SERVING", "health to turn NOT_SERVING", 6_000);
+        await assert.rejects(client.alookup("hung", "llm"), (error: unknown) => error instanceof CacheError && /DEADLINE_EXCEEDED|UNAVAILABLE/.test(error.code));
+      } finally {
+        redis.resume();
+      }
+      await waitFor(async () => (await healthOf(replica.address, "")) === "SERVING", "health to turn SERVING again", 5_000);
+      assert.deepEqual(await client.alookup("hung", "llm"), [{ text: "before" }]);
+      assert.equal(replica.child.exitCode, null, "the replica is still running");
+    });
+  });
+
   describe("a Cluster primary killed", () => {
     let cluster: PrivateCluster;
     let replica: ServerProcess;

@@ -79,7 +79,8 @@ export async function redisServers(): Promise<{ single: string; cluster: string 
 }
 
 async function startShared(): Promise<{ single: string; cluster: string }> {
-  return runRedisUp({});
+  const { single, cluster } = await runRedisUp({});
+  return { single, cluster };
 }
 
 /**
@@ -176,6 +177,9 @@ export interface PrivateRedis {
   stop(): Promise<void>;
   /** SIGKILL: no goodbye to its clients, as in a crash. */
   kill(): void;
+  /** SIGSTOP: connections stay open and nothing is answered, as in a hung host. resume() sends SIGCONT. */
+  pause(): void;
+  resume(): void;
   /** Starts it again, empty, on the same port, and waits until it answers PING. */
   restart(): Promise<void>;
 }
@@ -203,6 +207,12 @@ export async function startRedis(): Promise<PrivateRedis> {
     },
     kill() {
       if (pid !== undefined && isRunning(pid)) process.kill(pid, "SIGKILL");
+    },
+    pause() {
+      if (pid !== undefined) process.kill(pid, "SIGSTOP");
+    },
+    resume() {
+      if (pid !== undefined) process.kill(pid, "SIGCONT");
     },
     async restart() {
       // After kill() the process may take a moment to die and free the port.
