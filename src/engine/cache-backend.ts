@@ -34,6 +34,14 @@ export interface BackendGauges {
   readonly leasesOutstanding: number;
   /** Lookups waiting in this process for a lease's fill. */
   readonly leaseWaiters: number;
+  /** The figures of a near cache in front of a shared store, where there is one. */
+  readonly nearCache?: NearCacheGauges;
+}
+
+export interface NearCacheGauges {
+  readonly size: number;
+  readonly bytes: number;
+  readonly counts: { hits: number; invalidations: number };
 }
 
 /**

@@ -79,6 +79,10 @@ export class RedisBackend implements CacheBackend<Buffer> {
     return this.#waits.waiting;
   }
 
+  get nearCache(): NearCache | undefined {
+    return this.#near;
+  }
+
   async lookup(namespace: string, prompt: string, llmString: string, { bypass, leaseMs, waitMs, signal }: BackendLookup): Promise<LeasedLookup<Buffer>> {
     const keys = pairKeys(namespace, prompt, llmString);
     if (bypass) this.#counters.count(namespace, "bypasses");

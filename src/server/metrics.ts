@@ -65,6 +65,18 @@ export class ServerMetrics {
       gaugeFrom(registers, "llmcache_leases_outstanding", "Leases granted and not yet ended.", () => backend.leasesOutstanding ?? 0);
       gaugeFrom(registers, "llmcache_lease_waiters", "Lookups waiting now for a lease's fill.", () => backend.leaseWaiters ?? 0);
     }
+    const near = backend.nearCache;
+    if (near) {
+      gaugeFrom(registers, "llmcache_near_cache_entries", "Entries the near cache holds.", () => near.size);
+      gaugeFrom(registers, "llmcache_near_cache_bytes", "Bytes the near cache holds: keys, values and their overhead.", () => near.bytes);
+      counterFrom(registers, "llmcache_near_cache_hits_total", "Lookups the near cache answered without asking Redis.", () => near.counts.hits);
+      counterFrom(
+        registers,
+        "llmcache_near_cache_invalidations_total",
+        "Changes Redis reported (each drops the entry if held), and times everything was dropped.",
+        () => near.counts.invalidations,
+      );
+    }
     // The log says why a snapshot failed; these let an alert see that it does, or how stale the last one is.
     this.#snapshotFailures = new Counter({ name: "llmcache_snapshot_failures_total", help: "Snapshot writes that failed.", registers });
     this.#snapshotWrittenAt = new Gauge({

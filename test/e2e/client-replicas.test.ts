@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { get } from "node:http";
 import { CacheClient, type Generation } from "../../src/index.js";
 import { isCacheError } from "../helpers/assertions.js";
 import { redisServers } from "../helpers/redis-servers.js";
 import { startServerProcess, type ServerProcess } from "../helpers/server-process.js";
+import { httpGet } from "../helpers/single-flight.js";
 import { closedPort, startStalledGrpcServer } from "../helpers/stalled-server.js";
 
 const KEYS = Array.from({ length: 40 }, (_, i) => `prompt ${i}`);
@@ -14,21 +14,11 @@ const answerOf = (i: number): Generation[] => [{ text: `answer ${i}` }];
 /** The one TypeError `address` gets, for assert.throws. */
 const addressError = (message: string) => ({ name: "TypeError", message });
 
-function httpGet(url: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    get(url, (response) => {
-      let body = "";
-      response.on("data", (chunk) => (body += chunk));
-      response.on("end", () => resolve(body));
-    }).on("error", reject);
-  });
-}
-
 /** The lookups this replica answered with a hit: its own count, even on Redis (see README, Statistics). */
 async function hitsServedBy(server: ServerProcess): Promise<number> {
   const port = /metrics on port (\d+)/.exec(server.stdout())?.[1];
   assert.ok(port, "the replica printed its metrics port");
-  const body = await httpGet(`http://127.0.0.1:${port}/metrics`);
+  const { body } = await httpGet(`http://127.0.0.1:${port}/metrics`);
   return Number(/^llmcache_hits_total (\S+)$/m.exec(body)?.[1] ?? 0);
 }
 

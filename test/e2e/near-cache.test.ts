@@ -5,7 +5,7 @@ import { CacheClient, CacheError, type Generation } from "../../src/index.js";
 import { healthOf } from "../helpers/raw-grpc.js";
 import { redisServers, startRedis, type PrivateRedis } from "../helpers/redis-servers.js";
 import { runCli, startServerProcess, type ServerProcess } from "../helpers/server-process.js";
-import { waitFor } from "../helpers/single-flight.js";
+import { httpGet, waitFor } from "../helpers/single-flight.js";
 
 const NEAR = ["--near-cache", "16MiB"];
 const version = (n: number): Generation[] => [{ text: `v${n}` }];
@@ -73,7 +73,7 @@ describe("the near cache (--near-cache)", function () {
 
     before(async () => {
       redis = await startRedis();
-      [near, other] = await Promise.all([replicaOn(redis.url, NEAR), replicaOn(redis.url)]);
+      [near, other] = await Promise.all([replicaOn(redis.url, [...NEAR, "--metrics-port", "0"]), replicaOn(redis.url)]);
       admin = createClient({ url: redis.url });
       // It loses its connection when a test kills Redis, and reconnects.
       admin.on("error", () => {});
@@ -101,6 +101,28 @@ describe("the near cache (--near-cache)", function () {
       assert.equal(await getsServed(), 0);
       assert.equal((await near.client.astats()).total.hits, hitsBefore + 51);
     });
+
+    it("shows its figures in the replica's metrics", async () => {
+      await near.client.aupdate("metered", "llm", version(1));
+      await near.client.alookup("metered", "llm");
+      const before = await nearMetrics();
+      for (let i = 0; i < 5; i++) await near.client.alookup("metered", "llm");
+      await other.client.aupdate("metered", "llm", version(2));
+      await waitFor(async () => versionOf(await near.client.alookup("metered", "llm")) === 2, "the overwrite to be heard of", 1_000);
+      const after = await nearMetrics();
+      assert.ok(after.hits >= before.hits + 5, `hits ${before.hits} then ${after.hits}`);
+      assert.ok(after.invalidations > before.invalidations, `invalidations ${before.invalidations} then ${after.invalidations}`);
+      assert.ok(after.entries >= 1 && after.bytes > 0, JSON.stringify(after));
+    });
+
+    /** The near cache's figures from the replica's Prometheus metrics. */
+    async function nearMetrics(): Promise<{ hits: number; invalidations: number; entries: number; bytes: number }> {
+      const port = /metrics on port (\d+)/.exec(near.server.stdout())?.[1];
+      assert.ok(port, "the replica printed its metrics port");
+      const { body } = await httpGet(`http://127.0.0.1:${port}/metrics`);
+      const metric = (name: string) => Number(new RegExp(`^llmcache_near_cache_${name} (\\S+)$`, "m").exec(body)?.[1] ?? Number.NaN);
+      return { hits: metric("hits_total"), invalidations: metric("invalidations_total"), entries: metric("entries"), bytes: metric("bytes") };
+    }
 
     it("goes to Redis for a bypassing lookup, and for a miss every time", async () => {
       await near.client.aupdate("bypassed", "llm", version(1));
