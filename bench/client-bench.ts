@@ -102,7 +102,7 @@ export async function compareSystems(options: {
 const redisKey = (i: number) => `bench:${i}`;
 const redisMissKey = (i: number) => `bench:missing:${i}`;
 
-function redisSystem(name: string, redis: Redis): System {
+export function redisSystem(name: string, redis: Redis): System {
   return {
     name,
     unit: "ops/s",

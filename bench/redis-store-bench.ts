@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs";
 import { createClient } from "@redis/client";
 import { Redis } from "ioredis";
 import { CacheClient } from "../src/index.js";
-import { llmcacheSystem, type System } from "./client-bench.js";
+import { llmcacheSystem, redisSystem, type System } from "./client-bench.js";
 import { runLoad } from "./load.js";
 import { startLlmcache, type RunningProcess } from "./processes.js";
 import { progress, type Row } from "./results.js";
@@ -38,7 +38,7 @@ export async function redisStoreBench(options: {
     replicas.push(near);
     const systems: { system: System; replica?: RunningProcess }[] = [
       { system: nodeRedisSystem(options.redisPort) },
-      { system: ioredisSystem(options.redisPort) },
+      { system: redisSystem("ioredis", new Redis(options.redisPort, "127.0.0.1")) },
       { system: llmcacheSystem("llmcache on Redis", new CacheClient({ address: plain.address })), replica: plain },
       { system: llmcacheSystem("llmcache on Redis, near cache", new CacheClient({ address: near.address })), replica: near },
     ];
@@ -105,25 +105,6 @@ function nodeRedisSystem(port: number): System {
     call: (_operation, _bytes, i) => client.get(redisKey(i)),
     async close() {
       await client.close();
-    },
-  };
-}
-
-function ioredisSystem(port: number): System {
-  const redis = new Redis(port, "127.0.0.1");
-  return {
-    name: "ioredis",
-    unit: "ops/s",
-    unitsPerCall: 1,
-    async prepare(bytes) {
-      const pipeline = redis.pipeline();
-      for (let i = 0; i < KEYS; i++) pipeline.set(redisKey(i), valueOf(bytes, i));
-      await pipeline.exec();
-      assert.equal(await redis.get(redisKey(7)), valueOf(bytes, 7), "ioredis returned the wrong value");
-    },
-    call: (_operation, _bytes, i) => redis.get(redisKey(i)),
-    async close() {
-      redis.disconnect();
     },
   };
 }
