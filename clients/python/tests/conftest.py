@@ -4,9 +4,13 @@ Each server is started once per session on port 0 and stopped with
 SIGTERM at its end. The server is built by `npm run build` (npm test and
 CI build it); a missing build fails the tests rather than skipping them.
 
-Servers on Redis (replicas of one cache) use the Redis that CI started and
-names in LLMCACHE_TEST_REDIS, or else one of the session's own
-(redis-server, which must be installed then).
+Servers on Redis (replicas of one cache, and the behaviour tests' servers
+on each store) use the Redis that CI started and names in
+LLMCACHE_TEST_REDIS, or else one of the session's own (redis-server, which
+must be installed then); those on a Redis Cluster use the cluster named in
+LLMCACHE_TEST_REDIS_CLUSTER, or else one that scripts/redis-up.sh starts for
+the session. Other test processes may share these, so tests there keep to
+namespaces of their own and never clear all of them.
 """
 
 from __future__ import annotations
@@ -196,6 +200,65 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Redis Cluster: LLMCACHE_TEST_REDIS_CLUSTER's, or the session's own."""
+    url = os.environ.get("LLMCACHE_TEST_REDIS_CLUSTER")
+    if url:
+        yield url
+        return
+    directory = tmp_path_factory.mktemp("redis-up")
+    try:
+        made = subprocess.run(
+            ["bash", str(REPO / "scripts" / "redis-up.sh"), str(directory)],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+        if made.returncode != 0:
+            pytest.fail(f"scripts/redis-up.sh failed: {made.stderr.strip()}")
+        lines = (directory / "env").read_text().splitlines()
+        env = {key: value for key, _, value in (line.partition("=") for line in lines)}
+        yield env["LLMCACHE_TEST_REDIS_CLUSTER"]
+    finally:  # also what a redis-up.sh that timed out had started
+        subprocess.run(
+            ["bash", str(REPO / "scripts" / "redis-down.sh"), str(directory)],
+            capture_output=True,
+            check=False,
+            timeout=60,
+        )
+
+
+# The stores a server can keep its entries in, as the behaviour tests' ids.
+STORES = ["memory", "redis", "redis-cluster"]
+
+
+def server_on_store(request: pytest.FixtureRequest, *args: str) -> Server:
+    """Starts `llmcache serve ARGS --store URL` on the Redis named by request.param."""
+    store: str = request.param
+    url_fixture = {"redis": "redis_url", "redis-cluster": "redis_cluster_url"}[store]
+    url: str = request.getfixturevalue(url_fixture)
+    return start_server(*args, "--store", url)
+
+
+@pytest.fixture(scope="session", params=STORES, ids=STORES)
+def store_server(request: pytest.FixtureRequest) -> Iterator[Server]:
+    """`server`, and a server with its settings on Redis and on a Redis Cluster.
+
+    For the tests of what every store does alike. On Redis, a namespace's
+    statistics count no entries nor bytes (the total has Redis's), and the
+    settings that bound the memory store (maxsize, max-bytes, ...) are
+    refused: tests of those stay on `server` or `limited_server`.
+    """
+    if request.param == "memory":
+        yield request.getfixturevalue("server")
+        return
+    started = server_on_store(request)
+    yield started
+    started.stop()
+
+
+@pytest.fixture(scope="session")
 def server() -> Iterator[Server]:
     """A server with the default settings: no limits, no TTL, no tokens."""
     started = start_server()
@@ -207,6 +270,17 @@ def server() -> Iterator[Server]:
 def limited_server() -> Iterator[Server]:
     """A server with a 64 KiB byte budget and a 300 ms default TTL."""
     started = start_server("--max-bytes", "64KiB", "--default-ttl", "300ms")
+    yield started
+    started.stop()
+
+
+@pytest.fixture(scope="session", params=STORES, ids=STORES)
+def default_ttl_server(request: pytest.FixtureRequest) -> Iterator[Server]:
+    """A server with a 300 ms default TTL on each store (in memory: `limited_server`)."""
+    if request.param == "memory":
+        yield request.getfixturevalue("limited_server")
+        return
+    started = server_on_store(request, "--default-ttl", "300ms")
     yield started
     started.stop()
 

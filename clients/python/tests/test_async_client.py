@@ -1,4 +1,9 @@
-"""CacheClient's async methods (grpc.aio) against a real server."""
+"""CacheClient's async methods (grpc.aio) against a real server.
+
+The cache's behaviour is checked on every store (`aclient` is of
+`store_server`); what only the memory store has (a byte budget, its
+namespaces' counts of entries) on `server` or `limited_server`.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +25,18 @@ PARIS: list[Generation] = [{"text": "Paris"}]
 
 
 @pytest.fixture
-async def aclient(server: Server, namespace: str) -> AsyncIterator[CacheClient]:
+async def aclient(store_server: Server, namespace: str) -> AsyncIterator[CacheClient]:
+    """A client of a server on each store (memory, Redis, Redis Cluster)."""
+    async with CacheClient(store_server.address, namespace=namespace) as made:
+        yield made
+
+
+@pytest.fixture
+async def memory_aclient(server: Server, namespace: str) -> AsyncIterator[CacheClient]:
+    """A client of the memory store's `server` only, in the test's namespace.
+
+    For the statistics of entries: on Redis a namespace counts none.
+    """
     async with CacheClient(server.address, namespace=namespace) as made:
         yield made
 
@@ -80,12 +96,12 @@ async def test_aupdate_if_absent_stores_only_when_absent(aclient: CacheClient) -
 
 
 async def test_astats_count_the_namespaces_lookups(
-    aclient: CacheClient, namespace: str
+    memory_aclient: CacheClient, namespace: str
 ) -> None:
-    await aclient.aupdate("p", "l", PARIS)
-    await aclient.alookup("p", "l")
-    await aclient.alookup("absent", "l")
-    stats = (await aclient.astats()).namespaces[namespace]
+    await memory_aclient.aupdate("p", "l", PARIS)
+    await memory_aclient.alookup("p", "l")
+    await memory_aclient.alookup("absent", "l")
+    stats = (await memory_aclient.astats()).namespaces[namespace]
     assert (stats.entries, stats.hits, stats.misses) == (1, 1, 1)
 
 
@@ -126,6 +142,7 @@ async def test_async_calls_fail_with_unavailable_when_no_server_listens(
 async def test_an_async_entry_too_large_raises_entry_too_large_error(
     limited_server: Server, namespace: str
 ) -> None:
+    # In memory only: the entry is too large for the server's byte budget.
     async with CacheClient(limited_server.address, namespace=namespace) as client:
         with pytest.raises(EntryTooLargeError) as raised:
             await client.aupdate("p", "l", [{"text": "x" * 100_000}])

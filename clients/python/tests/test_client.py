@@ -1,4 +1,9 @@
-"""CacheClient's blocking methods against a real server."""
+"""CacheClient's blocking methods against a real server.
+
+The cache's behaviour is checked on every store (the `client` here is of
+`store_server`); what only the memory store has (a byte budget, its
+namespaces' counts of entries and bytes) on `server` or `limited_server`.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +18,30 @@ from conftest import start_server
 from llmcache import CacheClient, CacheError, CacheStats, Generation
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from conftest import Server
 
 PARIS: list[Generation] = [{"text": "Paris"}]
+
+
+@pytest.fixture
+def client(store_server: Server, namespace: str) -> Iterator[CacheClient]:
+    """conftest's `client`, of a server on each store: memory, Redis, Cluster."""
+    with CacheClient(store_server.address, namespace=namespace) as made:
+        yield made
+
+
+@pytest.fixture
+def memory_client(server: Server, namespace: str) -> Iterator[CacheClient]:
+    """A client of the memory store's `server` only, in the test's namespace.
+
+    For the statistics of entries and bytes: on Redis a namespace counts
+    none, and the total's are Redis's (DBSIZE, used_memory), which count the
+    keys of every test process that shares it.
+    """
+    with CacheClient(server.address, namespace=namespace) as made:
+        yield made
 
 
 def test_lookup_returns_what_update_stored(client: CacheClient) -> None:
@@ -67,7 +93,8 @@ def test_clear_leaves_other_namespaces_alone(
 def test_clear_all_namespaces_empties_every_namespace(
     limited_server: Server, namespace: str
 ) -> None:
-    # On a server of its own, so that other tests' entries are not cleared.
+    # On a server of its own, so that other tests' entries are not cleared:
+    # in memory only, since on Redis it would clear other processes' too.
     with CacheClient(limited_server.address, namespace=namespace) as client:
         client.update("p", "l", PARIS, never_expires=True)
         client.update("p", "l", PARIS, namespace=f"{namespace}-b", never_expires=True)
@@ -85,13 +112,15 @@ def test_namespaces_keep_keys_apart(client: CacheClient, namespace: str) -> None
 
 
 def test_the_clients_namespace_is_the_default_of_its_calls(
-    server: Server, namespace: str
+    store_server: Server, namespace: str
 ) -> None:
-    with CacheClient(server.address, namespace=namespace) as scoped:
-        scoped.update("p", "l", PARIS)
-    with CacheClient(server.address) as unscoped:
-        assert unscoped.lookup("p", "l") is None
-        assert unscoped.lookup("p", "l", namespace=namespace) == PARIS
+    # A prompt of the test's own: the default namespace is everyone's.
+    prompt = f"p-{namespace}"
+    with CacheClient(store_server.address, namespace=namespace) as scoped:
+        scoped.update(prompt, "l", PARIS)
+    with CacheClient(store_server.address) as unscoped:
+        assert unscoped.lookup(prompt, "l") is None
+        assert unscoped.lookup(prompt, "l", namespace=namespace) == PARIS
 
 
 def test_an_entry_expires_after_its_ttl_in_seconds(client: CacheClient) -> None:
@@ -109,9 +138,9 @@ def test_ttl_takes_a_timedelta(client: CacheClient) -> None:
 
 
 def test_an_entry_without_ttl_expires_after_the_servers_default(
-    limited_server: Server, namespace: str
+    default_ttl_server: Server, namespace: str
 ) -> None:
-    with CacheClient(limited_server.address, namespace=namespace) as client:
+    with CacheClient(default_ttl_server.address, namespace=namespace) as client:
         client.update("p", "l", PARIS)
         assert client.lookup("p", "l") == PARIS
         time.sleep(0.6)
@@ -119,9 +148,9 @@ def test_an_entry_without_ttl_expires_after_the_servers_default(
 
 
 def test_never_expires_outlives_the_servers_default_ttl(
-    limited_server: Server, namespace: str
+    default_ttl_server: Server, namespace: str
 ) -> None:
-    with CacheClient(limited_server.address, namespace=namespace) as client:
+    with CacheClient(default_ttl_server.address, namespace=namespace) as client:
         client.update("p", "l", PARIS, never_expires=True)
         time.sleep(0.6)
         assert client.lookup("p", "l") == PARIS
@@ -152,14 +181,14 @@ def test_update_if_absent_with_no_store_answers_false(client: CacheClient) -> No
 
 
 def test_stats_count_a_namespaces_entries_and_lookups(
-    client: CacheClient, namespace: str
+    memory_client: CacheClient, namespace: str
 ) -> None:
-    client.update("p", "l", PARIS)
-    client.update("q", "l", PARIS, no_store=True)
-    client.lookup("p", "l")
-    client.lookup("absent", "l")
-    client.lookup("p", "l", bypass=True)
-    report = client.stats()
+    memory_client.update("p", "l", PARIS)
+    memory_client.update("q", "l", PARIS, no_store=True)
+    memory_client.lookup("p", "l")
+    memory_client.lookup("absent", "l")
+    memory_client.lookup("p", "l", bypass=True)
+    report = memory_client.stats()
     stats = report.namespaces[namespace]
     assert isinstance(stats, CacheStats)
     assert (stats.entries, stats.hits, stats.misses, stats.bypasses) == (1, 1, 1, 1)
@@ -197,6 +226,7 @@ def test_update_many_stores_every_entry(client: CacheClient, namespace: str) -> 
 def test_update_many_stores_none_when_one_entry_is_refused(
     limited_server: Server, namespace: str
 ) -> None:
+    # In memory only: the entry is refused for the server's byte budget.
     with CacheClient(limited_server.address, namespace=namespace) as client:
         with pytest.raises(CacheError):
             client.update_many(
