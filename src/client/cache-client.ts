@@ -362,6 +362,8 @@ export class CacheClient implements BaseCache {
 
   /** One attempt of an operation on one replica: on its stream, if the operation can be batched, else as a unary call. */
   async #attempt<R>(operation: Operation<R>, replica: number, timeoutMs: number, signal: AbortSignal | undefined): Promise<R> {
+    // A retry after close() must not open a stream on a closed channel.
+    this.#checkOpen();
     const { method, request, decode, stream } = operation;
     if (stream && this.#batched(operation)) {
       const abandoned = stream.abandoned && ((outcome: StreamOutcome) => stream.abandoned!(outcome, replica));

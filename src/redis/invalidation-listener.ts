@@ -52,10 +52,12 @@ export class InvalidationListener extends BasicPooledClientSideCache {
 
   /** A Cluster replaces its node connections (after a failover, a slot move): changes may go unheard meanwhile. */
   override disable(): void {
-    this.#near.suspend();
+    this.#near.suspend(SLOT_MAP_REFRESH);
   }
 
   override enable(): void {
-    this.#near.resume();
+    this.#near.resume(SLOT_MAP_REFRESH);
   }
 }
+
+const SLOT_MAP_REFRESH = "a Cluster replacing its node connections";

@@ -4,12 +4,13 @@
  * every replica when one of llmcache's keys changes anywhere (see
  * invalidation-listener.ts); the entry is dropped when that word arrives.
  *
- * Invalidations and replies travel on different connections, so a change
- * may be heard of before the read that saw the old value is answered. A
- * read therefore takes a ticket when it starts; what it read is kept only if
- * no change to its key (and no loss of the invalidation stream) was heard of
- * in between. Entries also keep the expiry Redis gave them: Redis expires
- * keys lazily, and a key no one touches may outlive its TTL there.
+ * A change may be heard of before the read that saw the old value is
+ * answered (node-redis handles a push as soon as it decodes it, and the
+ * read's caller only in a later microtask). A read therefore takes a ticket
+ * when it starts; what it read is kept only if no change to its key (and no
+ * loss of the invalidation stream) was heard of in between. Entries also
+ * keep the expiry Redis gave them: Redis expires keys lazily, and a key no
+ * one touches may outlive its TTL there.
  *
  * The budget counts keys and values, and evicts the least recently used.
  */
@@ -22,12 +23,17 @@ export class NearCache {
   readonly #reads = new Map<string, ReadsInFlight>();
   /** Bumped whenever everything is dropped at once: reads begun before must not keep what they read. */
   #epoch = 0;
-  /** False while invalidations may be missed (a node's connection is being replaced): nothing is served or kept. */
-  #listening = true;
+  /**
+   * Why invalidations may be missed now (a Cluster replacing its node
+   * connections, Redis not answering the probe): while any holds, nothing
+   * is served or kept.
+   */
+  readonly #suspendedFor = new Set<string>();
   #hits = 0;
   #invalidations = 0;
 
-  constructor(maxBytes: number, readonly now: () => number = Date.now) {
+  /** `now`: a clock in ms that never goes back. */
+  constructor(maxBytes: number, readonly now: () => number = () => performance.now()) {
     if (!Number.isSafeInteger(maxBytes) || maxBytes <= 0) throw new RangeError(`the near cache's size must be a positive number of bytes, got ${maxBytes}`);
     this.maxBytes = maxBytes;
   }
@@ -47,7 +53,7 @@ export class NearCache {
 
   /** The value kept for `key`, if any and not expired. */
   get(key: string): Buffer | undefined {
-    if (!this.#listening) return undefined;
+    if (this.#suspendedFor.size > 0) return undefined;
     const entry = this.#entries.get(key);
     if (entry === undefined) return undefined;
     if (entry.expiresAt <= this.now()) {
@@ -63,8 +69,9 @@ export class NearCache {
 
   /**
    * Starts a read of `key` from Redis. Call the returned function with what
-   * Redis answered (null: no such key) and its remaining time to live in ms
-   * (negative: none); it keeps the value unless the key changed meanwhile.
+   * Redis answered (null: no such key) and its remaining time to live as
+   * PTTL gives it (ms; -1: none; -2: the key was gone by then); it keeps the
+   * value unless the key changed meanwhile.
    * Call it also when the read fails (with null), so the ticket is returned.
    */
   beginRead(key: string): (value: Buffer | null, ttlMs: number) => void {
@@ -75,7 +82,7 @@ export class NearCache {
     const inFlight = reads;
     return (value, ttlMs) => {
       if (--inFlight.count === 0 && this.#reads.get(key) === inFlight) this.#reads.delete(key);
-      if (value === null || inFlight.changed || epoch !== this.#epoch || !this.#listening) return;
+      if (value === null || ttlMs === KEY_GONE || inFlight.changed || epoch !== this.#epoch || this.#suspendedFor.size > 0) return;
       this.#keep(key, value, ttlMs < 0 ? Infinity : this.now() + ttlMs);
     };
   }
@@ -84,7 +91,11 @@ export class NearCache {
   invalidate(key: string): void {
     this.#invalidations++;
     const reads = this.#reads.get(key);
-    if (reads) reads.changed = true;
+    if (reads) {
+      reads.changed = true;
+      // Reads that start from now on see the change: they get a ticket of their own.
+      this.#reads.delete(key);
+    }
     const entry = this.#entries.get(key);
     if (entry) this.#remove(key, entry);
   }
@@ -98,14 +109,14 @@ export class NearCache {
     this.#bytes = 0;
   }
 
-  /** Invalidations may be missed until resume(): drops everything and keeps nothing meanwhile. */
-  suspend(): void {
-    this.#listening = false;
+  /** Invalidations may be missed, for `reason`, until resume(reason): drops everything and keeps nothing meanwhile. */
+  suspend(reason: string): void {
+    this.#suspendedFor.add(reason);
     this.invalidateAll();
   }
 
-  resume(): void {
-    this.#listening = true;
+  resume(reason: string): void {
+    this.#suspendedFor.delete(reason);
   }
 
   #keep(key: string, value: Buffer, expiresAt: number): void {
@@ -129,6 +140,9 @@ export class NearCache {
     this.#bytes -= entry.cost;
   }
 }
+
+/** PTTL's answer for a key that does not exist. */
+const KEY_GONE = -2;
 
 interface NearEntry {
   value: Buffer;

@@ -30,6 +30,8 @@ export interface RedisBackendOptions {
 /** Keys deleted per UNLINK, and asked for per SCAN, while clearing. */
 const CLEAR_BATCH = 500;
 const MISS: LeasedLookup<never> = { kind: "miss" };
+/** Why a near cache is suspended while Redis fails the probe. */
+const REDIS_SILENT = "Redis not answering";
 
 /**
  * The cache in Redis or a Redis Cluster, shared by every replica that
@@ -57,6 +59,8 @@ export class RedisBackend implements CacheBackend<Buffer> {
   constructor(redis: RedisConnection, options: RedisBackendOptions, onError: (error: unknown) => void, near?: NearCache) {
     this.#redis = redis;
     this.#near = near;
+    // A Redis that does not answer the probe may also be holding back word of changes made through other replicas.
+    redis.onAvailabilityChange((available) => (available ? near?.resume(REDIS_SILENT) : near?.suspend(REDIS_SILENT)));
     this.#counters = new SharedCounters(redis, options.statsFlushMs ?? 1_000, onError);
     this.#waits = new LeaseWaits({ ...DEFAULT_WAITER_LIMITS, ...options.leaseWaiters });
     this.#defaultTtlMs = checkTtl(options.defaultTtlMs);
@@ -258,30 +262,44 @@ export class RedisBackend implements CacheBackend<Buffer> {
   }
 
   async #getThroughNear(entry: Buffer, near: NearCache): Promise<Buffer | null> {
-    const key = entry.toString("latin1");
-    const kept = near.get(key);
+    const kept = near.get(entry.toString("latin1"));
     if (kept !== undefined) return kept;
-    const keep = near.beginRead(key);
-    try {
+    return this.#readKeeping(entry, async () => {
       // Issued together, they travel in one write and are answered in one read.
       const [value, ttlMs] = (await Promise.all([
         this.#redis.sendToKey(entry, true, ["GET", entry]),
         this.#redis.sendToKey(entry, true, ["PTTL", entry]),
       ])) as [Buffer | null, number];
-      keep(value, ttlMs);
-      return value;
+      return { result: value, value, ttlMs };
+    });
+  }
+
+  /**
+   * Runs `read` of the entry, and gives what it found to the near cache, if
+   * any, to keep (see NearCache.beginRead); `ttlMs` as PTTL says it.
+   */
+  async #readKeeping<R>(entry: Buffer, read: () => Promise<{ result: R; value: Buffer | null; ttlMs: number }>): Promise<R> {
+    const keep = this.#near?.beginRead(entry.toString("latin1"));
+    try {
+      const { result, value, ttlMs } = await read();
+      keep?.(value, ttlMs);
+      return result;
     } catch (error) {
-      keep(null, -1);
+      keep?.(null, -1);
       throw error;
     }
   }
 
-  async #lookupOrLease(entry: Buffer, lease: Buffer, leaseMs: number, bypass: boolean): Promise<LeaseCheck<Buffer>> {
+  #lookupOrLease(entry: Buffer, lease: Buffer, leaseMs: number, bypass: boolean): Promise<LeaseCheck<Buffer>> {
     const token = `${this.#tokenPrefix}.${(++this.#lastToken).toString(36)}`;
-    const [kind, detail] = (await this.#run(LOOKUP_OR_LEASE, [entry, lease], [token, String(leaseMs), bypass ? "1" : "0"])) as [number, Buffer | number | undefined];
-    if (kind === 1) return { kind: "hit", value: detail as Buffer };
-    if (kind === 2) return { kind: "lease", token };
-    return { kind: "held", pttlMs: Number(detail) };
+    const args = [token, String(leaseMs), bypass ? "1" : "0"];
+    const lookup = async (): Promise<{ result: LeaseCheck<Buffer>; value: Buffer | null; ttlMs: number }> => {
+      const [kind, detail, ttlMs] = (await this.#run(LOOKUP_OR_LEASE, [entry, lease], args)) as [number, Buffer | number | undefined, number?];
+      if (kind === 1) return { result: { kind: "hit", value: detail as Buffer }, value: detail as Buffer, ttlMs: ttlMs ?? -1 };
+      return { result: kind === 2 ? { kind: "lease", token } : { kind: "held", pttlMs: Number(detail) }, value: null, ttlMs: -1 };
+    };
+    // A bypassing lookup reads nothing: nothing to keep.
+    return bypass ? lookup().then(({ result }) => result) : this.#readKeeping(entry, lookup);
   }
 
   #granted(namespace: string, token: string, leaseMs: number): LeasedLookup<Buffer> {

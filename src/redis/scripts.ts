@@ -18,14 +18,14 @@ function script(source: string): Script {
 
 /**
  * A lookup that may take a lease. KEYS: entry, lease. ARGV: token, leaseMs,
- * skip the read ("1": the lookup bypasses the cache). Returns {1, value}
- * for a hit, {2} when the lease is granted, {3, pttl} when another holds it
- * (for pttl ms more).
+ * skip the read ("1": the lookup bypasses the cache). Returns {1, value,
+ * pttl} for a hit (the entry's pttl, for a near cache), {2} when the lease
+ * is granted, {3, pttl} when another holds it (for pttl ms more).
  */
 export const LOOKUP_OR_LEASE = script(`
 if ARGV[3] ~= '1' then
   local value = redis.call('GET', KEYS[1])
-  if value then return {1, value} end
+  if value then return {1, value, redis.call('PTTL', KEYS[1])} end
 end
 if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2} end
 return {3, redis.call('PTTL', KEYS[2])}

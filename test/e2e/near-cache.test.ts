@@ -124,6 +124,16 @@ describe("the near cache (--near-cache)", function () {
       return { hits: metric("hits_total"), invalidations: metric("invalidations_total"), entries: metric("entries"), bytes: metric("bytes") };
     }
 
+    it("keeps what a lookup that may take a lease found, and answers such lookups from memory", async () => {
+      const leased = { lease: { leaseMs: 5_000 } };
+      await other.client.aupdate("leased-hot", "llm", version(1));
+      assert.deepEqual(await near.client.alookup("leased-hot", "llm", leased), { generations: version(1), lease: null });
+      await admin.configResetStat();
+      for (let i = 0; i < 20; i++) assert.deepEqual(await near.client.alookup("leased-hot", "llm", leased), { generations: version(1), lease: null });
+      const info = await admin.info("commandstats");
+      assert.doesNotMatch(info, /^cmdstat_(get|evalsha|eval):/m, "no lookup reached Redis");
+    });
+
     it("goes to Redis for a bypassing lookup, and for a miss every time", async () => {
       await near.client.aupdate("bypassed", "llm", version(1));
       await near.client.alookup("bypassed", "llm");

@@ -126,6 +126,27 @@ describe("a replica on Redis under load while Redis fails", function () {
       await redis.stop();
     });
 
+    it("answers nothing from its near cache while Redis answers nothing: changes may be held back", async () => {
+      const near = await startServerProcess(["--store", redis.url, "--near-cache", "16MiB"]);
+      const nearClient = new CacheClient({ address: near.address, timeoutMs: 1_000 });
+      try {
+        await nearClient.aupdate("hung-near", "llm", [{ text: "kept" }]);
+        assert.deepEqual(await nearClient.alookup("hung-near", "llm"), [{ text: "kept" }]);
+        redis.pause();
+        try {
+          await waitFor(async () => (await healthOf(near.address, "")) === "NOT_SERVING", "health to turn NOT_SERVING", 6_000);
+          await assert.rejects(nearClient.alookup("hung-near", "llm"), (error: unknown) => error instanceof CacheError && /DEADLINE_EXCEEDED|UNAVAILABLE/.test(error.code));
+        } finally {
+          redis.resume();
+        }
+        await waitFor(async () => (await healthOf(near.address, "")) === "SERVING", "health to turn SERVING again", 5_000);
+        assert.deepEqual(await nearClient.alookup("hung-near", "llm"), [{ text: "kept" }]);
+      } finally {
+        await nearClient.close();
+        await near.stop();
+      }
+    });
+
     it("turns NOT_SERVING while Redis answers nothing, and serves again once it does", async () => {
       await client.aupdate("hung", "llm", [{ text: "before" }]);
       redis.pause();

@@ -86,14 +86,44 @@ describe("NearCache", () => {
     const { near } = nearCache();
     read(near, "k", value("v"));
     const keep = near.beginRead("j");
-    near.suspend();
+    near.suspend("probe");
     assert.equal(near.get("k"), undefined);
     keep(value("j"), -1);
     read(near, "k", value("v"));
     assert.equal(near.size, 0);
-    near.resume();
+    near.resume("probe");
     read(near, "k", value("v"));
     assert.deepEqual(near.get("k"), value("v"));
+  });
+
+  it("stays suspended until every reason to be has ended", () => {
+    const { near } = nearCache();
+    near.suspend("probe");
+    near.suspend("slot map");
+    near.resume("slot map");
+    read(near, "k", value("v"));
+    assert.equal(near.get("k"), undefined);
+    near.resume("probe");
+    read(near, "k", value("v"));
+    assert.deepEqual(near.get("k"), value("v"));
+  });
+
+  it("keeps a read that began after a change, while an older read of the key is still in flight", () => {
+    // A hot key under load always has a read in flight: a change must not keep it out for good.
+    const { near } = nearCache();
+    const older = near.beginRead("k");
+    near.invalidate("k");
+    const newer = near.beginRead("k");
+    older(value("old"), -1);
+    assert.equal(near.get("k"), undefined);
+    newer(value("new"), -1);
+    assert.deepEqual(near.get("k"), value("new"));
+  });
+
+  it("does not keep a value whose key was gone by the time its TTL was asked", () => {
+    const { near } = nearCache();
+    near.beginRead("k")(value("v"), -2);
+    assert.equal(near.get("k"), undefined);
   });
 
   it("stops serving an entry when the TTL Redis gave it runs out", () => {

@@ -699,9 +699,12 @@ class CacheClient:
                 replica.channel.close()
         if current is not None:
             opened = [r.stream for r in current.replicas if r.stream is not None]
-            await asyncio.gather(*(stream.aclose() for stream in opened))
             channels = [replica.callables.channel for replica in current.replicas]
-            await asyncio.gather(*(channel.close() for channel in channels))
+            try:
+                await asyncio.gather(*(stream.aclose() for stream in opened))
+            finally:
+                # A stream that fails to close must not keep the channels open.
+                await asyncio.gather(*(channel.close() for channel in channels))
 
     async def __aenter__(self) -> Self:
         """Returns the client, closed by the `async with` block's end."""
