@@ -180,6 +180,8 @@ describe("the llmcache command", function () {
       ["port 0", ["--address", "localhost:0"], {}, /^llmcache: invalid --address "localhost:0": a port is between 1 and 65535 /],
       ["a port above 65535", ["--address", "127.0.0.1:65536"], {}, /^llmcache: invalid --address "127\.0\.0\.1:65536": a port is between 1 and 65535 /],
       ["a port that is not a number", ["--address", "localhost:http"], {}, /^llmcache: invalid --address "localhost:http": a port is between 1 and 65535 /],
+      ["an empty item among several", ["--address", "127.0.0.1:50051,"], {}, /^llmcache: invalid --address "127\.0\.0\.1:50051,": an address is needed between the commas/],
+      ["an item without a port among several", ["--address", "127.0.0.1:50051,localhost"], {}, /^llmcache: invalid --address "127\.0\.0\.1:50051,localhost": a port is needed, such as localhost:50051 /],
     ];
     for (const [name, args, env, message] of cases) {
       it(`refuses ${name}`, async () => {
@@ -334,6 +336,14 @@ describe("the llmcache command", function () {
       server = await startServerProcess();
     });
     after(() => server.stop());
+
+    it("reaches the replica that answers when given several, one of them down", async () => {
+      const down = `127.0.0.1:${await closedPort()}`;
+      await llmcache(["update", "--address", server.address, "several", "model=x", "Paris"]);
+      const hit = await llmcache(["lookup", "--address", `${down},${server.address}`, "several", "model=x"]);
+      assert.equal(hit.code, 0, hit.stderr);
+      assert.deepEqual(JSON.parse(hit.stdout), [{ text: "Paris" }]);
+    });
 
     it("stores texts with update, prints them as JSON with lookup, and null on a miss", async () => {
       const update = await llmcache(["update", "--address", server.address, "capital of France?", "model=x", "Paris", "Lyon"]);

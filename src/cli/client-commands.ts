@@ -4,7 +4,7 @@ import type { Generation } from "../generation.js";
 import { parseGenerationsFlag } from "./generations-flag.js";
 import { commandHelp, type FlagHelp } from "./help.js";
 import { ignoreWarning } from "./ignore-warning.js";
-import { checkAddress, integerSetting, parsedSetting, parsingFlags, readSettingFile, setting, UsageError, type Setting } from "./settings.js";
+import { checkAddresses, integerSetting, parsedSetting, parsingFlags, readSettingFile, setting, UsageError, type Setting } from "./settings.js";
 import { parseDuration } from "./units.js";
 import { sha256 } from "../server/auth/token-file.js";
 
@@ -20,7 +20,11 @@ const connectionFlags = {
 } as const;
 
 const CONNECTION_HELP: Record<keyof typeof connectionFlags, FlagHelp> = {
-  address: { value: "HOST:PORT", about: "server to reach; [IPv6]:PORT for an IPv6 address", default: DEFAULT_ADDRESS },
+  address: {
+    value: "HOST:PORT",
+    about: "server to reach; [IPv6]:PORT for an IPv6 address; several replicas of one cache separated by commas",
+    default: DEFAULT_ADDRESS,
+  },
   "timeout-ms": { value: "MS", about: "deadline of the call, in milliseconds", default: "5000" },
   token: { value: "TOKEN", about: "bearer token to send", default: "none" },
   tls: { about: "use TLS, trusting the system's roots", default: "plain text" },
@@ -196,7 +200,7 @@ function keyArguments(command: string, positionals: string[], more: boolean): [s
 }
 
 function optionalAddress(value: Setting | undefined): string | undefined {
-  return value && parsedSetting(value, checkAddress);
+  return value && parsedSetting(value, checkAddresses);
 }
 
 function positive(n: number): number {

@@ -53,7 +53,7 @@ wins. Beyond loopback, serve needs TLS and tokens or client certificates, or
 lookup prints the generations as JSON, or null on a miss; update --if-absent
 prints whether it stored (true or false); stats prints JSON. The client
 commands reach LLMCACHE_ADDRESS when --address is not given (HOST:PORT, the
-port is needed; [IPv6]:PORT), and wait --timeout-ms (LLMCACHE_TIMEOUT_MS,
+port is needed; [IPv6]:PORT; several replicas separated by commas), and wait --timeout-ms (LLMCACHE_TIMEOUT_MS,
 default 5000) for each reply. update --generations takes a JSON list of
 generations; generation_info, as Python writes it, is read as generationInfo.
 

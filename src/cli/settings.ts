@@ -68,11 +68,22 @@ export function checkPort(port: number): number {
 }
 
 /**
+ * The servers the client commands reach: one address, or several replicas
+ * of one cache separated by commas (see CacheClientOptions.address), each
+ * checked as checkAddress checks one.
+ */
+export function checkAddresses(addresses: string): string {
+  for (const address of addresses.split(",")) checkAddress(address);
+  return addresses;
+}
+
+/**
  * A server's address for the client commands: HOST:PORT, [IPv6]:PORT, or a
  * grpc-js unix: socket target. Left without a port, grpc-js would dial 443,
  * where no cache server is, and say only that the connection failed.
  */
-export function checkAddress(address: string): string {
+function checkAddress(address: string): string {
+  if (address === "") throw new RangeError("an address is needed between the commas, such as 127.0.0.1:50051");
   if (address.startsWith("unix:")) return address;
   if (isIPv6(address)) throw new RangeError(`an IPv6 address goes in brackets, such as [${address}]:50051`);
   const colon = address.endsWith("]") ? -1 : address.lastIndexOf(":");
