@@ -36,6 +36,12 @@ export interface BackendGauges {
   readonly leaseWaiters: number;
   /** The figures of a near cache in front of a shared store, where there is one. */
   readonly nearCache?: NearCacheGauges;
+  /**
+   * Brings total()'s entries and bytes up to date, for a backend that must
+   * ask for them (Redis); calls made while one runs share it, and a failure
+   * keeps the figures as they were.
+   */
+  refreshGauges?(): Promise<void>;
 }
 
 export interface NearCacheGauges {

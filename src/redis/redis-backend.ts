@@ -54,6 +54,8 @@ export class RedisBackend implements CacheBackend<Buffer> {
   #lastToken = 0;
   /** Entries and bytes as Redis last reported them, for the metrics. */
   #lastHeld = { entries: 0, bytes: 0 };
+  /** The refresh of #lastHeld under way, shared by the scrape's gauges. */
+  #refreshing: Promise<void> | undefined;
 
   /** `near`: the near cache `redis` tells of changes, if any. */
   constructor(redis: RedisConnection, options: RedisBackendOptions, onError: (error: unknown) => void, near?: NearCache) {
@@ -216,6 +218,15 @@ export class RedisBackend implements CacheBackend<Buffer> {
       namespaces[name] = toStats(0, 0, counters);
     }
     return { total: toStats(held.entries, held.bytes, total), namespaces, namespacesNotListed: Math.max(0, byNamespace.size - STATS_NAMESPACES_LISTED) };
+  }
+
+  refreshGauges(): Promise<void> {
+    // A failed refresh keeps the figures as they were: health reports Redis's state.
+    const keepFigures = () => {};
+    this.#refreshing ??= this.#held()
+      .then(keepFigures, keepFigures)
+      .finally(() => (this.#refreshing = undefined));
+    return this.#refreshing;
   }
 
   total(): CacheStats {

@@ -31,8 +31,10 @@ export class ServerMetrics {
     });
     const total = () => backend.total();
     // The store counts for itself; at each scrape the metrics take its figures.
-    gaugeFrom(registers, "llmcache_entries", "Entries held.", () => total().entries);
-    gaugeFrom(registers, "llmcache_bytes", "Accounted bytes held.", () => total().bytes);
+    // A shared store's entries and bytes are asked of it at the scrape.
+    const refreshed = () => backend.refreshGauges?.();
+    gaugeFrom(registers, "llmcache_entries", "Entries held.", () => total().entries, refreshed);
+    gaugeFrom(registers, "llmcache_bytes", "Accounted bytes held.", () => total().bytes, refreshed);
     counterFrom(registers, "llmcache_hits_total", "Lookups that found a live entry.", () => total().hits);
     counterFrom(registers, "llmcache_misses_total", "Lookups that found none.", () => total().misses);
     counterFrom(registers, "llmcache_bypasses_total", "Lookups that asked to skip the cache.", () => total().bypasses);
@@ -130,8 +132,16 @@ const LEASE_EVENT_LABELS: Record<LeaseEvent, string> = {
   staleFillsRefused: "stale_fills_refused",
 };
 
-function gaugeFrom(registers: Registry[], name: string, help: string, read: () => number): void {
-  new Gauge({ name, help, registers, collect() { this.set(read()); } });
+function gaugeFrom(registers: Registry[], name: string, help: string, read: () => number, before?: () => Promise<void> | undefined): void {
+  new Gauge({
+    name,
+    help,
+    registers,
+    async collect() {
+      await before?.();
+      this.set(read());
+    },
+  });
 }
 
 /** A counter whose value is a count kept elsewhere: at each scrape it is set to that count. */

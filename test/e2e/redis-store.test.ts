@@ -5,7 +5,7 @@ import { cacheBehaviour, through, type MethodFamily } from "../helpers/cache-beh
 import { healthOf } from "../helpers/raw-grpc.js";
 import { redisServers, startRedis } from "../helpers/redis-servers.js";
 import { runCli, startServerProcess, type ServerProcess } from "../helpers/server-process.js";
-import { grantedLease, waitFor, watch } from "../helpers/single-flight.js";
+import { grantedLease, httpGet, waitFor, watch } from "../helpers/single-flight.js";
 
 const PARIS: Generation[] = [{ text: "Paris" }];
 
@@ -98,6 +98,33 @@ for (const { kind, near } of STORES) {
     });
   });
 }
+
+describe("a replica's metrics on the Redis store", function () {
+  this.timeout(60_000);
+  let server: ServerProcess;
+
+  before(async () => {
+    const { single } = await redisServers();
+    server = await startServerProcess(["--store", single, "--metrics-port", "0"]);
+  });
+  after(() => server.stop());
+
+  it("shows Redis's entries and bytes at each scrape, with no Stats call needed", async () => {
+    const client = new CacheClient({ address: server.address });
+    try {
+      for (let i = 0; i < 3; i++) await client.aupdate(`metered-${i}`, "llm", PARIS, { namespace: "metrics" });
+    } finally {
+      await client.close();
+    }
+    const port = /metrics on port (\d+)/.exec(server.stdout())?.[1];
+    assert.ok(port, "the replica printed its metrics port");
+    const { body } = await httpGet(`http://127.0.0.1:${port}/metrics`);
+    const gauge = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(body)?.[1] ?? Number.NaN);
+    // Redis's DBSIZE counts every key there, other tests' too: at least these three.
+    assert.ok(gauge("llmcache_entries") >= 3, body);
+    assert.ok(gauge("llmcache_bytes") > 0, body);
+  });
+});
 
 describe("two replicas on one Redis Cluster", function () {
   this.timeout(60_000);
