@@ -66,37 +66,76 @@ function underLoad(client: CacheClient, outcomes: Outcomes) {
   };
 }
 
+/** A replica on `store` and a client of its own, whose deadline is short so that a hung Redis shows soon. */
+interface Replica {
+  server: ServerProcess;
+  client: CacheClient;
+  stop(): Promise<void>;
+}
+
+async function replicaOn(store: string, args: string[] = [], timeoutMs = 2_000): Promise<Replica> {
+  const server = await startServerProcess(["--store", store, ...args]);
+  const client = new CacheClient({ address: server.address, timeoutMs });
+  return {
+    server,
+    client,
+    async stop() {
+      await client.close();
+      await server.stop();
+    },
+  };
+}
+
+/**
+ * Stores an entry through the replica and reads it back, then hangs Redis:
+ * health must turn NOT_SERVING and the lookup fail, answered from nowhere,
+ * near cache or not; once Redis goes on, the replica serves the entry again.
+ */
+async function lookupAcrossHang(redis: PrivateRedis, { server, client }: Replica, prompt: string): Promise<void> {
+  const stored = [{ text: prompt }];
+  await client.aupdate(prompt, "llm", stored);
+  assert.deepEqual(await client.alookup(prompt, "llm"), stored);
+  redis.pause();
+  try {
+    // No command has a timeout of its own (see redis-connection.ts): the probe's PING finds the hang.
+    await waitFor(async () => (await healthOf(server.address, "")) === "NOT_SERVING", "health to turn NOT_SERVING", 6_000);
+    await assert.rejects(client.alookup(prompt, "llm"), (error: unknown) => error instanceof CacheError && /DEADLINE_EXCEEDED|UNAVAILABLE/.test(error.code));
+  } finally {
+    redis.resume();
+  }
+  await waitFor(async () => (await healthOf(server.address, "")) === "SERVING", "health to turn SERVING again", 5_000);
+  assert.deepEqual(await client.alookup(prompt, "llm"), stored);
+  assert.equal(server.child.exitCode, null, "the replica is still running");
+}
+
 describe("a replica on Redis under load while Redis fails", function () {
   this.timeout(90_000);
 
   describe("Redis stopped and started again", () => {
     let redis: PrivateRedis;
-    let replica: ServerProcess;
-    let client: CacheClient;
+    let replica: Replica;
 
     before(async () => {
       redis = await startRedis();
-      replica = await startServerProcess(["--store", redis.url]);
-      client = new CacheClient({ address: replica.address, timeoutMs: 2_000 });
+      replica = await replicaOn(redis.url);
     });
     after(async () => {
-      await client.close();
       await replica.stop();
       await redis.stop();
     });
 
     it("turns NOT_SERVING, fails calls UNAVAILABLE naming Redis, and resumes by itself when Redis is back", async () => {
       const outcomes = new Outcomes();
-      const load = underLoad(client, outcomes);
+      const load = underLoad(replica.client, outcomes);
       try {
         await waitFor(() => outcomes.in("before") >= 200, "calls to succeed before the outage", 10_000);
         outcomes.phase = "down";
         await redis.stop();
-        await waitFor(async () => (await healthOf(replica.address, "")) === "NOT_SERVING", "health to turn NOT_SERVING", 5_000);
+        await waitFor(async () => (await healthOf(replica.server.address, "")) === "NOT_SERVING", "health to turn NOT_SERVING", 5_000);
         await sleep(500);
         await redis.restart();
         const restarted = performance.now();
-        await waitFor(async () => (await healthOf(replica.address, "")) === "SERVING", "health to turn SERVING again", 10_000);
+        await waitFor(async () => (await healthOf(replica.server.address, "")) === "SERVING", "health to turn SERVING again", 10_000);
         outcomes.phase = "after";
         await waitFor(() => outcomes.in("after") >= 200, "calls to succeed again", 10_000);
         assert.ok(performance.now() - restarted < 10_000);
@@ -105,83 +144,56 @@ describe("a replica on Redis under load while Redis fails", function () {
       }
       assert.ok((outcomes.failed.get("UNAVAILABLE") ?? 0) > 0, "some calls failed while Redis was down");
       assert.deepEqual(outcomes.unclean, [], `failures other than UNAVAILABLE naming Redis: ${JSON.stringify(Object.fromEntries(outcomes.failed))}`);
-      assert.equal(replica.child.exitCode, null, "the replica is still running");
+      assert.equal(replica.server.child.exitCode, null, "the replica is still running");
     });
   });
 
   describe("Redis hung (SIGSTOP), then going on", () => {
     let redis: PrivateRedis;
-    let replica: ServerProcess;
-    let client: CacheClient;
 
     before(async () => {
       redis = await startRedis();
-      replica = await startServerProcess(["--store", redis.url]);
-      client = new CacheClient({ address: replica.address, timeoutMs: 1_000 });
     });
     after(async () => {
       redis.resume();
-      await client.close();
-      await replica.stop();
       await redis.stop();
     });
 
-    it("answers nothing from its near cache while Redis answers nothing: changes may be held back", async () => {
-      const near = await startServerProcess(["--store", redis.url, "--near-cache", "16MiB"]);
-      const nearClient = new CacheClient({ address: near.address, timeoutMs: 1_000 });
+    it("turns NOT_SERVING while Redis answers nothing, and serves again once it does", async () => {
+      const replica = await replicaOn(redis.url, [], 1_000);
       try {
-        await nearClient.aupdate("hung-near", "llm", [{ text: "kept" }]);
-        assert.deepEqual(await nearClient.alookup("hung-near", "llm"), [{ text: "kept" }]);
-        redis.pause();
-        try {
-          await waitFor(async () => (await healthOf(near.address, "")) === "NOT_SERVING", "health to turn NOT_SERVING", 6_000);
-          await assert.rejects(nearClient.alookup("hung-near", "llm"), (error: unknown) => error instanceof CacheError && /DEADLINE_EXCEEDED|UNAVAILABLE/.test(error.code));
-        } finally {
-          redis.resume();
-        }
-        await waitFor(async () => (await healthOf(near.address, "")) === "SERVING", "health to turn SERVING again", 5_000);
-        assert.deepEqual(await nearClient.alookup("hung-near", "llm"), [{ text: "kept" }]);
+        await lookupAcrossHang(redis, replica, "hung");
       } finally {
-        await nearClient.close();
-        await near.stop();
+        await replica.stop();
       }
     });
 
-    it("turns NOT_SERVING while Redis answers nothing, and serves again once it does", async () => {
-      await client.aupdate("hung", "llm", [{ text: "before" }]);
-      redis.pause();
+    it("answers nothing from its near cache while Redis answers nothing: changes may be held back", async () => {
+      const replica = await replicaOn(redis.url, ["--near-cache", "16MiB"], 1_000);
       try {
-        // No command has a timeout of its own (see redis-connection.ts): the probe's PING finds the hang.
-        await waitFor(async () => (await healthOf(replica.address, "")) === "NOT_SERVING", "health to turn NOT_SERVING", 6_000);
-        await assert.rejects(client.alookup("hung", "llm"), (error: unknown) => error instanceof CacheError && /DEADLINE_EXCEEDED|UNAVAILABLE/.test(error.code));
+        await lookupAcrossHang(redis, replica, "hung-near");
       } finally {
-        redis.resume();
+        await replica.stop();
       }
-      await waitFor(async () => (await healthOf(replica.address, "")) === "SERVING", "health to turn SERVING again", 5_000);
-      assert.deepEqual(await client.alookup("hung", "llm"), [{ text: "before" }]);
-      assert.equal(replica.child.exitCode, null, "the replica is still running");
     });
   });
 
   describe("a Cluster primary killed", () => {
     let cluster: PrivateCluster;
-    let replica: ServerProcess;
-    let client: CacheClient;
+    let replica: Replica;
 
     before(async () => {
       cluster = await startRedisCluster(1_000);
-      replica = await startServerProcess(["--store", cluster.url]);
-      client = new CacheClient({ address: replica.address, timeoutMs: 2_000 });
+      replica = await replicaOn(cluster.url);
     });
     after(async () => {
-      await client.close();
       await replica.stop();
       await cluster.stop();
     });
 
     it("fails over, and the replica resumes by itself; acknowledged updates lost are counted", async () => {
       const outcomes = new Outcomes();
-      const load = underLoad(client, outcomes);
+      const load = underLoad(replica.client, outcomes);
       let acknowledged: string[];
       try {
         await waitFor(() => outcomes.in("before") >= 300, "calls to succeed before the failure", 10_000);
@@ -190,7 +202,7 @@ describe("a replica on Redis under load while Redis fails", function () {
         cluster.kill(victim!);
         const killed = performance.now();
         await waitFor(async () => !(await cluster.primaryPorts()).includes(victim!) && (await cluster.healthy()), "a replica to take over", 20_000);
-        await waitFor(async () => (await healthOf(replica.address, "")) === "SERVING", "the llmcache replica to serve again", 10_000);
+        await waitFor(async () => (await healthOf(replica.server.address, "")) === "SERVING", "the llmcache replica to serve again", 10_000);
         outcomes.phase = "after";
         await waitFor(() => outcomes.in("after") >= 300, "calls to succeed on every primary again", 10_000);
         console.log(`      failover: the llmcache replica served again ${((performance.now() - killed) / 1000).toFixed(1)} s after the primary was killed`);
@@ -203,7 +215,7 @@ describe("a replica on Redis under load while Redis fails", function () {
       // Redis replicates asynchronously: updates acknowledged just before the kill may not have reached the replica that took over.
       let lost = 0;
       for (let i = 0; i < acknowledged.length; i += 500) {
-        const found = await client.alookupMany(acknowledged.slice(i, i + 500).map((prompt) => [prompt, "llm"] as const));
+        const found = await replica.client.alookupMany(acknowledged.slice(i, i + 500).map((prompt) => [prompt, "llm"] as const));
         lost += found.filter((entry) => entry === null).length;
       }
       console.log(`      acknowledged updates lost in the failover: ${lost} of ${acknowledged.length}`);
