@@ -5,7 +5,7 @@ import { CacheClient, type Generation } from "../../src/index.js";
 import { isCacheError } from "../helpers/assertions.js";
 import { redisServers } from "../helpers/redis-servers.js";
 import { startServerProcess, type ServerProcess } from "../helpers/server-process.js";
-import { httpGet } from "../helpers/single-flight.js";
+import { MetricsScraper } from "../helpers/single-flight.js";
 import { closedPort, startStalledGrpcServer } from "../helpers/stalled-server.js";
 
 const KEYS = Array.from({ length: 40 }, (_, i) => `prompt ${i}`);
@@ -15,11 +15,8 @@ const answerOf = (i: number): Generation[] => [{ text: `answer ${i}` }];
 const addressError = (message: string) => ({ name: "TypeError", message });
 
 /** The lookups this replica answered with a hit: its own count, even on Redis (see README, Statistics). */
-async function hitsServedBy(server: ServerProcess): Promise<number> {
-  const port = /metrics on port (\d+)/.exec(server.stdout())?.[1];
-  assert.ok(port, "the replica printed its metrics port");
-  const { body } = await httpGet(`http://127.0.0.1:${port}/metrics`);
-  return Number(/^llmcache_hits_total (\S+)$/m.exec(body)?.[1] ?? 0);
+function hitsServedBy(server: ServerProcess): Promise<number> {
+  return new MetricsScraper(server).optionalValue("llmcache_hits_total");
 }
 
 /** The lookups a replica counted, hits and misses, through a client of its own. */

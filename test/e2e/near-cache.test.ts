@@ -5,7 +5,7 @@ import { CacheClient, CacheError, type Generation } from "../../src/index.js";
 import { healthOf } from "../helpers/raw-grpc.js";
 import { redisServers, startRedis, type PrivateRedis } from "../helpers/redis-servers.js";
 import { runCli, startServerProcess, type ServerProcess } from "../helpers/server-process.js";
-import { httpGet, waitFor } from "../helpers/single-flight.js";
+import { MetricsScraper, waitFor } from "../helpers/single-flight.js";
 
 const NEAR = ["--near-cache", "16MiB"];
 const version = (n: number): Generation[] => [{ text: `v${n}` }];
@@ -117,11 +117,9 @@ describe("the near cache (--near-cache)", function () {
 
     /** The near cache's figures from the replica's Prometheus metrics. */
     async function nearMetrics(): Promise<{ hits: number; invalidations: number; entries: number; bytes: number }> {
-      const port = /metrics on port (\d+)/.exec(near.server.stdout())?.[1];
-      assert.ok(port, "the replica printed its metrics port");
-      const { body } = await httpGet(`http://127.0.0.1:${port}/metrics`);
-      const metric = (name: string) => Number(new RegExp(`^llmcache_near_cache_${name} (\\S+)$`, "m").exec(body)?.[1] ?? Number.NaN);
-      return { hits: metric("hits_total"), invalidations: metric("invalidations_total"), entries: metric("entries"), bytes: metric("bytes") };
+      const metrics = new MetricsScraper(near.server);
+      const metric = (name: string) => metrics.value(`llmcache_near_cache_${name}`);
+      return { hits: await metric("hits_total"), invalidations: await metric("invalidations_total"), entries: await metric("entries"), bytes: await metric("bytes") };
     }
 
     it("keeps what a lookup that may take a lease found, and answers such lookups from memory", async () => {

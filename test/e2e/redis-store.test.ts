@@ -5,7 +5,7 @@ import { cacheBehaviour, through, type MethodFamily } from "../helpers/cache-beh
 import { healthOf } from "../helpers/raw-grpc.js";
 import { redisServers, startRedis } from "../helpers/redis-servers.js";
 import { runCli, startServerProcess, type ServerProcess } from "../helpers/server-process.js";
-import { grantedLease, httpGet, waitFor, watch } from "../helpers/single-flight.js";
+import { grantedLease, MetricsScraper, waitFor, watch } from "../helpers/single-flight.js";
 
 const PARIS: Generation[] = [{ text: "Paris" }];
 
@@ -116,13 +116,10 @@ describe("a replica's metrics on the Redis store", function () {
     } finally {
       await client.close();
     }
-    const port = /metrics on port (\d+)/.exec(server.stdout())?.[1];
-    assert.ok(port, "the replica printed its metrics port");
-    const { body } = await httpGet(`http://127.0.0.1:${port}/metrics`);
-    const gauge = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(body)?.[1] ?? Number.NaN);
+    const metrics = new MetricsScraper(server);
     // Redis's DBSIZE counts every key there, other tests' too: at least these three.
-    assert.ok(gauge("llmcache_entries") >= 3, body);
-    assert.ok(gauge("llmcache_bytes") > 0, body);
+    assert.ok((await metrics.value("llmcache_entries")) >= 3);
+    assert.ok((await metrics.value("llmcache_bytes")) > 0);
   });
 });
 
