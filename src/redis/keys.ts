@@ -20,19 +20,20 @@ export const LEASES_CHANNEL = "llmc:leases";
 export const STATS_KEY = "llmc:stats";
 export const ALL_LEASES = "*";
 
+/** A pair's keys: ASCII only (a prefix, hex and base64url), so the same string to Redis, to the near cache and to lease waits. */
 export interface PairKeys {
-  entry: Buffer;
-  lease: Buffer;
+  entry: string;
+  lease: string;
 }
 
-/** The entry's and the lease's keys of a pair; the strings hold one byte per character (KeyBytes). */
+/** The entry's and the lease's keys of a pair; the strings given hold one byte per character (KeyBytes). */
 export function pairKeys(namespace: string, prompt: string, llmString: string): PairKeys {
   // One buffer hashed in one call: a Hash object fed three times cost twice
   // as much, and was the largest part of a replica's CPU per lookup (6.5% of
   // its samples under 64 callers).
   const digest = hash("sha256", Buffer.from(`${prompt.length}:${prompt}${llmString}`, "latin1"), "base64url");
   const tail = `${namespaceHex(namespace)}:{${digest}}`;
-  return { entry: Buffer.from(`${ENTRY_PREFIX}${tail}`), lease: Buffer.from(`${KEY_PREFIX}l:${tail}`) };
+  return { entry: `${ENTRY_PREFIX}${tail}`, lease: `${KEY_PREFIX}l:${tail}` };
 }
 
 /** A SCAN pattern for every entry and lease of a namespace, or of all. */

@@ -97,7 +97,7 @@ export class RedisBackend implements CacheBackend<Buffer> {
       const value = await this.#get(namespace, keys.entry);
       return value === undefined ? MISS : { kind: "hit", value };
     }
-    const near = bypass ? undefined : this.#near?.get(keys.entry.toString("latin1"));
+    const near = bypass ? undefined : this.#near?.get(keys.entry);
     if (near !== undefined) {
       this.#counters.count(namespace, "hits");
       return { kind: "hit", value: near };
@@ -111,7 +111,7 @@ export class RedisBackend implements CacheBackend<Buffer> {
     if (!bypass) this.#counters.count(namespace, "misses");
     if (found.kind === "lease") return this.#granted(namespace, found.token, leaseMs);
     if (waitMs <= 0) return MISS;
-    const outcome = await this.#waits.wait(keys.lease.toString("latin1"), found.pttlMs, waitMs, check, signal?.());
+    const outcome = await this.#waits.wait(keys.lease, found.pttlMs, waitMs, check, signal?.());
     switch (outcome.kind) {
       case "hit":
         this.#counters.countLease(namespace, "waitsServed");
@@ -149,7 +149,7 @@ export class RedisBackend implements CacheBackend<Buffer> {
       LEASES_CHANNEL,
     ])) as number;
     // Redis tells every replica of the change; this one must not answer the old value even before it hears.
-    this.#near?.invalidate(entry.toString("latin1"));
+    this.#near?.invalidate(entry);
     if (result === -1) {
       this.#counters.countLease(namespace, "staleFillsRefused");
       this.#counters.count(namespace, "updatesNotStored");
@@ -266,14 +266,14 @@ export class RedisBackend implements CacheBackend<Buffer> {
   }
 
   /** The entry's value, from the near cache or Redis, counted as a hit or a miss. */
-  async #get(namespace: string, entry: Buffer): Promise<Buffer | undefined> {
+  async #get(namespace: string, entry: string): Promise<Buffer | undefined> {
     const value = this.#near ? await this.#getThroughNear(entry, this.#near) : ((await this.#redis.sendToKey(entry, true, ["GET", entry])) as Buffer | null);
     this.#counters.count(namespace, value === null ? "misses" : "hits");
     return value ?? undefined;
   }
 
-  async #getThroughNear(entry: Buffer, near: NearCache): Promise<Buffer | null> {
-    const kept = near.get(entry.toString("latin1"));
+  async #getThroughNear(entry: string, near: NearCache): Promise<Buffer | null> {
+    const kept = near.get(entry);
     if (kept !== undefined) return kept;
     return this.#readKeeping(entry, async () => {
       // Issued together, they travel in one write and are answered in one read.
@@ -289,8 +289,8 @@ export class RedisBackend implements CacheBackend<Buffer> {
    * Runs `read` of the entry, and gives what it found to the near cache, if
    * any, to keep (see NearCache.beginRead); `ttlMs` as PTTL says it.
    */
-  async #readKeeping<R>(entry: Buffer, read: () => Promise<{ result: R; value: Buffer | null; ttlMs: number }>): Promise<R> {
-    const keep = this.#near?.beginRead(entry.toString("latin1"));
+  async #readKeeping<R>(entry: string, read: () => Promise<{ result: R; value: Buffer | null; ttlMs: number }>): Promise<R> {
+    const keep = this.#near?.beginRead(entry);
     try {
       const { result, value, ttlMs } = await read();
       keep?.(value, ttlMs);
@@ -301,7 +301,7 @@ export class RedisBackend implements CacheBackend<Buffer> {
     }
   }
 
-  #lookupOrLease(entry: Buffer, lease: Buffer, leaseMs: number, bypass: boolean): Promise<LeaseCheck<Buffer>> {
+  #lookupOrLease(entry: string, lease: string, leaseMs: number, bypass: boolean): Promise<LeaseCheck<Buffer>> {
     const token = `${this.#tokenPrefix}.${(++this.#lastToken).toString(36)}`;
     const args = [token, String(leaseMs), bypass ? "1" : "0"];
     const lookup = async (): Promise<{ result: LeaseCheck<Buffer>; value: Buffer | null; ttlMs: number }> => {
@@ -319,7 +319,7 @@ export class RedisBackend implements CacheBackend<Buffer> {
   }
 
   /** Runs a script on the node of its first key: by digest, or whole if the node does not know it yet. */
-  async #run(script: Script, keys: Buffer[], args: RedisArgument[]): Promise<unknown> {
+  async #run(script: Script, keys: string[], args: RedisArgument[]): Promise<unknown> {
     const command = (verb: string, body: string) => [verb, body, String(keys.length), ...keys, ...args];
     try {
       return await this.#redis.sendToKey(keys[0]!, false, command("EVALSHA", script.sha1));

@@ -22,18 +22,18 @@ describe("Redis keys", () => {
     const llmString = "model=\u00e9";
     const keys = pairKeys("ns\u00e9", prompt, llmString);
     const tail = `6e73e9:{${expectedDigest(prompt, llmString)}}`;
-    assert.equal(keys.entry.toString("latin1"), `${ENTRY_PREFIX}${tail}`);
-    assert.equal(keys.lease.toString("latin1"), `${KEY_PREFIX}l:${tail}`);
+    assert.equal(keys.entry, `${ENTRY_PREFIX}${tail}`);
+    assert.equal(keys.lease, `${KEY_PREFIX}l:${tail}`);
   });
 
   it("keep apart pairs whose prompt and llm_string join into the same bytes", () => {
     const a = pairKeys("", "ab", "c");
     const b = pairKeys("", "a", "bc");
-    assert.notDeepEqual(a.entry, b.entry);
+    assert.notEqual(a.entry, b.entry);
   });
 
   it("give the empty namespace, the empty prompt and the empty llm_string keys of their own", () => {
-    assert.equal(pairKeys("", "", "").entry.toString("latin1"), `${ENTRY_PREFIX}:{${expectedDigest("", "")}}`);
+    assert.equal(pairKeys("", "", "").entry, `${ENTRY_PREFIX}:{${expectedDigest("", "")}}`);
   });
 
   it("scan one namespace's entries and leases, or every namespace's", () => {
