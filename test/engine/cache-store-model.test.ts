@@ -176,7 +176,7 @@ const SMALL_SEGMENTS = { segmentBytes: 256, minDeadBytes: 0 };
 /** Empty values, values on both sides of the largest record a shared segment takes, and values that need a segment of their own. */
 const VALUE_LENGTHS = fc.constantFrom(0, 1, 20, 53, 54, 55, 120, 1000);
 const namespaceArbitrary = fc.constantFrom("", "a");
-const keyArbitrary = { namespace: namespaceArbitrary, prompt: fc.constantFrom("p0", "p1", "p2"), llmString: fc.constantFrom("m0", "m1") };
+const keyArbitrary = { namespace: namespaceArbitrary, prompt: fc.constantFrom("p0", "p1", "p2"), llmString: fc.constantFrom("m0", "m1", "n1") };
 const commandArbitrary: fc.Arbitrary<Command> = fc.oneof(
   { weight: 5, arbitrary: fc.record({ kind: fc.constant("set" as const), ...keyArbitrary, bytes: fc.constantFrom(10, 100, 400, 900), valueLength: VALUE_LENGTHS, ttlMs: fc.constantFrom(undefined, 50, 200, Infinity), onlyIfAbsent: fc.boolean() }) },
   { weight: 5, arbitrary: fc.record({ kind: fc.constant("get" as const), ...keyArbitrary }) },
