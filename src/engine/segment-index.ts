@@ -1,4 +1,5 @@
 import type { EntryIndex, Slot } from "./entry-index.js";
+import { KeyBuffer } from "./key-buffer.js";
 import { SegmentArena, type ArenaOptions, type Location } from "./segment-arena.js";
 
 const EMPTY = -1;
@@ -29,6 +30,8 @@ const GROUP_MEMO_SIZE = 64;
  */
 export class SegmentIndex implements EntryIndex<Buffer> {
   readonly #arena: SegmentArena;
+  /** The key being looked for or added: its bytes, hashed and compared natively. */
+  readonly #key = new KeyBuffer();
 
   // Entries, by slot.
   #hash = new Int32Array(INITIAL_CAPACITY);
@@ -66,9 +69,9 @@ export class SegmentIndex implements EntryIndex<Buffer> {
   find(namespaceId: number, llmString: string, prompt: string): Slot | undefined {
     const group = this.#findGroup(namespaceId, llmString);
     if (group === EMPTY) return undefined;
-    const hash = hashOf(group, prompt);
+    const hash = this.#hashOf(group, prompt);
     for (let slot = this.#buckets[hash & (this.#buckets.length - 1)]!; slot !== EMPTY; slot = this.#next[slot]!) {
-      if (this.#hash[slot] === hash && this.#groupOf[slot] === group && this.#promptIs(slot, prompt)) return slot;
+      if (this.#hash[slot] === hash && this.#groupOf[slot] === group && this.#promptIsKey(slot)) return slot;
     }
     return undefined;
   }
@@ -83,7 +86,7 @@ export class SegmentIndex implements EntryIndex<Buffer> {
     if (made) group = this.#addGroup(namespaceId, llmString);
     this.#groupEntries[group]!++;
     if (slot >= this.#hash.length) this.#growEntries(slot + 1);
-    const hash = hashOf(group, prompt);
+    const hash = this.#hashOf(group, prompt);
     this.#hash[slot] = hash;
     this.#groupOf[slot] = group;
     this.#promptLength[slot] = prompt.length;
@@ -172,9 +175,9 @@ export class SegmentIndex implements EntryIndex<Buffer> {
   #findGroup(namespaceId: number, llmString: string): number {
     const memo = memoSlot(namespaceId, llmString);
     if (this.#memoGroup[memo] !== EMPTY && this.#memoNamespace[memo] === namespaceId && this.#memoLlmString[memo] === llmString) return this.#memoGroup[memo]!;
-    const hash = hashOf(namespaceId, llmString);
+    const hash = this.#hashOf(namespaceId, llmString);
     for (let group = this.#groupBuckets[hash & (this.#groupBuckets.length - 1)]!; group !== EMPTY; group = this.#groupNext[group]!) {
-      if (this.#groupHash[group] === hash && this.#groupNamespace[group] === namespaceId && this.#llmStringIs(group, llmString)) {
+      if (this.#groupHash[group] === hash && this.#groupNamespace[group] === namespaceId && this.#llmStringIsKey(group)) {
         this.#memoLlmString[memo] = llmString;
         this.#memoNamespace[memo] = namespaceId;
         this.#memoGroup[memo] = group;
@@ -197,7 +200,7 @@ export class SegmentIndex implements EntryIndex<Buffer> {
   #addGroup(namespaceId: number, llmString: string): number {
     const group = this.#freeGroupIds.pop() ?? this.#groupIdsUsed++;
     if (group >= this.#groupHash.length) this.#growGroups();
-    const hash = hashOf(namespaceId, llmString);
+    const hash = this.#hashOf(namespaceId, llmString);
     this.#groupHash[group] = hash;
     this.#groupNamespace[group] = namespaceId;
     this.#groupEntries[group] = 0;
@@ -221,15 +224,23 @@ export class SegmentIndex implements EntryIndex<Buffer> {
     return location;
   }
 
-  #promptIs(slot: Slot, prompt: string): boolean {
-    if (this.#promptLength[slot] !== prompt.length) return false;
-    const location = this.#location[slot]!;
-    return sameBytes(this.#arena.buffer(location), this.#arena.dataOffset(location), prompt);
+  /** Loads `text` as the key (see KeyBuffer) and hashes it, seeded with `seed` and the process's SEED. */
+  #hashOf(seed: number, text: string): number {
+    this.#key.load(text);
+    return this.#key.hash(SEED ^ Math.imul(seed, 0x9e3779b1));
   }
 
-  #llmStringIs(group: number, llmString: string): boolean {
+  /** Whether the slot's prompt is the loaded key. */
+  #promptIsKey(slot: Slot): boolean {
+    if (this.#promptLength[slot] !== this.#key.length) return false;
+    const location = this.#location[slot]!;
+    return this.#key.isAt(this.#arena.buffer(location), this.#arena.dataOffset(location));
+  }
+
+  /** Whether the group's llm_string is the loaded key. */
+  #llmStringIsKey(group: number): boolean {
     const location = this.#groupLocation[group]!;
-    return this.#arena.length(location) === llmString.length && sameBytes(this.#arena.buffer(location), this.#arena.dataOffset(location), llmString);
+    return this.#arena.length(location) === this.#key.length && this.#key.isAt(this.#arena.buffer(location), this.#arena.dataOffset(location));
   }
 
   #chain(buckets: Int32Array, next: Int32Array, id: number, hash: number): void {
@@ -282,28 +293,6 @@ function memoSlot(namespaceId: number, llmString: string): number {
   if (length === 0) return namespaceId & (GROUP_MEMO_SIZE - 1);
   const sample = llmString.charCodeAt(length - 1) ^ (llmString.charCodeAt(length >> 1) << 3) ^ (llmString.charCodeAt((length * 3) >> 2) << 6);
   return (Math.imul(length ^ sample ^ Math.imul(namespaceId, 0x9e3779b1), 0x85ebca6b) >>> 16) & (GROUP_MEMO_SIZE - 1);
-}
-
-/** FNV-1a over the characters, seeded with `seed` and the process's SEED, finished with murmur3's mix. */
-function hashOf(seed: number, text: string): number {
-  let hash = (0x811c9dc5 ^ SEED ^ Math.imul(seed, 0x9e3779b1)) | 0;
-  let wide = 0;
-  for (let i = 0; i < text.length; i++) {
-    const code = text.charCodeAt(i);
-    wide |= code;
-    hash = Math.imul(hash ^ code, 0x01000193);
-  }
-  if (wide > 0xff) throw new TypeError("a key of the segment index must be bytes held as latin1 (no character above U+00FF)");
-  hash ^= hash >>> 16;
-  hash = Math.imul(hash, 0x85ebca6b);
-  hash ^= hash >>> 13;
-  hash = Math.imul(hash, 0xc2b2ae35);
-  return hash ^ (hash >>> 16);
-}
-
-function sameBytes(buffer: Buffer, start: number, text: string): boolean {
-  for (let i = 0; i < text.length; i++) if (buffer[start + i] !== text.charCodeAt(i)) return false;
-  return true;
 }
 
 function writeLatin1(buffer: Buffer, text: string, offset: number): void {
