@@ -72,6 +72,7 @@ export function callMetadata(settings: ChannelSettings): Metadata {
 
 /** Whether the address's host is a name (which DNS may resolve to several servers), not an IP address or a unix: socket. */
 function isHostName(address: string): boolean {
+  if (address.startsWith("dns:")) return true;
   if (address.startsWith("unix:") || address.startsWith("[")) return false;
   const colon = address.lastIndexOf(":");
   return isIP(colon < 0 ? address : address.slice(0, colon)) === 0;

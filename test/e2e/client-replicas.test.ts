@@ -99,7 +99,8 @@ describe("CacheClient with several replicas", function () {
     });
 
     it("refuses an item that is not host:port", () => {
-      const notHostPort = (got: string) => addressError(`address items must be host:port (such as "10.0.0.1:50051" or "[::1]:50051"), got ${got}`);
+      const notHostPort = (got: string) =>
+        addressError(`address items must be host:port (such as "10.0.0.1:50051", "[::1]:50051" or "dns:///cache.internal:50051"), got ${got}`);
       assert.throws(() => new CacheClient({ address: "cache.internal" }), notHostPort('"cache.internal"'));
       assert.throws(() => new CacheClient({ address: "10.0.0.1:50051,10.0.0.2" }), notHostPort('"10.0.0.2"'));
       assert.throws(() => new CacheClient({ address: "10.0.0.1:0" }), notHostPort('"10.0.0.1:0"'));
@@ -108,6 +109,15 @@ describe("CacheClient with several replicas", function () {
       assert.throws(() => new CacheClient({ address: "10.0.0.1:50051, 10.0.0.2:50051" }), notHostPort('" 10.0.0.2:50051"'));
       assert.throws(() => new CacheClient({ address: ["10.0.0.1:50051,10.0.0.2:50051"] }), notHostPort('"10.0.0.1:50051,10.0.0.2:50051"'));
       assert.throws(() => new CacheClient({ address: ["10.0.0.1:50051", 50051 as unknown as string] }), notHostPort("50051"));
+      assert.throws(() => new CacheClient({ address: "dns:///cache.internal" }), notHostPort('"dns:///cache.internal"'));
+      assert.throws(() => new CacheClient({ address: "dns:///cache.internal:0" }), notHostPort('"dns:///cache.internal:0"'));
+      assert.throws(() => new CacheClient({ address: "dns://10.0.0.53/cache.internal" }), notHostPort('"dns://10.0.0.53/cache.internal"'));
+      assert.throws(() => new CacheClient({ address: "dns:" }), notHostPort('"dns:"'));
+    });
+
+    it("takes a gRPC dns target as one address", async () => {
+      const targets = ["dns:///cache.internal:50051", "dns://10.0.0.53:53/cache:1", "dns:cache:2"];
+      assert.deepEqual(await addressesOf(targets.join(",")), { address: targets.join(","), addresses: targets });
     });
 
     it("refuses what is neither a string nor an array", () => {

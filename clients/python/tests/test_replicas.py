@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from conftest import free_port, start_redis, start_server, start_servers
+from dns_server import DnsServer
 
 from llmcache import CacheClient, CacheError, Generation
 from llmcache.langchain import LangChainCache
@@ -51,6 +52,11 @@ def test_a_sequence_lists_one_replica_each() -> None:
     )
 
 
+def test_a_dns_target_is_one_replica_address() -> None:
+    targets = ("dns:///cache.internal:50051", "dns://10.0.0.53:53/cache:1", "dns:c:2")
+    assert CacheClient(",".join(targets)).addresses == targets
+
+
 def test_one_address_is_one_replica() -> None:
     client = CacheClient("127.0.0.1:1")
     assert client.addresses == ("127.0.0.1:1",)
@@ -62,7 +68,8 @@ EXPECTED_TYPE = (
     " or a sequence of host:port, got "
 )
 EXPECTED_HOST_PORT = (
-    "address items must be host:port (such as '10.0.0.1:50051' or '[::1]:50051'), got "
+    "address items must be host:port (such as '10.0.0.1:50051', '[::1]:50051'"
+    " or 'dns:///cache.internal:50051'), got "
 )
 
 
@@ -100,7 +107,14 @@ EXPECTED_HOST_PORT = (
             ValueError,
             f"{EXPECTED_HOST_PORT}'127.0.0.1:1,127.0.0.1:2'",
         ),
-        ("dns:///cache:50051", ValueError, f"{EXPECTED_HOST_PORT}'dns:///cache:50051'"),
+        ("dns:///cache", ValueError, f"{EXPECTED_HOST_PORT}'dns:///cache'"),
+        ("dns:///cache:0", ValueError, f"{EXPECTED_HOST_PORT}'dns:///cache:0'"),
+        (
+            "dns://10.0.0.53/cache",
+            ValueError,
+            f"{EXPECTED_HOST_PORT}'dns://10.0.0.53/cache'",
+        ),
+        ("dns:", ValueError, f"{EXPECTED_HOST_PORT}'dns:'"),
     ],
 )
 def test_bad_addresses_are_refused_naming_the_parameter(
@@ -147,6 +161,38 @@ async def test_async_calls_take_turns_over_the_replicas(
             await client.alookup_many([("p", "l")] * 5)
     assert lookups_seen(server, namespace) == 15
     assert lookups_seen(limited_server, namespace) == 15
+
+
+DNS_NAME = "replicas.llmcache.test"
+
+
+@pytest.fixture
+def servers_of_one_name() -> Iterator[tuple[DnsServer, list[Server]]]:
+    """A DNS server whose one name has two records, and a server at each, one port."""
+    with DnsServer({DNS_NAME: ["127.0.0.1", "127.0.0.2"]}) as dns:
+        first = start_server("--host", "127.0.0.1")
+        try:
+            second = start_server("--host", "127.0.0.2", port=first.port)
+        except BaseException:
+            first.stop()
+            raise
+        yield dns, [first, second]
+        first.stop()
+        second.stop()
+
+
+def test_calls_take_turns_over_the_records_of_a_dns_name(
+    servers_of_one_name: tuple[DnsServer, list[Server]], namespace: str
+) -> None:
+    dns, (first, second) = servers_of_one_name
+    address = f"dns://127.0.0.1:{dns.port}/{DNS_NAME}:{first.port}"
+    with CacheClient(address, namespace=namespace) as client:
+        for _ in range(20):
+            assert client.lookup("p", "l") is None
+    assert dns.answered > 0, "the name was not resolved by the test's DNS server"
+    seen = [lookups_seen(first, namespace), lookups_seen(second, namespace)]
+    assert sum(seen) == 20
+    assert min(seen) >= 5, f"one record's server served {min(seen)} of 20"
 
 
 # -- failover under load --------------------------------------------------------

@@ -40,6 +40,9 @@ if TYPE_CHECKING:
 _HOST_PORT = re.compile(
     r"(?:\[[0-9A-Fa-f:.]+(?:%[\w.-]+)?\]|[^\s:/,\[\]]+):(\d{1,5})", re.ASCII
 )
+# gRPC's dns target (its naming doc): "dns:", an optional "//" DNS server "/",
+# then host:port.
+_DNS_TARGET = re.compile(r"dns:(?://[^\s/,]*/)?(.*)", re.ASCII)
 _MAX_PORT = 65_535
 _ADDRESS_TYPE = (
     "address must be a non-empty str (host:port, or several separated by commas)"
@@ -52,7 +55,9 @@ def addresses_of(address: object) -> tuple[str, ...]:
     """The replicas `address` names: "host:port", several joined by ",", or a sequence.
 
     A grpc "unix:PATH" target counts as one address, as the TypeScript
-    client and the command line allow.
+    client and the command line allow, and so does a gRPC "dns:" target
+    ("dns:///cache.internal:50051"; the port is required), whose records
+    are all used.
     """
     if isinstance(address, str):
         items: Sequence[object] = address.split(",") if address else []
@@ -71,8 +76,8 @@ def addresses_of(address: object) -> tuple[str, ...]:
             raise ValueError(f"address has an empty item: {address!r}")
         if not _is_address(item):
             message = (
-                "address items must be host:port (such as '10.0.0.1:50051' or"
-                f" '[::1]:50051'), got {item!r}"
+                "address items must be host:port (such as '10.0.0.1:50051',"
+                f" '[::1]:50051' or 'dns:///cache.internal:50051'), got {item!r}"
             )
             raise ValueError(message)
         if item in seen:
@@ -84,7 +89,8 @@ def addresses_of(address: object) -> tuple[str, ...]:
 def _is_address(item: str) -> bool:
     if item.startswith("unix:"):
         return len(item) > len("unix:") and "," not in item
-    match = _HOST_PORT.fullmatch(item)
+    dns = _DNS_TARGET.fullmatch(item)
+    match = _HOST_PORT.fullmatch(dns.group(1) if dns else item)
     return match is not None and 1 <= int(match.group(1)) <= _MAX_PORT
 
 
