@@ -69,7 +69,7 @@ export class SegmentIndex implements EntryIndex<Buffer> {
   find(namespaceId: number, llmString: string, prompt: string): Slot | undefined {
     const group = this.#findGroup(namespaceId, llmString);
     if (group === EMPTY) return undefined;
-    const hash = this.#hashOf(group, prompt);
+    const hash = this.#loadKey(group, prompt);
     for (let slot = this.#buckets[hash & (this.#buckets.length - 1)]!; slot !== EMPTY; slot = this.#next[slot]!) {
       if (this.#hash[slot] === hash && this.#groupOf[slot] === group && this.#promptIsKey(slot)) return slot;
     }
@@ -86,7 +86,7 @@ export class SegmentIndex implements EntryIndex<Buffer> {
     if (made) group = this.#addGroup(namespaceId, llmString);
     this.#groupEntries[group]!++;
     if (slot >= this.#hash.length) this.#growEntries(slot + 1);
-    const hash = this.#hashOf(group, prompt);
+    const hash = this.#loadKey(group, prompt);
     this.#hash[slot] = hash;
     this.#groupOf[slot] = group;
     this.#promptLength[slot] = prompt.length;
@@ -166,16 +166,17 @@ export class SegmentIndex implements EntryIndex<Buffer> {
 
   /**
    * The group of the namespace and llm_string, or EMPTY. Most calls name
-   * one of a few llm_strings, each some hundreds of bytes: hashing one and
-   * comparing it with the arena's bytes, character by character, took a
-   * fifth of a server's CPU under 64 callers. So the groups found lately
-   * are remembered with the string they were asked by, and a string equal
-   * to it (compared natively, by V8) finds its group at once.
+   * one of a few llm_strings, each some hundreds of bytes, and hashing one
+   * and comparing it with the arena's bytes on every call took a fifth of a
+   * server's CPU under 64 callers (a character at a time, before
+   * KeyBuffer). So the groups found lately are remembered with the string
+   * they were asked by, and a string equal to it (compared by V8) finds its
+   * group at once.
    */
   #findGroup(namespaceId: number, llmString: string): number {
     const memo = memoSlot(namespaceId, llmString);
     if (this.#memoGroup[memo] !== EMPTY && this.#memoNamespace[memo] === namespaceId && this.#memoLlmString[memo] === llmString) return this.#memoGroup[memo]!;
-    const hash = this.#hashOf(namespaceId, llmString);
+    const hash = this.#loadKey(namespaceId, llmString);
     for (let group = this.#groupBuckets[hash & (this.#groupBuckets.length - 1)]!; group !== EMPTY; group = this.#groupNext[group]!) {
       if (this.#groupHash[group] === hash && this.#groupNamespace[group] === namespaceId && this.#llmStringIsKey(group)) {
         this.#memoLlmString[memo] = llmString;
@@ -200,7 +201,7 @@ export class SegmentIndex implements EntryIndex<Buffer> {
   #addGroup(namespaceId: number, llmString: string): number {
     const group = this.#freeGroupIds.pop() ?? this.#groupIdsUsed++;
     if (group >= this.#groupHash.length) this.#growGroups();
-    const hash = this.#hashOf(namespaceId, llmString);
+    const hash = this.#loadKey(namespaceId, llmString);
     this.#groupHash[group] = hash;
     this.#groupNamespace[group] = namespaceId;
     this.#groupEntries[group] = 0;
@@ -224,8 +225,8 @@ export class SegmentIndex implements EntryIndex<Buffer> {
     return location;
   }
 
-  /** Loads `text` as the key (see KeyBuffer) and hashes it, seeded with `seed` and the process's SEED. */
-  #hashOf(seed: number, text: string): number {
+  /** Makes `text` the loaded key (see KeyBuffer) and gives its hash, seeded with `seed` and the process's SEED. */
+  #loadKey(seed: number, text: string): number {
     this.#key.load(text);
     return this.#key.hash(SEED ^ Math.imul(seed, 0x9e3779b1));
   }
