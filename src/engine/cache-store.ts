@@ -100,6 +100,8 @@ export class CacheStore<V> implements Store<V> {
   readonly #idle = new Map<string, Namespace>();
   /** How many namespaces hold entries. */
   #liveNamespaces = 0;
+  /** The namespace a set() is making room in: its record is not dropped meanwhile, even if it is idle. */
+  #pinned: Namespace | undefined;
   /** Every namespace's counters added up, dropped records' included. */
   readonly #totals = newCounters();
   #size = 0;
@@ -228,9 +230,17 @@ export class CacheStore<V> implements Store<V> {
 
     // Making room may remove the entry's group, or empty its namespace, and
     // so raise what the entry needs: make room again until it is enough.
-    for (let needed = 0; accounted + this.#structureCost(space, llmString) > needed; ) {
-      needed = accounted + this.#structureCost(space, llmString);
-      this.#makeRoom(space, 1, needed, NONE);
+    // It may also empty more namespaces than are kept idle, while this one
+    // is idle too (new, or emptied by the eviction of its last entry): so
+    // its record is pinned, lest the entry go into a record already dropped.
+    this.#pinned = space;
+    try {
+      for (let needed = 0; accounted + this.#structureCost(space, llmString) > needed; ) {
+        needed = accounted + this.#structureCost(space, llmString);
+        this.#makeRoom(space, 1, needed, NONE);
+      }
+    } finally {
+      this.#pinned = undefined;
     }
     if (space.entries === 0) this.#becomeLive(space);
     const added = this.#allocate();
@@ -410,11 +420,14 @@ export class CacheStore<V> implements Store<V> {
     if (space.configured) return;
     this.#idle.set(space.name, space);
     if (this.#idle.size <= IDLE_NAMESPACES_KEPT) return;
-    const [oldest] = this.#idle.values();
-    this.#idle.delete(oldest!.name);
-    this.#namespaces.delete(oldest!.name);
-    this.#namespaceById[oldest!.id] = undefined;
-    this.#freeNamespaceIds.push(oldest!.id);
+    for (const oldest of this.#idle.values()) {
+      if (oldest === this.#pinned) continue;
+      this.#idle.delete(oldest.name);
+      this.#namespaces.delete(oldest.name);
+      this.#namespaceById[oldest.id] = undefined;
+      this.#freeNamespaceIds.push(oldest.id);
+      return;
+    }
   }
 
   #expired(slot: Slot): boolean {

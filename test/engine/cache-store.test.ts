@@ -233,6 +233,37 @@ describe("CacheStore", () => {
       assert.equal(store.stats(10).namespacesNotListed, IDLE_NAMESPACES_KEPT + 2 - 10);
     });
 
+    it("keeps the record of a new namespace whose first entry evicts the entries of more than IDLE_NAMESPACES_KEPT others", () => {
+      // Every small entry in a namespace of its own: making room for the big
+      // one empties more namespaces than are kept idle, while the big one's
+      // own namespace is still idle itself.
+      const small = ENTRY + STRUCTURE("ns-0000");
+      const count = IDLE_NAMESPACES_KEPT + 200;
+      const { store, get } = storeWith({ maxBytes: count * small });
+      for (let i = 0; i < count; i++) store.set(`ns-${String(i).padStart(4, "0")}`, "p", "llm", `v${i}`, sized(ENTRY));
+      assert.equal(store.size, count);
+      assert.equal(store.set("big", "p", "llm", "the big one", sized((IDLE_NAMESPACES_KEPT + 100) * small)), true);
+      assert.equal(get("p", "big"), "the big one");
+      assert.equal(store.stats(Infinity).namespaces.big?.entries, 1);
+      // Its record is the one its entry points to: evicting the entry, and a new namespace, work as for any other.
+      assert.equal(store.set("after", "p", "llm", "after", sized(count * small - STRUCTURE("after"))), true);
+      assert.equal(get("p", "big"), undefined);
+      assert.equal(get("p", "after"), "after");
+      assert.equal(store.stats(Infinity).namespaces.big?.entries ?? 0, 0);
+    });
+
+    it("keeps the record of a namespace emptied by making room for its own new entry, when more than IDLE_NAMESPACES_KEPT others are emptied too", () => {
+      const small = ENTRY + STRUCTURE("ns-0000");
+      const count = IDLE_NAMESPACES_KEPT + 200;
+      const { store, get } = storeWith({ maxBytes: (count + 1) * small });
+      store.set("own", "first", "llm", "first", sized(ENTRY)); // the oldest entry: the first to go
+      for (let i = 0; i < count; i++) store.set(`ns-${String(i).padStart(4, "0")}`, "p", "llm", `v${i}`, sized(ENTRY));
+      assert.equal(store.set("own", "second", "llm", "the big one", sized((IDLE_NAMESPACES_KEPT + 100) * small)), true);
+      assert.equal(get("first", "own"), undefined);
+      assert.equal(get("second", "own"), "the big one");
+      assert.equal(store.stats(Infinity).namespaces.own?.entries, 1);
+    });
+
     it("refuses an entry larger than a namespace's budget, naming the namespace", () => {
       const { store } = storeWith({ namespaces: { tiny: { maxBytes: 500 + STRUCTURE("tiny") } } });
       assert.throws(() => store.set("tiny", "p", "llm", "x", sized(501)), {
