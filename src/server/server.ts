@@ -118,8 +118,8 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   const local = location.kind === "memory" ? await localBackend(options, logger) : undefined;
   const backend: CacheBackend<StoredGenerations> = local?.backend ?? (await redisBackend(location as RedisLocation, options, logger));
   // Kept only when served: otherwise prom-client would cost every call its
-  // counting (6 µs a unary call in a profile), sample the event loop and GC
-  // for nobody, and add 5 MiB to the process.
+  // counting (6 µs a unary call in a profile) and sample the event loop and
+  // GC, for nobody.
   const metrics = options.metricsPort === undefined ? undefined : new (await import("./metrics.js")).ServerMetrics(backend);
   const logFailure = throttledLog<{ path: string; error: unknown }>(
     ({ path, error }, suppressed) => logger.error({ err: error, method: path, suppressed }, "call failed"),
