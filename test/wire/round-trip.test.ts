@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
-import { create, toBinary } from "@bufbuild/protobuf";
-import { LookupResponseSchema } from "../../gen/llmcache/v1/cache_pb.js";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { LookupResponseSchema, ReleaseLeaseResponseSchema, UpdateResponseSchema } from "../../gen/llmcache/v1/cache_pb.js";
 import type { CacheStats } from "../../src/engine/stats.js";
 import { copyGenerations, type Generation } from "../../src/generation.js";
+import { DecodeError } from "../../src/rpc/codec.js";
 import {
   batchLookupResponseSize,
   decodeBatchLookupResponse,
@@ -152,6 +153,34 @@ describe("each message, from its writer to its reader", () => {
   it("UpdateResponse: the server's writer to the client's decoder", () => {
     assert.equal(decodeUpdateResponse(writeUpdateResponse(true)), true);
     assert.equal(decodeUpdateResponse(writeUpdateResponse(false)), false);
+  });
+
+  it("UpdateResponse and ReleaseLeaseResponse as any writer may write them: read as protobuf-es reads them", () => {
+    const replies: [string, number[]][] = [
+      ["nothing", []],
+      ["the flag set", [0x08, 1]],
+      ["the flag written false", [0x08, 0]],
+      ["set, then false: the last wins", [0x08, 1, 0x08, 0]],
+      ["false, then set", [0x08, 0, 0x08, 1]],
+      ["a non-canonical true (2, as a two-byte varint)", [0x08, 0x82, 0x00]],
+      ["unknown fields around it", [0x28, 7, 0x08, 1, 0x3a, 2, 0x61, 0x62, 0x45, 1, 2, 3, 4, 0x49, 1, 2, 3, 4, 5, 6, 7, 8]],
+      ["an unknown field alone, the size of the flag", [0x10, 1]],
+    ];
+    for (const [what, bytes] of replies) {
+      const reply = Buffer.from(bytes);
+      assert.equal(decodeUpdateResponse(reply), fromBinary(UpdateResponseSchema, reply).stored, what);
+      assert.equal(decodeReleaseLeaseResponse(reply), fromBinary(ReleaseLeaseResponseSchema, reply).released, what);
+    }
+    for (const [what, bytes] of [
+      ["the flag as a string", [0x0a, 1, 0x01]],
+      ["the flag cut short", [0x08]],
+      ["an unknown field cut short", [0x3a, 5, 0x61]],
+    ] as const) {
+      const reply = Buffer.from(bytes);
+      assert.throws(() => fromBinary(UpdateResponseSchema, reply), Error, `protobuf-es refuses ${what}`);
+      assert.throws(() => decodeUpdateResponse(reply), DecodeError, what);
+      assert.throws(() => decodeReleaseLeaseResponse(reply), DecodeError, what);
+    }
   });
 
   it("ReleaseLeaseRequest and ReleaseLeaseResponse, both ways", () => {

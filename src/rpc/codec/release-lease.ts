@@ -1,4 +1,3 @@
-import { fromBinary } from "@bufbuild/protobuf";
 import { ReleaseLeaseRequestSchema, ReleaseLeaseResponseSchema } from "../../../gen/llmcache/v1/cache_pb.js";
 import { DecodeError, decoding } from "../codec.js";
 import { concatFields, stringField } from "./fields.js";
@@ -60,5 +59,5 @@ export function decodeReleaseLeaseResponse(bytes: Buffer): boolean {
 }
 
 export function readReleaseLeaseResponse(bytes: Buffer, start: number, end: number): boolean {
-  return fromBinary(ReleaseLeaseResponseSchema, bytes.subarray(start, end)).released;
+  return RELEASED.read(bytes, start, end);
 }

@@ -1,4 +1,3 @@
-import { fromBinary } from "@bufbuild/protobuf";
 import type { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
 import { UpdateRequestSchema, UpdateResponseSchema } from "../../../gen/llmcache/v1/cache_pb.js";
 import type { Generation } from "../../generation.js";
@@ -127,5 +126,5 @@ export function decodeUpdateResponse(bytes: Buffer): boolean {
 }
 
 export function readUpdateResponse(bytes: Buffer, start: number, end: number): boolean {
-  return fromBinary(UpdateResponseSchema, bytes.subarray(start, end)).stored;
+  return STORED.read(bytes, start, end);
 }
