@@ -27,7 +27,14 @@ const keys: [string, string][] = [
   ["東京 🚀 é", "模型 ✨".repeat(40)],
   ["x".repeat(70_000), "y".repeat(300)],
 ];
-const generationLists: Generation[][] = [[], [{ text: "" }], [{ text: "Paris" }, { text: "Lyon 🗼" }], ...Object.values(chatGenerations)];
+const generationLists: Generation[][] = [
+  [],
+  [{ text: "" }],
+  [{ text: "Paris" }, { text: "Lyon 🗼" }],
+  // Lengths that take two and three bytes as varints, in the generation and around it.
+  [{ text: "é".repeat(100) }, { text: "🗼".repeat(5_000) }],
+  ...Object.values(chatGenerations),
+];
 
 const DEFAULT_LOOKUP = { namespace: "", bypass: false };
 const DEFAULT_UPDATE = { namespace: "", ttlMs: undefined, noStore: false, onlyIfAbsent: false };

@@ -8,13 +8,17 @@ import { fieldSize, varintSize, writeFieldHeader, writeVarint, type WireField } 
  * in number order, fields at their default left out), which the tests check.
  */
 
-/** A field to write: its key, and its body as bytes, as a string to write as UTF-8, or as a varint. */
+/**
+ * A field to write: its key, and its body as bytes, as a string to write as
+ * UTF-8, as a varint, or as the fields of a message written in place.
+ */
 export interface Field {
   tag: number;
   size: number;
   bytes?: Uint8Array;
   text?: string;
   varint?: number;
+  fields?: readonly (Field | undefined)[];
 }
 
 export function stringField(field: WireField, text: string): Field | undefined {
@@ -24,6 +28,11 @@ export function stringField(field: WireField, text: string): Field | undefined {
 
 export function messageField(field: WireField, bytes: Uint8Array): Field {
   return { tag: field.tag, size: bytes.length, bytes };
+}
+
+/** A message field whose fields are written straight into the enclosing message, with no buffer of its own. */
+export function nestedField(field: WireField, fields: readonly (Field | undefined)[]): Field {
+  return { tag: field.tag, size: fieldsSize(fields), fields };
 }
 
 export function varintField(field: WireField, value: number): Field | undefined {
@@ -36,12 +45,20 @@ export function boolField(field: WireField, value: boolean): Field | undefined {
 
 /** The message made of these fields, in this order; undefined ones are left out. */
 export function concatFields(fields: readonly (Field | undefined)[]): Buffer {
+  const buffer = Buffer.allocUnsafe(fieldsSize(fields));
+  writeFields(buffer, 0, fields);
+  return buffer;
+}
+
+function fieldsSize(fields: readonly (Field | undefined)[]): number {
   let size = 0;
   for (const field of fields) {
     if (field) size += field.varint === undefined ? fieldSize(field.tag, field.size) : varintSize(field.tag) + field.size;
   }
-  const buffer = Buffer.allocUnsafe(size);
-  let position = 0;
+  return size;
+}
+
+function writeFields(buffer: Buffer, position: number, fields: readonly (Field | undefined)[]): number {
   for (const field of fields) {
     if (!field) continue;
     if (field.varint !== undefined) {
@@ -50,9 +67,10 @@ export function concatFields(fields: readonly (Field | undefined)[]): Buffer {
     }
     position = writeFieldHeader(buffer, position, field.tag, field.size);
     if (field.text !== undefined) position += buffer.write(field.text, position, field.size, "utf8");
+    else if (field.fields !== undefined) position = writeFields(buffer, position, field.fields);
     else buffer.set(field.bytes!, position), (position += field.size);
   }
-  return buffer;
+  return position;
 }
 
 // The same llm_string comes with call after call; its length is kept for the last one seen.

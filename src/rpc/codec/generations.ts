@@ -4,10 +4,10 @@ import { isUtf8 } from "node:buffer";
 import { GenerationSchema, LookupResponseSchema } from "../../../gen/llmcache/v1/cache_pb.js";
 import type { Generation } from "../../generation.js";
 import { DecodeError, decodeProblem } from "../codec.js";
-import { concatFields, stringField } from "./fields.js";
+import { messageField, nestedField, stringField, type Field } from "./fields.js";
 import { checkGeneration } from "./generation-check.js";
 import { fromWireGeneration, toWireGeneration } from "./generation-objects.js";
-import { fieldSize, lengthDelimited, readerOf, wireFields, writeFieldHeader } from "./wire.js";
+import { fieldSize, lengthDelimited, readerOf, wireFields, writeFieldHeader, type WireField } from "./wire.js";
 
 /**
  * llmcache.v1.Generation, the value of every entry. The client writes and
@@ -19,13 +19,16 @@ const GENERATION = wireFields(GenerationSchema);
 /** The server holds an entry's generations laid out as this field, ready to be copied into a reply. */
 const STORED = wireFields(LookupResponseSchema).generations;
 
-/** The client writes a generation; `generation` must be checked already (copyGenerations). */
-export function encodeGeneration(generation: Generation): Uint8Array {
-  // Most generations are text alone: write those directly.
+/**
+ * The client writes a generation as `field` of the message it goes in;
+ * `generation` must be checked already (copyGenerations).
+ */
+export function generationField(field: WireField, generation: Generation): Field {
+  // Most generations are text alone: their text goes straight into the request.
   if (generation.generationInfo === undefined && generation.message === undefined) {
-    return concatFields([stringField(GENERATION.text, generation.text)]);
+    return nestedField(field, [stringField(GENERATION.text, generation.text)]);
   }
-  return toBinary(GenerationSchema, create(GenerationSchema, toWireGeneration(generation)));
+  return messageField(field, toBinary(GenerationSchema, create(GenerationSchema, toWireGeneration(generation))));
 }
 
 /**

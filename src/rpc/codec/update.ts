@@ -3,8 +3,8 @@ import { UpdateRequestSchema, UpdateResponseSchema } from "../../../gen/llmcache
 import type { Generation } from "../../generation.js";
 import { DecodeError, decoding } from "../codec.js";
 import type { KeyBytes } from "../key-bytes.js";
-import { boolField, concatFields, messageField, stringField, varintField } from "./fields.js";
-import { encodeGeneration, storedGenerations, type StoredGenerations } from "./generations.js";
+import { boolField, concatFields, stringField, varintField } from "./fields.js";
+import { generationField, storedGenerations, type StoredGenerations } from "./generations.js";
 import type { RequestChecks, WireKey } from "./request-checks.js";
 import { expectWireType, flagMessage, lengthDelimited, readBool, readerOf, readKeyBytes, wireFields, type WireField } from "./wire.js";
 
@@ -25,7 +25,7 @@ export interface UpdateFields {
 /** `generations` must be checked already (copyGenerations). */
 export function encodeUpdateRequest(prompt: string, llmString: string, generations: readonly Generation[], fields: UpdateFields): Buffer {
   const parts = [stringField(REQUEST.prompt, prompt), stringField(REQUEST.llmString, llmString)];
-  for (const generation of generations) parts.push(messageField(REQUEST.generations, encodeGeneration(generation)));
+  for (const generation of generations) parts.push(generationField(REQUEST.generations, generation));
   const finite = fields.ttlMs !== undefined && fields.ttlMs !== Infinity;
   parts.push(
     stringField(REQUEST.namespace, fields.namespace),
