@@ -114,6 +114,49 @@ describe("the server's check of a generation's bytes", () => {
       ]);
     });
 
+    it("where they came, when they came one after another: only their keys are rewritten", () => {
+      const generations = [generation(text("Paris")), generation(text("Lyon 🗼"), generationInfo(entry("a", withValue(stringValue("b"))))), generation(text("x".repeat(300)))];
+      const request = update(...generations);
+      const firstGeneration = ld(1, "p").length + ld(2, "l").length;
+      const stored = readUpdateRequest(request, CHECKS).generations;
+      assert.deepEqual(stored, Buffer.concat(generations.map((g) => ld(2, g))));
+      assert.equal(stored.buffer, request.buffer, "a view of the request, not a copy");
+      assert.equal(stored.byteOffset, request.byteOffset + firstGeneration);
+      assert.deepEqual(
+        storedAndReadBack(update(...generations))!.map((g) => g.text),
+        ["Paris", "Lyon 🗼", "x".repeat(300)],
+      );
+    });
+
+    it("laid out afresh when they came apart, or with a length written in more bytes than it needs", () => {
+      const [first, second] = [generation(text("Paris")), generation(text("Lyon"))];
+      const apart = Buffer.concat([ld(1, "p"), ld(3, first), ld(2, "l"), ld(3, second)]);
+      const longLength = Buffer.concat([ld(1, "p"), ld(2, "l"), Buffer.from([(3 << 3) | 2, 0x80 | first.length, 0x00]), first]);
+      for (const [request, expected] of [
+        [apart, Buffer.concat([ld(2, first), ld(2, second)])],
+        [longLength, ld(2, first)],
+      ] as const) {
+        const untouched = Buffer.from(request);
+        const stored = readUpdateRequest(request, CHECKS).generations;
+        assert.deepEqual(stored, expected);
+        assert.deepEqual(request, untouched, "the request's bytes are left as they came");
+      }
+    });
+
+    it("in a batch and a stream, each update's own", () => {
+      const [first, second] = [generation(text("Paris")), generation(text("Lyon"))];
+      const batch = Buffer.concat([ld(1, update(first)), ld(1, update(first, second))]);
+      assert.deepEqual(
+        readBatchUpdateRequest(batch, CHECKS).map((read) => read.generations),
+        [ld(2, first), Buffer.concat([ld(2, first), ld(2, second)])],
+      );
+      const stream = Buffer.concat([ld(1, varintField(1, 1), ld(3, update(second))), ld(1, varintField(1, 2), ld(3, update(first, second)))]);
+      assert.deepEqual(
+        readStreamRequest(stream, CHECKS).map((operation) => (operation.kind === "update" ? operation.update.generations : operation.kind)),
+        [ld(2, second), Buffer.concat([ld(2, first), ld(2, second)])],
+      );
+    });
+
     it("a Value without a kind, or NaN, in a Struct field: protobuf-es reads them there (null, NaN)", () => {
       const bytes = generation(text("t"), generationInfo(entry("none", withValue(Buffer.alloc(0))), entry("missing"), entry("nan", withValue(numberValue(NaN)))));
       assert.deepEqual(storedAndReadBack(update(bytes)), [{ text: "t", generationInfo: { none: null, missing: null, nan: NaN } }]);

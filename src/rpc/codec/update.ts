@@ -4,7 +4,7 @@ import type { Generation } from "../../generation.js";
 import { DecodeError, decoding } from "../codec.js";
 import type { KeyBytes } from "../key-bytes.js";
 import { boolField, concatFields, stringField, varintField } from "./fields.js";
-import { generationField, storedGenerations, type StoredGenerations } from "./generations.js";
+import { generationField, storedGenerations, type GenerationSpan, type StoredGenerations } from "./generations.js";
 import type { RequestChecks, WireKey } from "./request-checks.js";
 import { expectWireType, flagMessage, lengthDelimited, readBool, readerOf, readKeyBytes, wireFields, type WireField } from "./wire.js";
 
@@ -43,8 +43,8 @@ export function encodeUpdateRequest(prompt: string, llmString: string, generatio
 export interface WireUpdate extends WireKey {
   /**
    * The update's generations, as the bytes of LookupResponse.generations
-   * (field key, length and message, for each), one character per byte: a
-   * hit is answered by copying them into the reply.
+   * (field key, length and message, for each): a hit is answered by
+   * copying them into the reply.
    */
   generations: StoredGenerations;
   /** undefined: the default TTL; Infinity: never expires. */
@@ -55,11 +55,16 @@ export interface WireUpdate extends WireKey {
   leaseToken: string | undefined;
 }
 
+/**
+ * Reads an UpdateRequest. Its generations may be a view of `bytes` in which
+ * their keys were rewritten (see storedGenerations): the bytes must be the
+ * caller's own, read once, as grpc-js hands each message to the server.
+ */
 export function readUpdateRequest(bytes: Buffer, checks: RequestChecks): WireUpdate {
   return decoding(UpdateRequestSchema.typeName, () => readUpdate(bytes, 0, bytes.length, checks));
 }
 
-/** Reads an UpdateRequest from bytes[start, end): in a batch or a stream too. */
+/** Reads an UpdateRequest from bytes[start, end), in a batch or a stream too, as readUpdateRequest does. */
 export function readUpdate(bytes: Buffer, start: number, end: number, checks: RequestChecks): WireUpdate {
   const reader = readerOf(bytes, start, end);
   let namespace = "" as KeyBytes;
@@ -70,15 +75,16 @@ export function readUpdate(bytes: Buffer, start: number, end: number, checks: Re
   let noStore = false;
   let onlyIfAbsent = false;
   let leaseToken: KeyBytes | undefined;
-  const generations: [number, number][] = [];
+  const generations: GenerationSpan[] = [];
   while (reader.pos < end) {
+    const fieldStart = reader.pos;
     const [field, wireType] = reader.tag();
     if (field === REQUEST.prompt.number) prompt = readKeyBytes(bytes, reader, wireType, REQUEST.prompt);
     else if (field === REQUEST.llmString.number) llmString = readKeyBytes(bytes, reader, wireType, REQUEST.llmString);
     else if (field === REQUEST.namespace.number) namespace = readKeyBytes(bytes, reader, wireType, REQUEST.namespace);
     else if (field === REQUEST.generations.number) {
       expectWireType(wireType, REQUEST.generations);
-      generations.push(lengthDelimited(reader));
+      generations.push([fieldStart, ...lengthDelimited(reader)]);
     } else if (field === REQUEST.ttlMs.number) ttlMs = readTtlMs(reader, wireType, REQUEST.ttlMs);
     else if (field === REQUEST.neverExpires.number) neverExpires = readBool(reader, wireType, REQUEST.neverExpires);
     else if (field === REQUEST.noStore.number) noStore = readBool(reader, wireType, REQUEST.noStore);
@@ -92,7 +98,7 @@ export function readUpdate(bytes: Buffer, start: number, end: number, checks: Re
     namespace,
     prompt,
     llmString,
-    generations: storedGenerations(bytes, generations),
+    generations: storedGenerations(bytes, generations, REQUEST.generations),
     ttlMs: neverExpires ? Infinity : ttlMs > 0 ? ttlMs : undefined,
     noStore,
     onlyIfAbsent,
