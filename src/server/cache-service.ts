@@ -41,7 +41,9 @@ export interface CacheServiceOptions {
  * What a lookup answers: the stored bytes of a hit, and on a miss maybe a
  * lease. The bytes of a hit may be the backend's own, valid until it is
  * next written to (CacheBackend.lendsValues): a reply written at once uses
- * them as they are, and one written later (a stream's) copies them first.
+ * them as they are, and so does a stream's, written once its message has
+ * been read through, unless an update later in that message may have
+ * overwritten them: then it copies them first.
  */
 interface LookupAnswer {
   stored: StoredGenerations | undefined;
@@ -148,17 +150,20 @@ export function cacheServiceMethods(
     return answer.finally(done);
   }
 
-  function execute(operation: WireOperation, principal: Principal, call: CallScope): MaybePromise<WireResult> | undefined {
+  /** `updatesFollow`: an update comes later in the same message. */
+  function execute(operation: WireOperation, principal: Principal, call: CallScope, updatesFollow: boolean): MaybePromise<WireResult> | undefined {
     const { id } = operation;
     const failed = (error: unknown): WireResult => ({ id, kind: "error", ...toFailure(streamPath, error, logFailure) });
     const answered = <T>(outcome: MaybePromise<T>, result: (value: T) => WireResult) =>
       outcome instanceof Promise ? outcome.then(result, failed) : result(outcome);
     try {
       switch (operation.kind) {
-        case "lookup":
-          // A stream's replies are written once its message has been read
-          // through, perhaps after updates that reuse the backend's bytes.
-          return answered(lookupOnStream(id, operation.lookup, principal, call), ({ stored, lease }) => ({ id, kind: "lookup", stored: copyOf(stored), lease }));
+        case "lookup": {
+          const answer = lookupOnStream(id, operation.lookup, principal, call);
+          // An answer that waited is written on its own, whenever it comes.
+          const mayBeOverwritten = updatesFollow || answer instanceof Promise;
+          return answered(answer, ({ stored, lease }) => ({ id, kind: "lookup", stored: mayBeOverwritten ? copyOf(stored) : stored, lease }));
+        }
         case "cancel":
           call.waiting?.get(id)?.abort(new CacheError("CANCELLED", `operation ${id} was cancelled by the client`));
           return undefined;
@@ -216,8 +221,10 @@ export function cacheServiceMethods(
   const streamMessage: StreamImplementation = (request, principal, call) => {
     const now: WireResult[] = [];
     const later: Promise<Buffer[]>[] = [];
-    for (const operation of readStreamRequest(request, checks)) {
-      const result = execute(operation, principal, call);
+    const operations = readStreamRequest(request, checks);
+    const lastUpdate = operations.findLastIndex((operation) => operation.kind === "update");
+    for (const [i, operation] of operations.entries()) {
+      const result = execute(operation, principal, call, i < lastUpdate);
       if (result === undefined) continue;
       if (result instanceof Promise) {
         let outbox = outboxes.get(call);
