@@ -3,7 +3,7 @@ import { createHash } from "node:crypto";
 import { RedisCache } from "@langchain/community/caches/ioredis";
 import { Redis } from "ioredis";
 import { CacheClient, type Generation } from "../src/index.js";
-import { compareSystems, llmcacheSystem, type System } from "./client-bench.js";
+import { compareSystems, llmcacheSystem, served, type System } from "./client-bench.js";
 import type { Row } from "./results.js";
 import { generationOf, KEYS, LLM_STRING, promptOf, valueOf } from "./workload.js";
 
@@ -22,7 +22,9 @@ const ANCHOR = "ioredis cache (sha256 key, JSON)";
  */
 export async function cacheWorkBench(options: {
   llmcacheAddress: string;
+  llmcachePid: number;
   redisPort: number;
+  redisPid: number;
   seconds: number;
   warmupSeconds: number;
   /** Value sizes; by default 500 B and 8 KiB. */
@@ -32,11 +34,11 @@ export async function cacheWorkBench(options: {
 }): Promise<Row[]> {
   const redis = () => new Redis(options.redisPort, "127.0.0.1");
   const systems: System[] = [
-    redisCacheSystem(ANCHOR, redis()),
-    redisCacheSystem("ioredis auto-pipelining cache (sha256 key, JSON)", new Redis(options.redisPort, "127.0.0.1", { enableAutoPipelining: true })),
-    rawRedisSystem(redis()),
-    langchainRedisCacheSystem(redis()),
-    llmcacheSystem("llmcache auto-batched", new CacheClient({ address: options.llmcacheAddress })),
+    served(redisCacheSystem(ANCHOR, redis()), options.redisPid),
+    served(redisCacheSystem("ioredis auto-pipelining cache (sha256 key, JSON)", new Redis(options.redisPort, "127.0.0.1", { enableAutoPipelining: true })), options.redisPid),
+    served(rawRedisSystem(redis()), options.redisPid),
+    served(langchainRedisCacheSystem(redis()), options.redisPid),
+    served(llmcacheSystem("llmcache auto-batched", new CacheClient({ address: options.llmcacheAddress })), options.llmcachePid),
   ];
   return compareSystems({ ...options, section: "cache work", anchor: ANCHOR, systems, operations: ["lookup hit", "update"], callers: [CALLERS] });
 }

@@ -18,7 +18,12 @@ export interface System {
   prepare(bytes: number): Promise<void>;
   call(operation: Operation, bytes: number, keyIndex: number): Promise<unknown>;
   close(): Promise<void>;
+  /** The pid of the server it calls, whose CPU is measured with the client's. */
+  serverPid?: number;
 }
+
+/** The system, with the server it calls named by its pid. */
+export const served = (system: System, serverPid: number): System => ({ ...system, serverPid });
 
 export const BATCH = 100;
 const SIZES = [500, 8192];
@@ -27,19 +32,21 @@ export const sizeLabel = (bytes: number) => (bytes === 500 ? "500 B" : "8 KiB");
 
 export async function clientBench(options: {
   llmcacheAddress: string;
+  llmcachePid: number;
   redisPort: number;
+  redisPid: number;
   seconds: number;
   warmupSeconds: number;
   step: number;
   total: number;
 }): Promise<Row[]> {
   const systems = [
-    redisSystem("ioredis", new Redis(options.redisPort, "127.0.0.1")),
-    redisSystem("ioredis auto-pipelining", new Redis(options.redisPort, "127.0.0.1", { enableAutoPipelining: true })),
-    redisPipelineSystem(new Redis(options.redisPort, "127.0.0.1")),
-    llmcacheSystem("llmcache unary", new CacheClient({ address: options.llmcacheAddress, batching: false })),
-    llmcacheSystem("llmcache auto-batched", new CacheClient({ address: options.llmcacheAddress })),
-    llmcacheBatchSystem(new CacheClient({ address: options.llmcacheAddress })),
+    served(redisSystem("ioredis", new Redis(options.redisPort, "127.0.0.1")), options.redisPid),
+    served(redisSystem("ioredis auto-pipelining", new Redis(options.redisPort, "127.0.0.1", { enableAutoPipelining: true })), options.redisPid),
+    served(redisPipelineSystem(new Redis(options.redisPort, "127.0.0.1")), options.redisPid),
+    served(llmcacheSystem("llmcache unary", new CacheClient({ address: options.llmcacheAddress, batching: false })), options.llmcachePid),
+    served(llmcacheSystem("llmcache auto-batched", new CacheClient({ address: options.llmcacheAddress })), options.llmcachePid),
+    served(llmcacheBatchSystem(new CacheClient({ address: options.llmcacheAddress })), options.llmcachePid),
   ];
   return compareSystems({ ...options, section: "client", anchor: "ioredis", systems, operations: ["lookup hit", "lookup miss", "update"], callers: [1, 64] });
 }
@@ -78,6 +85,7 @@ export async function compareSystems(options: {
             seconds: options.seconds,
             warmupSeconds: options.warmupSeconds,
             unitsPerCall: system.unitsPerCall,
+            serverPid: system.serverPid,
           });
           rows.push({
             section: options.section,
@@ -89,6 +97,7 @@ export async function compareSystems(options: {
             p50: result.p50,
             p99: result.p99,
             p999: result.p999,
+            cpu: result.cpu,
             note: system.unitsPerCall > 1 ? `${system.unitsPerCall} keys per call; latency is per call` : undefined,
           });
         }

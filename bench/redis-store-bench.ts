@@ -1,11 +1,10 @@
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
 import { createClient } from "@redis/client";
 import { Redis } from "ioredis";
 import { CacheClient } from "../src/index.js";
 import { llmcacheSystem, redisSystem, type System } from "./client-bench.js";
 import { runLoad } from "./load.js";
-import { startLlmcache, type RunningProcess } from "./processes.js";
+import { cpuSeconds, startLlmcache, type RunningProcess } from "./processes.js";
 import { progress, type Row } from "./results.js";
 import { KEYS, valueOf } from "./workload.js";
 
@@ -76,17 +75,6 @@ export async function redisStoreBench(options: {
     for (const replica of replicas) await replica.stop();
   }
 }
-
-/** User and system CPU time of a process so far, in seconds (Linux's /proc). */
-function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  // Fields after the command name, which is in parentheses and may hold spaces; utime and stime are the 14th and 15th.
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND;
-}
-
-/** USER_HZ: 100 on every Linux this runs on (getconf CLK_TCK). */
-const CLOCK_TICKS_PER_SECOND = 100;
 
 const redisKey = (i: number) => `bench:redis-store:${i}`;
 

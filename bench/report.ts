@@ -6,7 +6,7 @@ export function formatTables(report: Report): string {
   for (const section of [...new Set(report.rows.map((row) => row.section))]) {
     const rows = report.rows.filter((row) => row.section === section);
     lines.push("", `## ${section}`, "");
-    const table = [["scenario", "system", "value", "ratio", "p50 µs", "p99 µs", "p99.9 µs", "vs"]];
+    const table = [["scenario", "system", "value", "ratio", "p50 µs", "p99 µs", "p99.9 µs", "CPU µs client+server", "vs"]];
     for (const row of rows) {
       table.push([
         row.scenario,
@@ -16,6 +16,7 @@ export function formatTables(report: Report): string {
         row.p50?.toString() ?? "",
         row.p99?.toString() ?? "",
         row.p999?.toString() ?? "",
+        row.cpu ? formatCpu(row.cpu) : "",
         row.anchor ?? "",
       ]);
     }
@@ -35,6 +36,11 @@ export function formatTables(report: Report): string {
 function alignColumns(table: string[][]): string[] {
   const widths = table[0]!.map((_, column) => Math.max(...table.map((row) => row[column]!.length)));
   return table.map((row) => row.map((cell, column) => cell.padEnd(widths[column]!)).join("  ").trimEnd());
+}
+
+/** CPU per unit: "13.1+9.8" (client+server), or the client's alone. */
+function formatCpu(cpu: { client: number; server?: number }): string {
+  return cpu.server === undefined ? cpu.client.toFixed(1) : `${cpu.client.toFixed(1)}+${cpu.server.toFixed(1)}`;
 }
 
 export function formatNumber(value: number): string {

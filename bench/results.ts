@@ -16,6 +16,8 @@ export interface Row {
   p50?: number;
   p99?: number;
   p999?: number;
+  /** CPU per unit of `unit` in µs, where measured: the client's (the bench's process) and the server's. */
+  cpu?: { client: number; server?: number };
   note?: string;
 }
 

@@ -50,7 +50,7 @@ try {
   const redis = await startRedis().then(remember);
   const llmcache = await startLlmcache().then(remember);
   const empty = await startEmptyServer().then(remember);
-  const servers = { llmcacheAddress: llmcache.address, redisPort: redis.port };
+  const servers = { llmcacheAddress: llmcache.address, llmcachePid: llmcache.child.pid!, redisPort: redis.port, redisPid: redis.child.pid! };
 
   const parts: Part[] = [
     { name: "client", steps: CLIENT_STEPS, run: (step, total) => clientBench({ ...servers, ...settings, step, total }) },

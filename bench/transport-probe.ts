@@ -30,7 +30,7 @@ import { LookupRequestSchema, LookupResponseSchema, StreamRequestSchema } from "
 import { decodeLookupResponse, encodeLookupRequest } from "../src/rpc/codec/lookup.js";
 import { CacheClient } from "../src/index.js";
 import { startServerProcess, type ServerProcess } from "../test/helpers/server-process.js";
-import { startEmptyServer, startRedis, wrap, type RunningProcess } from "./processes.js";
+import { cpuSeconds, startEmptyServer, startRedis, wrap, type RunningProcess } from "./processes.js";
 import { generationOf, KEYS, LLM_STRING, promptOf, valueOf } from "./workload.js";
 
 /** Everything this probe started, killed at exit whatever happened. */
@@ -161,14 +161,8 @@ interface Variant {
   p50s: number[];
   p99s: number[];
   clientCpuUs: number;
-  serverTicks: number;
+  serverCpuSeconds: number;
   calls: number;
-}
-
-function processTicks(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return Number(fields[11]) + Number(fields[12]); // utime + stime, in clock ticks
 }
 
 const percentile = (sorted: Float64Array | number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))]!;
@@ -180,7 +174,7 @@ const median = (values: number[]) => {
 
 async function runCalls(variant: Variant, calls: number, offset: number, record: boolean): Promise<void> {
   const latencies = new Float64Array(calls);
-  const ticks0 = processTicks(variant.serverPid);
+  const server0 = cpuSeconds(variant.serverPid);
   const cpu0 = process.cpuUsage();
   for (let k = 0; k < calls; k++) {
     const begun = performance.now();
@@ -188,14 +182,14 @@ async function runCalls(variant: Variant, calls: number, offset: number, record:
     latencies[k] = (performance.now() - begun) * 1000;
   }
   const cpu = process.cpuUsage(cpu0);
-  const ticks = processTicks(variant.serverPid) - ticks0;
+  const server = cpuSeconds(variant.serverPid) - server0;
   if (!record) return;
   latencies.sort();
   variant.p50s.push(percentile(latencies, 50));
   variant.p99s.push(percentile(latencies, 99));
   for (const value of latencies) variant.lat.push(value);
   variant.clientCpuUs += cpu.user + cpu.system;
-  variant.serverTicks += ticks;
+  variant.serverCpuSeconds += server;
   variant.calls += calls;
 }
 
@@ -223,7 +217,6 @@ async function main(): Promise<void> {
   const callsPerRound = option("--calls", 2500);
   const warmup = option("--warmup", 3000);
   const profileSeconds = process.argv.includes("--no-profile") ? 0 : option("--profile-seconds", 5);
-  const clockTick = 100; // USER_HZ on Linux
 
   const llmcache: ServerProcess = await startServerProcess([]);
   const redisProcess = await startRedis();
@@ -279,7 +272,7 @@ async function main(): Promise<void> {
     );
 
   const variant = (name: string, serverPid: number, call: (i: number) => Promise<unknown>): Variant => ({
-    name, serverPid, call, lat: [], p50s: [], p99s: [], clientCpuUs: 0, serverTicks: 0, calls: 0,
+    name, serverPid, call, lat: [], p50s: [], p99s: [], clientCpuUs: 0, serverCpuSeconds: 0, calls: 0,
   });
   const variants: Variant[] = [
     variant("ioredis GET", redisProcess.child.pid!, (i) => redis.get(`bench:${i}`)),
@@ -328,11 +321,11 @@ async function main(): Promise<void> {
       (p99 / anchor99).toFixed(2),
       `${percentile(pooled, 50).toFixed(0)}/${percentile(pooled, 99).toFixed(0)}`,
       (v.clientCpuUs / v.calls).toFixed(1),
-      ((v.serverTicks * 1e6) / clockTick / v.calls).toFixed(1),
+      ((v.serverCpuSeconds * 1e6) / v.calls).toFixed(1),
     ]);
   }
   printTable(rows);
-  console.log(`(p50, p99: medians over ${rounds} rounds of ${callsPerRound} calls; pooled: all ${rounds * callsPerRound} calls; server CPU from /proc at ${1e6 / clockTick} µs resolution per round)`);
+  console.log(`(p50, p99: medians over ${rounds} rounds of ${callsPerRound} calls; pooled: all ${rounds * callsPerRound} calls; server CPU from /proc at 10 ms resolution per round)`);
 
   redis.disconnect();
   await Promise.all([unary.close(), batched.close()]);
@@ -358,9 +351,9 @@ async function profile(seconds: number): Promise<void> {
     await seed.aupdateMany(Array.from({ length: 100 }, (_, k) => [promptOf(first + k), LLM_STRING, generationOf(BYTES, first + k)] as const));
   }
   await seed.close();
-  const runs: { client: string; window: Window; calls: number; serverTicks: number }[] = [];
+  const runs: { client: string; window: Window; calls: number; serverCpuSeconds: number }[] = [];
   for (const client of ["unary", "batched", "h2", "h2stream"]) {
-    let ticks0 = 0;
+    let server0 = -1;
     const child = spawn(process.execPath, ["--cpu-prof", "--cpu-prof-dir", join(dir, client), fileURLToPath(import.meta.url), "--profile-client", server.address, String(seconds), client], {
       stdio: ["ignore", "pipe", "inherit"],
     });
@@ -368,12 +361,12 @@ async function profile(seconds: number): Promise<void> {
     let output = "";
     child.stdout!.on("data", (chunk) => {
       output += chunk;
-      if (ticks0 === 0 && output.startsWith("START\n")) ticks0 = processTicks(server.child.pid!);
+      if (server0 < 0 && output.startsWith("START\n")) server0 = cpuSeconds(server.child.pid!);
     });
     await once(child, "exit");
-    const serverTicks = processTicks(server.child.pid!) - ticks0;
+    const serverCpuSeconds = cpuSeconds(server.child.pid!) - server0;
     const result = JSON.parse(output.slice("START\n".length)) as { start: number; end: number; calls: number };
-    runs.push({ client, window: { start: result.start, end: result.end }, calls: result.calls, serverTicks });
+    runs.push({ client, window: { start: result.start, end: result.end }, calls: result.calls, serverCpuSeconds });
   }
   const exit = await server.stop("SIGINT");
   const read = (sub: string) => {
@@ -384,7 +377,7 @@ async function profile(seconds: number): Promise<void> {
   console.log(`\nCPU profiles (node --cpu-prof, ${seconds} s per client, one caller; server exit ${exit.code}; files in ${dir})`);
   for (const run of runs) {
     const wall = run.window.end - run.window.start;
-    console.log(`\n== ${run.client}: ${run.calls} lookups, ${(wall / run.calls).toFixed(0)} µs each under the profiler; server CPU ${((run.serverTicks * 1e4) / run.calls).toFixed(0)} µs/call (/proc, profiler's own cost included)`);
+    console.log(`\n== ${run.client}: ${run.calls} lookups, ${(wall / run.calls).toFixed(0)} µs each under the profiler; server CPU ${((run.serverCpuSeconds * 1e6) / run.calls).toFixed(0)} µs/call (/proc, profiler's own cost included)`);
     if (serverProfile) summarise("server", serverProfile, run.window, run.calls);
     const clientProfile = read(run.client);
     if (clientProfile) summarise("client", clientProfile, run.window, run.calls);
