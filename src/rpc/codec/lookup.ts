@@ -1,5 +1,5 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import type { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
+import type { WireType } from "@bufbuild/protobuf/wire";
 import { LeaseSchema, LookupRequestSchema, LookupResponseSchema } from "../../../gen/llmcache/v1/cache_pb.js";
 import type { LeasedLookup, Lease } from "../../call-options.js";
 import { MAX_LEASE_MS } from "../../engine/leases.js";
@@ -8,6 +8,7 @@ import { DecodeError, decoding } from "../codec.js";
 import { boolField, concatFields, stringField, varintField } from "./fields.js";
 import { decodeGeneration, type StoredGenerations } from "./generations.js";
 import type { RequestChecks, WireKey } from "./request-checks.js";
+import type { WireReader } from "./wire-reader.js";
 import {
   expectWireType,
   fieldSize,
@@ -78,9 +79,9 @@ export function readLookup(bytes: Buffer, start: number, end: number, checks: Re
 }
 
 /** lease_ms and wait_ms: at most MAX_LEASE_MS. */
-function readLeaseTime(reader: BinaryReader, wireType: WireType, field: WireField): number {
+function readLeaseTime(reader: WireReader, wireType: WireType, field: WireField): number {
   expectWireType(wireType, field);
-  const ms = BigInt(reader.uint64());
+  const ms = reader.uint64();
   if (ms > BigInt(MAX_LEASE_MS)) throw new DecodeError(`${field.name} is ${ms}, over the largest allowed, ${MAX_LEASE_MS} (an hour)`);
   return Number(ms);
 }

@@ -1,4 +1,4 @@
-import type { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
+import type { WireType } from "@bufbuild/protobuf/wire";
 import { UpdateRequestSchema, UpdateResponseSchema } from "../../../gen/llmcache/v1/cache_pb.js";
 import type { Generation } from "../../generation.js";
 import { DecodeError, decoding } from "../codec.js";
@@ -6,6 +6,7 @@ import type { KeyBytes } from "../key-bytes.js";
 import { boolField, concatFields, stringField, varintField } from "./fields.js";
 import { generationField, storedGenerations, type GenerationSpan, type StoredGenerations } from "./generations.js";
 import type { RequestChecks, WireKey } from "./request-checks.js";
+import type { WireReader } from "./wire-reader.js";
 import { expectWireType, flagMessage, lengthDelimited, readBool, readerOf, readKeyBytes, wireFields, type WireField } from "./wire.js";
 
 const REQUEST = wireFields(UpdateRequestSchema);
@@ -109,9 +110,9 @@ export function readUpdate(bytes: Buffer, start: number, end: number, checks: Re
 /** The largest ttl_ms that milliseconds on the server's clock can hold exactly. */
 const MAX_TTL_MS = BigInt(Number.MAX_SAFE_INTEGER);
 
-function readTtlMs(reader: BinaryReader, wireType: WireType, field: WireField): number {
+function readTtlMs(reader: WireReader, wireType: WireType, field: WireField): number {
   expectWireType(wireType, field);
-  const ttlMs = BigInt(reader.uint64());
+  const ttlMs = reader.uint64();
   if (ttlMs > MAX_TTL_MS) {
     throw new DecodeError(`${field.name} is ${ttlMs}, over the largest allowed, ${MAX_TTL_MS} (set never_expires for an entry that never expires)`);
   }

@@ -1,14 +1,15 @@
 import { ScalarType, type DescField } from "@bufbuild/protobuf";
-import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
+import { WireType } from "@bufbuild/protobuf/wire";
 import { isUtf8 } from "node:buffer";
 import { DecodeError, decodeProblem } from "../codec.js";
 import type { KeyBytes } from "../key-bytes.js";
 import { LimitExceededError } from "../limit-exceeded-error.js";
+import { WireReader } from "./wire-reader.js";
 
 /**
  * The pieces of the protobuf binary format that the codecs share: field
- * keys, varints, and reading a message field by field with protobuf-es's
- * BinaryReader (which does the varints and skips unknown fields). Field
+ * keys, varints, and reading a message field by field with a WireReader
+ * (which does the varints and skips unknown fields). Field
  * numbers and wire types come from the protobuf-es descriptors, never from
  * numbers written here.
  */
@@ -146,14 +147,12 @@ export function flagMessage(field: WireField) {
 // Reading.
 
 /** A reader over bytes[start, end); reading past `end` is a premature EOF. */
-export function readerOf(bytes: Uint8Array, start: number, end: number): BinaryReader {
-  const reader = new BinaryReader(bytes.subarray(0, end));
-  reader.pos = start;
-  return reader;
+export function readerOf(bytes: Uint8Array, start: number, end: number): WireReader {
+  return new WireReader(bytes, start, end);
 }
 
 /** Reads a length-delimited field's length and steps over its body; returns the body's [start, end). */
-export function lengthDelimited(reader: BinaryReader): [number, number] {
+export function lengthDelimited(reader: WireReader): [number, number] {
   const length = reader.uint32();
   const start = reader.pos;
   const end = start + length;
@@ -173,14 +172,14 @@ export function wrongWireType(name: string, actual: WireType, expected: WireType
 }
 
 /** A string field as the server holds keys and names: its UTF-8 bytes, checked, one character per byte. */
-export function readKeyBytes(bytes: Buffer, reader: BinaryReader, wireType: WireType, field: WireField): KeyBytes {
+export function readKeyBytes(bytes: Buffer, reader: WireReader, wireType: WireType, field: WireField): KeyBytes {
   expectWireType(wireType, field);
   const [start, end] = lengthDelimited(reader);
   if (!isUtf8(bytes.subarray(start, end))) throw new DecodeError(`${field.name} is not valid UTF-8`);
   return bytes.toString("latin1", start, end) as KeyBytes;
 }
 
-export function readBool(reader: BinaryReader, wireType: WireType, field: WireField): boolean {
+export function readBool(reader: WireReader, wireType: WireType, field: WireField): boolean {
   expectWireType(wireType, field);
   return reader.bool();
 }
