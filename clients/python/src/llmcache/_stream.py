@@ -23,6 +23,7 @@ the next lease at once instead of when this one expires.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 from collections import deque
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -56,6 +57,10 @@ CLOSE_GRACE = 1.0
 LOOP_END_SETTLE = 0.02
 # The deadline of the release of a lease granted to a lookup given up on.
 RELEASE_TIMEOUT = 5.0
+# How long a new stream's second message waits at most for the server's
+# headers, which say the stream was accepted. A server sends them at once;
+# one older than the client sends them with its first answer.
+ACCEPT_WAIT = 0.5
 
 _LENGTH_DELIMITED = 2
 _OPERATION = cache_pb2.StreamOperation.DESCRIPTOR.fields_by_name
@@ -246,11 +251,15 @@ class OperationStream:
             self._wakeup.set_result(None)
 
     async def _write(self, call: Any) -> None:
+        accepted = False
         try:
             while self._call is call:
                 message = self._take(call)
                 if message:
                     await call.write(message)
+                    if not accepted:
+                        await _accepted(call)
+                        accepted = True
                 elif self._closing:
                     await call.done_writing()
                     return
@@ -425,6 +434,20 @@ class OperationStream:
                 following = min(following, operation.deadline)
         if following < math.inf:
             self._watch(following)
+
+
+async def _accepted(call: Any) -> None:
+    """Waits for the server to accept the call (or end it), ACCEPT_WAIT at most.
+
+    The server refuses a stream (a wrong token, a server shutting down) once
+    its first message has come. grpc.aio reports a stream that ends while it
+    sends a message as INTERNAL "Internal error from Core", losing the
+    server's status (grpc/grpc#36066); sending nothing more until the
+    server's headers, or its status, have come leaves no send in flight
+    when a refusal arrives.
+    """
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(call.initial_metadata(), ACCEPT_WAIT)
 
 
 def _succeeded(future: asyncio.Future[Any]) -> bool:
