@@ -1,5 +1,6 @@
 import { createClient, createCluster, ErrorReply, RESP_TYPES, type RedisArgument } from "@redis/client";
 import { BackendUnavailableError } from "../engine/cache-backend.js";
+import { ClusterNodeSockets } from "./cluster-node-sockets.js";
 import { InvalidationListener } from "./invalidation-listener.js";
 import type { NearCache } from "./near-cache.js";
 import type { StoreLocation } from "./store-url.js";
@@ -239,6 +240,15 @@ async function openCluster(
   ...[onError, lastError]: ErrorHandlers
 ): Promise<RedisConnection> {
   const scheme = location.tls ? "rediss" : "redis";
+  let refresh: NodeJS.Timeout | undefined;
+  const sockets = new ClusterNodeSockets(socket.reconnectStrategy, () => {
+    // Later, not now: node-redis makes one slot map at a time, and the one
+    // that made this client may still be under way.
+    refresh ??= setTimeout(() => {
+      refresh = undefined;
+      askForSlotMap(cluster)?.catch(onError);
+    }, TOPOLOGY_REFRESH_MS).unref();
+  });
   const cluster = createCluster({
     rootNodes: location.nodes.map(({ host, port }) => ({ url: `${scheme}://${host.includes(":") ? `[${host}]` : host}:${port}` })),
     defaults: { socket: { ...socket, ...(location.tls ? { tls: true as const } : {}) }, disableOfflineQueue: true, commandsQueueMaxLength: QUEUE_LIMIT },
@@ -246,9 +256,11 @@ async function openCluster(
     // often (node-redis's default, 5 s): a replica promoted in a failover is
     // found within a second of the promotion.
     topologyRefreshOnReconnectionAttemptStrategy: TOPOLOGY_REFRESH_MS,
+    nodeAddressMap: (address: string) => sockets.socketFor(address),
     ...tracking,
   });
   cluster.on("error", onError);
+  cluster.on("node-ready", ({ host, port }: { host: string; port: number }) => sockets.ready(`${host}:${port}`));
   await connectOrExplain(
     () => cluster.connect(),
     () => cluster.destroy(),
@@ -266,9 +278,22 @@ async function openCluster(
       ),
     subscribe: (channel, listener) => cluster.subscribe(channel, listener, true),
     close: async () => {
+      clearTimeout(refresh);
       await cluster.close().catch(() => {});
     },
   });
+}
+
+/**
+ * Has node-redis ask the Cluster for its slot map again. It does so by
+ * itself on a MOVED reply and while a node it had reached reconnects, but
+ * has no public way to ask: this uses its internal one, and does nothing
+ * should a later version not have it (test/e2e/redis-faults.test.ts would
+ * then fail).
+ */
+function askForSlotMap(cluster: object): Promise<unknown> | undefined {
+  const slots = (cluster as { _slots?: { rediscover?: () => Promise<unknown> } })._slots;
+  return slots?.rediscover?.();
 }
 
 /** How long a server waits for Redis at start before it gives up: a wrong address should fail the start, not hang it. */

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
 import { CacheClient, CacheError } from "../../src/index.js";
 import { healthOf } from "../helpers/raw-grpc.js";
-import { startRedis, startRedisCluster, type PrivateCluster, type PrivateRedis } from "../helpers/redis-servers.js";
+import { freePort, startRedis, startRedisCluster, type PrivateCluster, type PrivateRedis } from "../helpers/redis-servers.js";
 import { startServerProcess, type ServerProcess } from "../helpers/server-process.js";
 import { waitFor } from "../helpers/single-flight.js";
 
@@ -220,6 +220,75 @@ describe("a replica on Redis under load while Redis fails", function () {
       }
       console.log(`      acknowledged updates lost in the failover: ${lost} of ${acknowledged.length}`);
       assert.ok(lost < acknowledged.length / 3, `${lost} of ${acknowledged.length} acknowledged updates lost`);
+    });
+  });
+
+  describe("a Cluster primary promoted at an address where no one answers", () => {
+    let cluster: PrivateCluster;
+    let replica: Replica;
+
+    before(async () => {
+      cluster = await startRedisCluster(1_000);
+      replica = await replicaOn(cluster.url, [], 5_000);
+    });
+    after(async () => {
+      await replica.stop();
+      await cluster.stop();
+    });
+
+    /** Each prompt's lookup through the replica: the entry, or the failure, and how long it took. */
+    async function lookUp(prompts: string[]) {
+      return Promise.all(
+        prompts.map(async (prompt) => {
+          const started = performance.now();
+          try {
+            const found = await replica.client.alookup(prompt, "llm");
+            return { prompt, found, ms: performance.now() - started };
+          } catch (error) {
+            return { prompt, error, ms: performance.now() - started };
+          }
+        }),
+      );
+    }
+
+    // A node whose cluster-announce-port is wrong is in every slot map once
+    // it is a primary. node-redis used to wait for ever for its first
+    // connection: lookups of its keys waited out their deadlines, and the
+    // slot map was never asked for again, even once the port was right.
+    it("fails only that primary's keys, UNAVAILABLE and at once, and serves them again once its address is right", async () => {
+      const prompts = Array.from({ length: 60 }, (_, i) => `announced-${i}`);
+      for (const prompt of prompts) await replica.client.aupdate(prompt, "llm", [{ text: prompt }]);
+      const [primary] = await cluster.primaryPorts();
+      const promoted = await cluster.replicaOf(primary!);
+      const nowhere = await freePort();
+      await cluster.send(promoted, "CONFIG", "SET", "cluster-announce-port", String(nowhere));
+      await waitFor(async () => (await cluster.send(primary!, "CLUSTER", "NODES")).includes(`:${nowhere}@`), "the wrong port to reach the other nodes", 10_000);
+      await cluster.send(promoted, "CLUSTER", "FAILOVER");
+      await waitFor(async () => (await cluster.send(promoted, "ROLE")).startsWith("master"), "the replica to take over", 10_000);
+
+      let during = await lookUp(prompts);
+      await waitFor(
+        async () => (during = await lookUp(prompts)).some((result) => "error" in result),
+        "lookups of the promoted primary's keys to fail",
+        15_000,
+      );
+      const failed = during.filter((result) => "error" in result);
+      const problems = during.filter((result) =>
+        "error" in result
+          ? !(result.error instanceof CacheError && result.error.code === "UNAVAILABLE" && result.error.message.includes(`no Redis answers at 127.0.0.1:${nowhere}`))
+          : JSON.stringify(result.found) !== JSON.stringify([{ text: result.prompt }]),
+      );
+      assert.deepEqual(problems, [], "each lookup finds its entry or fails UNAVAILABLE naming the address");
+      assert.ok(failed.length < prompts.length, "the other primaries' keys are served");
+      const slowest = Math.max(...during.map((result) => result.ms));
+      assert.ok(slowest < 2_000, `a lookup took ${slowest.toFixed(0)} ms, against a deadline of 5 s`);
+
+      await cluster.send(promoted, "CONFIG", "SET", "cluster-announce-port", String(promoted));
+      await waitFor(
+        async () => (await lookUp(prompts)).every((result) => JSON.stringify("found" in result ? result.found : null) === JSON.stringify([{ text: result.prompt }])),
+        "every entry to be served again",
+        15_000,
+      );
     });
   });
 });

@@ -119,6 +119,10 @@ export interface PrivateCluster {
   readonly url: string;
   /** The ports of the nodes that are primaries now. */
   primaryPorts(): Promise<number[]>;
+  /** The port of the replica of the primary on `port` (its first, should it have several). */
+  replicaOf(port: number): Promise<number>;
+  /** The node on `port`'s answer to a command, as redis-cli prints it; "" if it does not answer. */
+  send(port: number, ...command: string[]): Promise<string>;
   /** SIGKILL to the node on `port`, as in a crash. */
   kill(port: number): void;
   /** Whether every node still running says the cluster is whole (cluster_state:ok). */
@@ -146,6 +150,13 @@ export async function startRedisCluster(nodeTimeoutMs = 1_000): Promise<PrivateC
       const roles = await Promise.all(alive().map(async (port) => [port, await redisCli(port, "ROLE")] as const));
       return roles.filter(([, role]) => role.startsWith("master")).map(([port]) => port);
     },
+    async replicaOf(port) {
+      // ROLE on a primary: "master", its offset, then each replica's ip, port and offset.
+      const replica = Number((await redisCli(port, "ROLE")).split("\n")[3]);
+      if (!Number.isInteger(replica) || replica <= 0) throw new Error(`the node on ${port} has no replica`);
+      return replica;
+    },
+    send: redisCli,
     kill(port) {
       process.kill(pidOf(port), "SIGKILL");
     },
@@ -223,7 +234,7 @@ export async function startRedis(): Promise<PrivateRedis> {
 }
 
 /** A port the kernel just gave out, so no one else is listening on it. */
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   const server = createServer();
   await new Promise<void>((resolve, reject) => server.once("error", reject).listen(0, "127.0.0.1", resolve));
   const { port } = server.address() as { port: number };
