@@ -222,6 +222,38 @@ async def test_a_server_killed_mid_stream_fails_its_calls_then_a_new_one_serves(
             restarted.stop()
 
 
+async def test_a_server_shutting_down_under_load_fails_calls_unavailable_never_internal(
+    own_server: Server,
+) -> None:
+    # The server ends the stream while the client is sending its next
+    # message: grpc.aio then reports INTERNAL in place of the status
+    # (grpc/grpc#36066). One shutdown gave a few hundred INTERNAL failures.
+    async with CacheClient(own_server.address) as client:
+        await client.aupdate("p", "l", PARIS)
+        submitting = True
+
+        async def submit() -> list[list[Generation] | BaseException | None]:
+            calls: list[asyncio.Task[list[Generation] | None]] = []
+            while submitting:
+                calls.append(asyncio.create_task(client.alookup("p", "l")))
+                await asyncio.sleep(0)
+            return await asyncio.gather(*calls, return_exceptions=True)
+
+        submitted = asyncio.create_task(submit())
+        await asyncio.sleep(0.3)
+        await asyncio.to_thread(own_server.stop)
+        await asyncio.sleep(0.2)
+        submitting = False
+        results = await submitted
+    outcomes = collections.Counter(
+        result.code if isinstance(result, CacheError) else repr(result)
+        for result in results
+        if result != PARIS
+    )
+    assert set(outcomes) == {"UNAVAILABLE"}, outcomes
+    assert results.count(PARIS) > 0
+
+
 async def test_calls_to_no_server_fail_with_unavailable(dead_address: str) -> None:
     async with CacheClient(dead_address) as client:
         results = await asyncio.gather(

@@ -62,6 +62,12 @@ RELEASE_TIMEOUT = 5.0
 # one older than the client sends them with its first answer.
 ACCEPT_WAIT = 0.5
 
+# What grpc.aio reports, in place of the server's status, for a stream that
+# ends while a message is being sent (grpc/grpc#36066): a server shutting
+# down, or refusing a token revoked meanwhile. It is UNAVAILABLE for the
+# calls the stream carried, worth a retry, as for any stream that ends.
+_STATUS_LOST = "Internal error from Core"
+
 _LENGTH_DELIMITED = 2
 _OPERATION = cache_pb2.StreamOperation.DESCRIPTOR.fields_by_name
 
@@ -334,6 +340,8 @@ class OperationStream:
             details = error.details() or ""
             if error.code() == grpc.StatusCode.CANCELLED:
                 details = f"the stream was cancelled ({details})"
+            elif error.code() == grpc.StatusCode.INTERNAL and details == _STATUS_LOST:
+                details = "the stream ended as a message was being sent"
             else:
                 code = error.code()
             self._fail(call, code, details)
