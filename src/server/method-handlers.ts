@@ -1,5 +1,5 @@
 import type { DescMethod } from "@bufbuild/protobuf";
-import { Metadata, status, type Deadline, type handleBidiStreamingCall, type handleUnaryCall, type ServerDuplexStream } from "@grpc/grpc-js";
+import { status, type Deadline, type handleBidiStreamingCall, type handleUnaryCall, type ServerDuplexStream } from "@grpc/grpc-js";
 import { setMaxListeners } from "node:events";
 import { CacheError } from "../rpc/errors.js";
 import { methodPath } from "../rpc/service-definition.js";
@@ -178,10 +178,6 @@ export function streamHandler(method: DescMethod, implementation: StreamImplemen
       refuseOnceHeard(call, () => fail(shuttingDown), () => end(status.CANCELLED));
       return;
     }
-    // Headers now, before any answer: they tell a client that the stream is
-    // accepted (see refuseOnceHeard), and a client may wait for them before
-    // it sends a second message.
-    call.sendMetadata(new Metadata());
     context.streams.add(open);
     call.on("data", (request: Buffer) => {
       if (ended || ending) return;

@@ -58,8 +58,8 @@ LOOP_END_SETTLE = 0.02
 # The deadline of the release of a lease granted to a lookup given up on.
 RELEASE_TIMEOUT = 5.0
 # How long a new stream's second message waits at most for the server's
-# headers, which say the stream was accepted. A server sends them at once;
-# one older than the client sends them with its first answer.
+# headers, which come with its first answer (or its refusal). Only a first
+# message of lookups that all wait for a lease's fill keeps them that long.
 ACCEPT_WAIT = 0.5
 
 # What grpc.aio reports, in place of the server's status, for a stream that
@@ -445,14 +445,14 @@ class OperationStream:
 
 
 async def _accepted(call: Any) -> None:
-    """Waits for the server to accept the call (or end it), ACCEPT_WAIT at most.
+    """Waits for the server's headers (or its status), ACCEPT_WAIT at most.
 
     The server refuses a stream (a wrong token, a server shutting down) once
     its first message has come. grpc.aio reports a stream that ends while it
     sends a message as INTERNAL "Internal error from Core", losing the
     server's status (grpc/grpc#36066); sending nothing more until the
-    server's headers, or its status, have come leaves no send in flight
-    when a refusal arrives.
+    server has answered, or refused, leaves no send in flight when a
+    refusal arrives.
     """
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(call.initial_metadata(), ACCEPT_WAIT)

@@ -132,11 +132,11 @@ class CacheServiceServicer:
         operation has an id chosen by the client; its result carries the same
         id. Results may come in any order and in fewer or more messages than
         the requests; a malformed operation gets an error result of its own
-        and the stream goes on. The server sends its headers as soon as it
-        accepts a stream. One it refuses (a bad token, a server shutting down)
-        ends with that status when its first message or its end has come, or a
-        second after it opened: a client that is still sending when a stream
-        ends may lose the status (grpc.aio reports INTERNAL).
+        and the stream goes on. A stream the server refuses (a bad token, a
+        server shutting down) ends with that status when its first message or
+        its end has come, or a second after it opened: a client that is still
+        sending when a stream ends may lose the status (grpc.aio reports
+        INTERNAL).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
