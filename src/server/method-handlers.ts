@@ -165,17 +165,17 @@ export function streamHandler(method: DescMethod, implementation: StreamImplemen
       end(failure.code);
       call.emit("error", failure);
     };
+    const refuse = (error: unknown) => refuseOnceHeard(call, () => fail(error), () => end(status.CANCELLED));
     let principal: Principal;
     let authenticatedAt = context.authenticator.version;
     try {
       principal = context.authenticator.authenticate(call.metadata);
     } catch (error) {
-      refuseOnceHeard(call, () => fail(error), () => end(status.CANCELLED));
+      refuse(error);
       return;
     }
     if (context.isDraining()) {
-      const shuttingDown = new CacheError("UNAVAILABLE", "the server is shutting down");
-      refuseOnceHeard(call, () => fail(shuttingDown), () => end(status.CANCELLED));
+      refuse(new CacheError("UNAVAILABLE", "the server is shutting down"));
       return;
     }
     context.streams.add(open);
