@@ -40,6 +40,9 @@ export function openChannel(settings: ChannelSettings): Client {
     // grpc-js keeps every message of a call for a possible retry until the
     // call commits; the calls here are never retried by grpc-js.
     "grpc.enable_retries": 0,
+    // The server bounds its replies (--max-reply-bytes, 16 MiB by default);
+    // grpc-js's own bound of 4 MiB would fail lookups that server may answer.
+    "grpc.max_receive_message_length": -1,
     // After a cache server restarts, clients should be back within seconds,
     // not after grpc-js's default of up to two minutes between attempts.
     "grpc.max_reconnect_backoff_ms": 5_000,

@@ -109,6 +109,39 @@ describe("resource limits", function () {
     });
   });
 
+  describe("replies within the default --max-reply-bytes (16 MiB)", () => {
+    let server: ServerProcess;
+    before(async () => {
+      server = await startServerProcess();
+      const client = new CacheClient({ address: server.address });
+      try {
+        for (let i = 0; i < 10; i++) await client.aupdate(`big ${i}`, "llm", ONE_MIB_ENTRY);
+      } finally {
+        await client.close();
+      }
+    });
+    after(() => server.stop());
+
+    // A reply may be as big as the server allows, which is past grpc-js's own
+    // default of 4 MiB for what a client receives.
+    for (const batching of [true, false]) {
+      it(`reach a client whatever their size up to the server's limit (batching ${batching ? "on" : "off"})`, async () => {
+        const client = new CacheClient({ address: server.address, batching });
+        const keys = Array.from({ length: 10 }, (_, i): [string, string] => [`big ${i}`, "llm"]);
+        try {
+          const each = await Promise.all(keys.map(([prompt, llmString]) => client.alookup(prompt, llmString)));
+          for (const result of each) assert.equal(result?.[0]?.text.length, MiB - 64);
+          const batch = await client.alookupMany(keys);
+          assert.equal(batch.length, 10);
+          for (const result of batch) assert.equal(result?.[0]?.text.length, MiB - 64);
+          assert.equal(client.lookup("big 0", "llm")?.[0]?.text.length, MiB - 64, "through the blocking methods' own channel too");
+        } finally {
+          await client.close();
+        }
+      });
+    }
+  });
+
   describe("a client that does not read", () => {
     let server: ServerProcess;
     before(async () => {
