@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -444,3 +446,32 @@ def test_one_replica_not_there_fails_as_a_single_server_does(
         client.lookup("p", "l")
     assert raised.value.code == "UNAVAILABLE"
     assert str(raised.value).startswith("Lookup failed: UNAVAILABLE: ")
+
+
+# -- a client never closed ------------------------------------------------------
+
+# A script of its own: what is at stake is the interpreter's exit.
+UNCLOSED_CLIENT_SCRIPT = """
+import sys
+from llmcache import CacheClient
+
+client = CacheClient(sys.argv[1], namespace=sys.argv[2])
+print(client.lookup("p", "l"))
+"""
+EXIT_SECONDS = 10.0
+
+
+def test_a_script_that_never_closes_its_client_of_replicas_exits(
+    server: Server, limited_server: Server, namespace: str
+) -> None:
+    addresses = f"{server.address},{limited_server.address}"
+    command = [sys.executable, "-c", UNCLOSED_CLIENT_SCRIPT, addresses, namespace]
+    try:
+        finished = subprocess.run(
+            command, capture_output=True, text=True, timeout=EXIT_SECONDS, check=False
+        )
+    except subprocess.TimeoutExpired as timed_out:
+        printed = timed_out.stdout  # bytes, text=True notwithstanding
+        pytest.fail(f"the script had not exited after {EXIT_SECONDS} s: {printed!r}")
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout == "None\n"

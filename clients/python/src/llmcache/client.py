@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import weakref
 from typing import TYPE_CHECKING, Any, NamedTuple, Self, TypeAlias, TypeVar, overload
 
 import grpc
@@ -43,10 +44,12 @@ DEFAULT_WAIT_MS = 60_000
 
 
 class _BlockingTransport(NamedTuple):
-    """The blocking calls' channel to each replica, and the replicas' health."""
+    """The blocking calls' channel to each replica, the replicas' health, and close."""
 
     replicas: tuple[Callables, ...]
     health: Health
+    close: Callable[[], object]
+    """Closes the channels, the first time only."""
 
 
 class _AsyncReplica:
@@ -64,6 +67,11 @@ class _LoopTransport(NamedTuple):
 
     replicas: tuple[_AsyncReplica, ...]
     health: Health
+
+
+def _close_channels(replicas: tuple[Callables, ...]) -> None:
+    for replica in replicas:
+        replica.channel.close()
 
 
 class CacheClient:
@@ -128,7 +136,9 @@ class CacheClient:
     before anything is sent.
 
     Close the client with `close()` / `await aclose()`, or use it as a
-    context manager (`with` or `async with`). The async methods keep one
+    context manager (`with` or `async with`); one never closed has its
+    blocking channels closed when it is collected, or at the interpreter's
+    exit at the latest. The async methods keep one
     channel (and, batching, one stream) per replica and event loop, so a
     client may serve several `asyncio.run`s; `aclose()` ends the streams
     of its loop once they have answered, and a loop that ends with a
@@ -459,8 +469,7 @@ class CacheClient:
             blocking, self._blocking = self._blocking, None
             self._async.clear()
         if blocking is not None:
-            for replica in blocking.replicas:
-                replica.channel.close()
+            blocking.close()
 
     def __enter__(self) -> Self:
         """Returns the client, closed by the `with` block's end."""
@@ -881,7 +890,15 @@ class CacheClient:
                 health: Health = always_healthy
                 if len(replicas) > 1:
                     health = BlockingHealth([replica.channel for replica in replicas])
-                self._blocking = _BlockingTransport(replicas, health)
+                # BlockingHealth's subscriptions keep a grpcio thread (a
+                # daemon) watching each channel. A channel still open when
+                # the interpreter finalizes is closed by grpcio's __del__,
+                # which waits for that watch to end, and a daemon thread is
+                # frozen by then: the exit would hang for ever. A finalizer
+                # runs at exit while threads still run (or when the client
+                # is collected), so a client never closed is closed in time.
+                close = weakref.finalize(self, _close_channels, replicas)
+                self._blocking = _BlockingTransport(replicas, health, close)
             return self._blocking
 
     def _async_transport(self) -> _LoopTransport:
