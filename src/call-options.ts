@@ -63,7 +63,7 @@ export interface UpdateOptions {
 
 export interface ClearOptions {
   namespace?: string;
-  /** Clear every namespace. */
+  /** Clear every namespace; refused together with `namespace`. */
   allNamespaces?: boolean;
 }
 
@@ -121,7 +121,11 @@ function leaseTime(value: unknown, name: string, least: number): number {
 
 export function checkClearOptions(options: ClearOptions | undefined, defaultNamespace: string): CheckedClearOptions {
   const given = optionsObject(options);
-  return { namespace: namespaceOf(given, defaultNamespace), allNamespaces: flag(given.allNamespaces, "allNamespaces") };
+  const allNamespaces = flag(given.allNamespaces, "allNamespaces");
+  // The server would clear every namespace, whatever the one named: a call
+  // that names one must not clear the others.
+  if (allNamespaces && given.namespace !== undefined) throw new TypeError("give either namespace or allNamespaces, not both");
+  return { namespace: namespaceOf(given, defaultNamespace), allNamespaces };
 }
 
 export function checkNamespace(namespace: unknown): string {

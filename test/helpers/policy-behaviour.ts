@@ -160,4 +160,16 @@ export function policyBehaviour(cacheWith: (settings: PolicySettings) => Promise
     await assert.rejects(cache.alookup("p", "llm", { namespace: 7 as never }), { name: "TypeError", message: "namespace must be a string, got number 7" });
     await assert.rejects(cache.alookup("p", "llm", { bypass: "yes" as never }), { name: "TypeError", message: "bypass must be a boolean, got a string" });
   });
+
+  it("refuses a clear that names a namespace and asks for all of them, clearing nothing", async () => {
+    const { cache } = await cacheWith({});
+    await cache.aupdate("p", "llm", [{ text: "kept" }], { namespace: "other" });
+    await assert.rejects(cache.aclear({ namespace: "mine", allNamespaces: true }), {
+      name: "TypeError",
+      message: "give either namespace or allNamespaces, not both",
+    });
+    assert.deepEqual(await cache.alookup("p", "llm", { namespace: "other" }), [{ text: "kept" }]);
+    await cache.aclear({ allNamespaces: true });
+    assert.equal(await cache.alookup("p", "llm", { namespace: "other" }), null, "allNamespaces alone clears every namespace");
+  });
 }

@@ -63,6 +63,21 @@ async def test_aclear_empties_the_namespace(aclient: CacheClient) -> None:
     assert await aclient.alookup("p", "l") is None
 
 
+async def test_aclear_refuses_a_namespace_with_all_namespaces(
+    limited_server: Server, namespace: str
+) -> None:
+    # On a server of its own: accepted, it would clear every namespace.
+    async with CacheClient(limited_server.address, namespace=namespace) as client:
+        other = f"{namespace}-other"
+        await client.aupdate("p", "l", PARIS, namespace=other, never_expires=True)
+        with pytest.raises(
+            ValueError,
+            match=r"^give either namespace or all_namespaces=True, not both$",
+        ):
+            await client.aclear(namespace=namespace, all_namespaces=True)
+        assert await client.alookup("p", "l", namespace=other) == PARIS
+
+
 async def test_async_namespaces_keep_keys_apart(
     aclient: CacheClient, namespace: str
 ) -> None:

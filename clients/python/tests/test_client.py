@@ -103,6 +103,21 @@ def test_clear_all_namespaces_empties_every_namespace(
         assert client.lookup("p", "l", namespace=f"{namespace}-b") is None
 
 
+def test_clear_refuses_a_namespace_with_all_namespaces(
+    limited_server: Server, namespace: str
+) -> None:
+    # On a server of its own, as above: accepted, it would clear every namespace.
+    with CacheClient(limited_server.address, namespace=namespace) as client:
+        other = f"{namespace}-other"
+        client.update("p", "l", PARIS, namespace=other, never_expires=True)
+        with pytest.raises(
+            ValueError,
+            match=r"^give either namespace or all_namespaces=True, not both$",
+        ):
+            client.clear(namespace=namespace, all_namespaces=True)
+        assert client.lookup("p", "l", namespace=other) == PARIS
+
+
 def test_namespaces_keep_keys_apart(client: CacheClient, namespace: str) -> None:
     client.update("p", "l", [{"text": "a"}], namespace=f"{namespace}-a")
     client.update("p", "l", [{"text": "b"}], namespace=f"{namespace}-b")

@@ -416,7 +416,11 @@ class CacheClient:
         all_namespaces: bool = False,
         timeout: float | None = None,
     ) -> None:
-        """Removes every entry of the namespace, or of all namespaces."""
+        """Removes every entry of the namespace, or of all namespaces.
+
+        `namespace` (default: the client's) and `all_namespaces=True` are
+        refused together (ValueError), before anything is sent.
+        """
         self._send(self._clear(namespace, all_namespaces), timeout)
 
     def stats(self, *, timeout: float | None = None) -> StatsReport:
@@ -807,10 +811,13 @@ class CacheClient:
         return update_options(namespace, ttl, never_expires, no_store, self._namespace)
 
     def _clear(self, namespace: object, all_namespaces: object) -> Call[None]:
-        return _calls.clear(
-            namespace=namespace_of(namespace, self._namespace),
-            all_namespaces=flag(all_namespaces, "all_namespaces"),
-        )
+        scoped = namespace_of(namespace, self._namespace)
+        everywhere = flag(all_namespaces, "all_namespaces")
+        # The server clears every namespace then, whatever the one named:
+        # a call that names one must not clear the others.
+        if everywhere and namespace is not None:
+            raise ValueError("give either namespace or all_namespaces=True, not both")
+        return _calls.clear(namespace=scoped, all_namespaces=everywhere)
 
     def _lookup_many(
         self, keys: object, namespace: object, bypass: object

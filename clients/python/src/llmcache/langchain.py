@@ -262,6 +262,8 @@ class LangChainCache(BaseCache):
                 f"clear() takes namespace and all_namespaces, not {', '.join(unknown)}"
             )
             raise TypeError(message)
+        if kwargs.get("all_namespaces") is True:
+            return kwargs  # the cache's namespace would be refused with it
         return {"namespace": self._namespace, **kwargs}
 
 
