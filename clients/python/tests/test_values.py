@@ -445,6 +445,24 @@ def test_batch_input_is_refused_with_the_entrys_place(dead_address: str) -> None
             )
 
 
+def test_a_batch_item_of_the_wrong_size_is_refused_saying_its_size(
+    dead_address: str,
+) -> None:
+    with CacheClient(dead_address) as client:
+        with pytest.raises(
+            TypeError,
+            match=r"^keys\[0\] must be a tuple of \(prompt, llm_string\),"
+            r" got a tuple of 1 item$",
+        ):
+            client.lookup_many([("p",)])  # type: ignore[list-item]
+        with pytest.raises(
+            TypeError,
+            match=r"^entries\[1\] must be a tuple of \(prompt, llm_string,"
+            r" generations\), got a list of 2 items$",
+        ):
+            client.update_many([("p", "l", []), ["p", "l"]])  # type: ignore[list-item]
+
+
 def test_bad_client_options_are_refused_at_construction() -> None:
     with pytest.raises(TypeError, match=r"^address must be a non-empty str"):
         CacheClient("")

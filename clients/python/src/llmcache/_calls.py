@@ -197,7 +197,7 @@ def lookup_many(
     keys: object, *, namespace: str, bypass: bool
 ) -> Call[list[list[Generation] | None]]:
     """BatchLookup: one result per key, in the keys' order."""
-    pairs = _items(keys, "keys", 2, "(prompt, llm_string) pairs")
+    pairs = _items(keys, "keys", ("prompt", "llm_string"))
     request = cache_pb2.BatchLookupRequest(
         lookups=[
             _lookup_request(
@@ -226,7 +226,7 @@ def lookup_many(
 
 def update_many(entries: object, options: UpdateOptions) -> Call[None]:
     """BatchUpdate: stores every entry, in order, or none if one is refused."""
-    triples = _items(entries, "entries", 3, "(prompt, llm_string, generations)")
+    triples = _items(entries, "entries", ("prompt", "llm_string", "generations"))
     request = cache_pb2.BatchUpdateRequest(
         updates=[
             _update_request(prompt, llm_string, generations, options, f"entries[{i}].")
@@ -277,15 +277,20 @@ def stored_generations(call: Call[Any]) -> list[Generation]:
     )
 
 
-def _items(value: object, name: str, size: int, what: str) -> Sequence[Sequence[Any]]:
-    """An iterable of fixed-size tuples, as a list, each checked for its size."""
+def _items(value: object, name: str, fields: Sequence[str]) -> Sequence[Sequence[Any]]:
+    """An iterable of tuples of `fields`, as a list, each checked for its size."""
+    shape = f"({', '.join(fields)})"
     if not isinstance(value, Iterable) or isinstance(value, str | bytes):
-        raise TypeError(f"{name} must be an iterable of {what}, got {describe(value)}")
+        message = f"{name} must be an iterable of {shape} tuples, got {describe(value)}"
+        raise TypeError(message)
     items = list(value)
     for i, item in enumerate(items):
-        if not isinstance(item, tuple | list) or len(item) != size:
-            message = f"{name}[{i}] must be a tuple of {what}, got {describe(item)}"
-            raise TypeError(message)
+        if isinstance(item, tuple | list) and len(item) == len(fields):
+            continue
+        got = describe(item)
+        if isinstance(item, tuple | list):
+            got += f" of {len(item)} item{'' if len(item) == 1 else 's'}"
+        raise TypeError(f"{name}[{i}] must be a tuple of {shape}, got {got}")
     return items
 
 
