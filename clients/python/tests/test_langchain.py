@@ -270,6 +270,48 @@ def test_a_cache_leaves_a_given_client_open(client: CacheClient) -> None:
     assert client.lookup("p", "llm") is None
 
 
+def test_a_message_of_a_type_langchain_lacks_comes_back_as_a_chat_message(
+    client: CacheClient, cache: LangChainCache
+) -> None:
+    # What a TypeScript client stores for a message type of its own: the
+    # raw client sends the same bytes.
+    robot = {
+        "type": "robot",
+        "content": "beep",
+        "id": "r1",
+        "additional_kwargs": {"volts": 12},
+        "serial": "R2",
+    }
+    client.update("p", "llm", [{"text": "beep", "message": robot}])
+    fields = {**robot, "type": "chat", "role": "robot"}
+    message = ChatMessage.model_validate(fields)  # with the extra field, serial
+    expected = [ChatGeneration(text="beep", message=message)]
+    assert cache.lookup("p", "llm") == expected
+    # A role it carries is its own, as for LangChain's ChatMessage.
+    client.update("p", "llm", [{"text": "", "message": {**robot, "role": "droid"}}])
+    [found] = cache.lookup("p", "llm") or []
+    assert isinstance(found, ChatGeneration)
+    assert isinstance(found.message, ChatMessage)
+    assert found.message.role == "droid"
+
+
+def test_a_bad_ttl_is_refused_naming_the_caches_own_options(
+    client: CacheClient,
+) -> None:
+    with pytest.raises(
+        ValueError,
+        match=r"^ttl must be a positive, finite duration, got -1"
+        r" \(ttl=None, the default, leaves it to the server's default\)$",
+    ):
+        LangChainCache(client=client, ttl=-1)
+    with pytest.raises(
+        ValueError,
+        match=r"^ttl is \d+ ms, over the server's limit of \d+"
+        r" \(ttl=None, the default, leaves it to the server's default\)$",
+    ):
+        LangChainCache(client=client, ttl=2.0**53)
+
+
 def test_address_and_client_together_are_refused(client: CacheClient) -> None:
     with pytest.raises(TypeError, match="give client or address"):
         LangChainCache(client=client, address="127.0.0.1:1")

@@ -232,19 +232,13 @@ async def test_the_same_prompt_twice_in_one_agenerate_does_not_wait_for_itself(
     await cache.aclose()
 
 
-def test_bypass_never_takes_a_lease(server: Server, namespace: str) -> None:
-    cache = LangChainCache(
-        address=server.address, namespace=namespace, single_flight=True, bypass=True
-    )
-    try:
-        llm = model(cache, sleep=0)
-        assert llm.invoke(PROMPT) == "answer 0"
-        assert llm.invoke(PROMPT) == "answer 1"
-        stats = cache.client.stats().namespaces[namespace]
-        assert stats.leases.granted == 0
-        assert stats.bypasses == 2
-    finally:
-        cache.close()
+def test_single_flight_with_bypass_is_refused(client: CacheClient) -> None:
+    with pytest.raises(
+        ValueError,
+        match=r"^single_flight with bypass: a cache that bypasses never reads the"
+        r" server, so there is no answer to wait for$",
+    ):
+        LangChainCache(client=client, single_flight=True, bypass=True)
 
 
 async def test_single_flight_on_a_client_without_batching(

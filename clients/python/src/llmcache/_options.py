@@ -12,6 +12,7 @@ from ._describe import describe
 # The longest ttl the server takes, in milliseconds (2**53 - 1); longer is
 # `never_expires`.
 MAX_TTL_MS = 2**53 - 1
+_NEVER_EXPIRES_INSTEAD = "never_expires=True keeps an entry for ever"
 
 Ttl = float | timedelta
 
@@ -71,11 +72,15 @@ def timeout_of(timeout: object, name: str = "timeout") -> float:
     return float(timeout)
 
 
-def expiry_of(ttl: object, never_expires: object) -> Expiry:
+def expiry_of(
+    ttl: object, never_expires: object, *, instead: str = _NEVER_EXPIRES_INSTEAD
+) -> Expiry:
     """An update's expiry from its `ttl` and `never_expires` options.
 
     ttl is seconds (an int or a float) or a timedelta, rounded to the
     nearest millisecond, at least 1; None leaves it to the server's default.
+    `instead`: what a bad ttl's message offers in its place, in the terms
+    of the caller's options.
     """
     if flag(never_expires, "never_expires"):
         if ttl is not None:
@@ -91,16 +96,12 @@ def expiry_of(ttl: object, never_expires: object) -> Expiry:
         message = f"ttl must be seconds (a float) or a timedelta, got {describe(ttl)}"
         raise TypeError(message)
     if not math.isfinite(seconds) or seconds <= 0:
-        message = (
-            f"ttl must be a positive, finite duration, got {ttl!r}"
-            " (never_expires=True keeps an entry for ever)"
-        )
+        message = f"ttl must be a positive, finite duration, got {ttl!r} ({instead})"
         raise ValueError(message)
     ttl_ms = max(1, round(seconds * 1000))
     if ttl_ms > MAX_TTL_MS:
         message = (
-            f"ttl is {ttl_ms} ms, over the server's limit of {MAX_TTL_MS}"
-            " (never_expires=True keeps an entry for ever)"
+            f"ttl is {ttl_ms} ms, over the server's limit of {MAX_TTL_MS} ({instead})"
         )
         raise ValueError(message)
     return Expiry(ttl_ms=ttl_ms)

@@ -43,6 +43,27 @@ _NONE_DEFAULTS: Mapping[str, tuple[str, ...]] = {
     "tool_call_chunks": ("name", "args", "id", "index"),
 }
 _CLEAR_OPTIONS = frozenset({"namespace", "all_namespaces"})
+# What a bad ttl's message offers instead: the cache has no never_expires.
+_TTL_INSTEAD = "ttl=None, the default, leaves it to the server's default"
+# The types messages_from_dict makes a message of; a stored message of any
+# other type is read as a ChatMessage whose role is its type.
+_MESSAGE_TYPES = frozenset(
+    {
+        "human",
+        "ai",
+        "system",
+        "chat",
+        "function",
+        "tool",
+        "remove",
+        "AIMessageChunk",
+        "HumanMessageChunk",
+        "FunctionMessageChunk",
+        "ToolMessageChunk",
+        "SystemMessageChunk",
+        "ChatMessageChunk",
+    }
+)
 
 
 class LangChainCache(BaseCache):
@@ -60,7 +81,10 @@ class LangChainCache(BaseCache):
     gives back objects equal (==) to those stored, token counts and
     integral JSON numbers as ints. GenerationChunk and ChatGenerationChunk
     come back as Generation and ChatGeneration (the wire has no field for
-    that difference; LangChain's models store the non-chunk classes).
+    that difference; LangChain's models store the non-chunk classes). A
+    message of a type with no LangChain class (stored by another client,
+    as the TypeScript one may) comes back as a ChatMessage whose role is
+    that type, unless it has a role of its own.
 
     Options, applied to every call: `namespace` (default: the client's),
     `ttl` (seconds as a float, or a timedelta; default: the server's) and
@@ -80,8 +104,9 @@ class LangChainCache(BaseCache):
     granted it. The tokens it holds are remembered only until their lease
     expires. A lookup from the task (or thread) that already holds the
     pair's lease (the same prompt twice in one generate call) does not wait
-    for itself. Bypassing lookups never take or wait on a lease. Taking a
-    lease needs the right to write the namespace.
+    for itself. Taking a lease needs the right to write the namespace.
+    Single flight with `bypass` is refused (ValueError): a cache that
+    bypasses never reads the server, so there is no answer to wait for.
 
     Errors propagate: CacheError (and EntryTooLargeError) from the server,
     TypeError or ValueError for a value JSON cannot carry.
@@ -103,6 +128,14 @@ class LangChainCache(BaseCache):
         wait_ms: int = DEFAULT_WAIT_MS,
     ) -> None:
         """Makes a cache on `client`, or on a new client of `address`."""
+        self._bypass = flag(bypass, "bypass")
+        self._single_flight = flag(single_flight, "single_flight")
+        if self._single_flight and self._bypass:
+            message = (
+                "single_flight with bypass: a cache that bypasses never reads the"
+                " server, so there is no answer to wait for"
+            )
+            raise ValueError(message)
         if client is None:
             if address is None:
                 raise TypeError("give address (host:port) or client")
@@ -128,10 +161,9 @@ class LangChainCache(BaseCache):
             self._owns_client = False
         self._client = client
         self._namespace = namespace_of(namespace, client.namespace)
-        expiry_of(ttl, never_expires=False)  # a bad ttl fails here, not per update
+        # A bad ttl fails here, not per update.
+        expiry_of(ttl, never_expires=False, instead=_TTL_INSTEAD)
         self._ttl = ttl
-        self._bypass = flag(bypass, "bypass")
-        self._single_flight = flag(single_flight, "single_flight")
         self._lease_ms = lease_ms_of(lease_ms)
         self._wait_ms = wait_ms_of(wait_ms)
         self._leases = _HeldLeases()
@@ -238,13 +270,11 @@ class LangChainCache(BaseCache):
     def _leasing(self, prompt: str, llm_string: str, owner: object) -> bool:
         """Whether a lookup asks for a lease.
 
-        With single flight, unless it bypasses the cache or its caller holds
-        the pair's live lease already (it would wait for itself).
+        With single flight (never with bypass), unless its caller holds the
+        pair's live lease already (it would wait for itself).
         """
-        return (
-            self._single_flight
-            and not self._bypass
-            and not self._leases.holds((prompt, llm_string), owner)
+        return self._single_flight and not self._leases.holds(
+            (prompt, llm_string), owner
         )
 
     def _leased(
@@ -383,13 +413,15 @@ def _from_plain(plain: PlainGeneration) -> Generation:
 
 
 def _message(data: ChatMessage) -> BaseMessage:
-    fields = dict(data)
+    fields: dict[str, Any] = dict(data)
     for key, keys in _NONE_DEFAULTS.items():
         if key in fields:
             fields[key] = [{**dict.fromkeys(keys), **item} for item in fields[key]]
-    try:
-        return messages_from_dict([{"type": fields["type"], "data": fields}])[0]
-    except ValueError as error:
-        kind = fields["type"]
-        message = f"the cached message of type {kind!r} has no LangChain class: {error}"
-        raise ValueError(message) from error
+    kind = fields["type"]
+    if kind not in _MESSAGE_TYPES:
+        # A type of another client's own (the TypeScript adapter reads it
+        # so too) or of a newer LangChain: failing would fail every lookup
+        # of the key, so it comes back as the generic kind of message.
+        fields["role"] = fields.get("role", kind)
+        kind = fields["type"] = "chat"
+    return messages_from_dict([{"type": kind, "data": fields}])[0]
