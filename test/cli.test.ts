@@ -59,6 +59,12 @@ describe("the llmcache command", function () {
       ["a --receive-window that is not a size", ["--receive-window", "wide"], {}, /^llmcache: invalid --receive-window "wide": must be a size/],
       ["LLMCACHE_MAX_UNREAD_BYTES of 0", [], { LLMCACHE_MAX_UNREAD_BYTES: "0" }, /^llmcache: invalid LLMCACHE_MAX_UNREAD_BYTES "0": must be at least 1 byte/],
       ["a --max-connections that is not a number", ["--max-connections", "many"], {}, /^llmcache: invalid --max-connections "many": must be an integer/],
+      ["a --max-bytes too large to count", ["--max-bytes", "99999999TiB"], {}, /^llmcache: invalid --max-bytes "99999999TiB": must be less than 8 PiB \(2\^53 bytes\) \(see llmcache --help\)$/],
+      ["a --default-ttl too long to count", ["--default-ttl", "999999999999d"], {}, /^llmcache: invalid --default-ttl "999999999999d": must be less than 2\^53 ms/],
+      ["a --maxsize too large to count", ["--maxsize", "99999999999999999999"], {}, /^llmcache: invalid --maxsize "99999999999999999999": must be at most 9007199254740991 /],
+      ["a negative value after a space", ["--maxsize", "-1"], {}, /^llmcache: --maxsize is followed by a value that starts with "-", which is taken for a flag: write --maxsize=VALUE \(see llmcache --help\)$/],
+      ["an --auth-file that cannot be read", ["--auth-file", "/nonexistent/auth.yaml"], {}, /^llmcache: --auth-file: cannot read the auth file \/nonexistent\/auth\.yaml: ENOENT/],
+      ["an LLMCACHE_AUTH_FILE that is not YAML", [], { LLMCACHE_AUTH_FILE: CLI }, /^llmcache: LLMCACHE_AUTH_FILE: \S+main\.js is not YAML or JSON: /],
     ];
     for (const [name, args, env, message] of cases) {
       it(`refuses ${name}`, async () => {
@@ -95,7 +101,7 @@ describe("the llmcache command", function () {
   it("prints its usage for --help", async () => {
     const run = await llmcache(["--help"]);
     assert.equal(run.code, 0);
-    assert.match(run.stdout, /^Usage:\n  llmcache serve \[--host HOST\] \[--port PORT\] \[--maxsize N\]/);
+    assert.match(run.stdout, /^Usage:\n  llmcache serve \[--host HOST\] \[--port PORT\] \[--store /);
   });
 
   describe("--help on a command", () => {
@@ -128,6 +134,14 @@ describe("the llmcache command", function () {
         });
       }
     }
+
+    it("has every flag of every command in the usage that --help prints", async () => {
+      const usage = (await llmcache(["--help"])).stdout;
+      for (const [command, flags] of Object.entries(flagsOf)) {
+        const missing = flags.filter((flag) => !new RegExp(`--${flag}\\b(?!-)`).test(usage));
+        assert.deepEqual(missing, [], `flags of ${command} missing from llmcache --help`);
+      }
+    });
 
     it("gives each flag's default where it has one", async () => {
       const serve = (await llmcache(["serve", "--help"])).stdout;
@@ -169,6 +183,30 @@ describe("the llmcache command", function () {
         rmSync(root, { recursive: true, force: true });
       }
     });
+  });
+
+  describe("TLS files that hold no certificate or key are refused before use, naming their flag, with exit code 2", () => {
+    // Any file that is not PEM: the CLI's own code.
+    const notPem = CLI;
+    const cases: [string, () => string[], NodeJS.ProcessEnv, RegExp][] = [
+      ["a --tls-cert", () => ["serve", "--tls-cert", notPem, "--tls-key", certificates().path("server-key")], {}, /^llmcache: --tls-cert \S+main\.js holds no PEM certificate \(see llmcache --help\)$/],
+      ["a --tls-key", () => ["serve", "--tls-cert", certificates().path("server"), "--tls-key", notPem], {}, /^llmcache: --tls-key \S+main\.js holds no PEM private key/],
+      ["a --tls-key of another certificate", () => ["serve", "--tls-cert", certificates().path("server"), "--tls-key", certificates().path("client-key")], {}, /^llmcache: --tls-key \S+client-key\.pem is not the key of --tls-cert \S+server\.pem /],
+      ["a --tls-client-ca", () => ["serve", "--tls-cert", certificates().path("server"), "--tls-key", certificates().path("server-key"), "--tls-client-ca", notPem], {}, /^llmcache: --tls-client-ca \S+main\.js holds no PEM certificate/],
+      ["an LLMCACHE_TLS_CERT", () => ["serve", "--tls-key", certificates().path("server-key")], { LLMCACHE_TLS_CERT: notPem }, /^llmcache: LLMCACHE_TLS_CERT \S+main\.js holds no PEM certificate/],
+      ["a client command's --tls-ca", () => ["lookup", "--tls-ca", notPem, "p", "llm"], {}, /^llmcache: --tls-ca \S+main\.js holds no PEM certificate/],
+    ];
+    for (const [name, args, env, message] of cases) {
+      it(`refuses ${name} that is not one`, async () => {
+        assertOneLineError(await llmcache(args(), env), 2, message);
+      });
+    }
+  });
+
+  it("refuses a client command's token with a space, with exit code 2, without printing it", async () => {
+    const run = await llmcache(["stats", "--token", "two words"]);
+    assertOneLineError(run, 2, /^llmcache: invalid --token: a token is one word, without spaces \(not shown here\) \(see llmcache --help\)$/);
+    assert.doesNotMatch(run.stderr, /two words/);
   });
 
   describe("client commands refuse an address without a usable port, with exit code 2", () => {
@@ -416,7 +454,7 @@ describe("the llmcache command", function () {
     });
 
     it("refuses a wrong number of arguments and bad JSON with exit code 2", async () => {
-      assertOneLineError(await llmcache(["lookup", "--address", server.address, "only prompt"]), 2, /^llmcache: lookup takes PROMPT and LLM_STRING, got 1 arguments/);
+      assertOneLineError(await llmcache(["lookup", "--address", server.address, "only prompt"]), 2, /^llmcache: lookup takes PROMPT and LLM_STRING, got 1 argument \(see/);
       assertOneLineError(await llmcache(["update", "--address", server.address, "p", "llm", "--generations", "[{"]), 2, /^llmcache: --generations is not valid JSON: /);
       assertOneLineError(await llmcache(["update", "--address", server.address, "p", "llm", "text", "--generations", "[]"]), 2, /^llmcache: give either TEXT arguments or --generations, not both/);
       assertOneLineError(await llmcache(["update", "--address", server.address, "--ttl", "1s", "--never-expires", "p", "llm"]), 2, /^llmcache: give either --ttl or --never-expires, not both/);

@@ -4,7 +4,8 @@ import type { Generation } from "../generation.js";
 import { parseGenerationsFlag } from "./generations-flag.js";
 import { commandHelp, type FlagHelp } from "./help.js";
 import { ignoreWarning } from "./ignore-warning.js";
-import { checkAddresses, integerSetting, parsedSetting, parsingFlags, readSettingFile, setting, UsageError, type Setting } from "./settings.js";
+import { checkAddresses, integerSetting, parsedSetting, parsingFlags, setting, UsageError, type Setting } from "./settings.js";
+import { checkTlsFiles, readPemFile } from "./tls-files.js";
 import { parseDuration } from "./units.js";
 import { sha256 } from "../server/auth/token-file.js";
 
@@ -173,15 +174,17 @@ async function withClient(values: ConnectionValues, use: (client: CacheClient) =
   const timeout = given("timeout-ms");
   const file = (flag: "tls-ca" | "tls-cert" | "tls-key") => {
     const path = given(flag);
-    return path && readSettingFile(path).toString("utf8");
+    return path && readPemFile(path);
   };
-  const [ca, cert, key] = [file("tls-ca"), file("tls-cert"), file("tls-key")];
+  const files = { ca: file("tls-ca"), cert: file("tls-cert"), key: file("tls-key") };
+  checkTlsFiles(files);
+  const [ca, cert, key] = [files.ca, files.cert, files.key].map((read) => read?.pem.toString("utf8"));
   const serverName = given("tls-server-name")?.raw;
   const tls = values.tls || /^(1|true|yes)$/i.test(process.env.LLMCACHE_TLS ?? "") || ca || cert || key || serverName;
   const client = new CacheClient({
     address: optionalAddress(given("address")) ?? DEFAULT_ADDRESS,
     timeoutMs: timeout ? integerSetting(timeout, positive) : undefined,
-    token: given("token")?.raw,
+    token: checkToken(given("token")),
     tls: tls ? { ca, cert, key, serverName } : undefined,
   });
   try {
@@ -194,7 +197,7 @@ async function withClient(values: ConnectionValues, use: (client: CacheClient) =
 function keyArguments(command: string, positionals: string[], more: boolean): [string, string, ...string[]] {
   if (positionals.length < 2 || (!more && positionals.length > 2)) {
     const expected = more ? "PROMPT, LLM_STRING and optionally TEXT..." : "PROMPT and LLM_STRING";
-    throw new UsageError(`${command} takes ${expected}, got ${positionals.length} arguments`);
+    throw new UsageError(`${command} takes ${expected}, got ${positionals.length} argument${positionals.length === 1 ? "" : "s"}`);
   }
   return positionals as [string, string, ...string[]];
 }
@@ -206,4 +209,11 @@ function optionalAddress(value: Setting | undefined): string | undefined {
 function positive(n: number): number {
   if (n <= 0) throw new RangeError("must be greater than 0");
   return n;
+}
+
+/** A token as the client sends it; a bad one is named by its setting, never echoed: it is a secret. */
+function checkToken(token: Setting | undefined): string | undefined {
+  if (token === undefined) return undefined;
+  if (token.raw.length === 0 || /\s/.test(token.raw)) throw new UsageError(`invalid ${token.source}: a token is one word, without spaces (not shown here)`);
+  return token.raw;
 }

@@ -16,7 +16,8 @@ import { UsageError } from "./settings.js";
 import { packageVersion } from "./version.js";
 
 const USAGE = `Usage:
-  llmcache serve [--host HOST] [--port PORT] [--maxsize N] [--max-bytes SIZE]
+  llmcache serve [--host HOST] [--port PORT] [--store memory|redis://...|redis-cluster://...]
+                 [--near-cache SIZE] [--maxsize N] [--max-bytes SIZE]
                  [--default-ttl DURATION] [--policy fifo|lru]
                  [--namespace-limit NAME:maxsize=N,max-bytes=SIZE,default-ttl=DURATION]...
                  [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]] [--auth-file FILE]
@@ -28,6 +29,8 @@ const USAGE = `Usage:
                  [--max-concurrent-streams N] [--max-connections N]
                  [--handshake-timeout DURATION] [--idle-timeout DURATION]
                  [--max-unread-bytes SIZE] [--max-unread-bytes-total SIZE]
+                 [--receive-window SIZE] [--max-lease-waiters N]
+                 [--max-lease-waiters-per-pair N]
                  [--keepalive-time DURATION] [--keepalive-timeout DURATION]
   llmcache lookup [CONNECTION] [--namespace NS] [--bypass] PROMPT LLM_STRING
   llmcache update [CONNECTION] [--namespace NS] [--ttl DURATION | --never-expires]

@@ -4,9 +4,11 @@ import { checkMaxsize, checkPolicy, type Limits } from "../engine/limits.js";
 import { checkLogLevel, createLogger } from "../server/logger.js";
 import { parseStoreUrl } from "../redis/store-url.js";
 import { DEFAULT_HOST, DEFAULT_PORT, startServer, StoreSettingError, type ServerOptions } from "../server/server.js";
+import { AuthFileError } from "../server/auth/token-file.js";
 import { SnapshotSetupError } from "../server/snapshot.js";
 import { commandHelp, type FlagHelp } from "./help.js";
-import { checkPort, integerSetting, parsedSetting, parsingFlags, readSettingFile, setting, UsageError, type Setting } from "./settings.js";
+import { checkPort, integerSetting, parsedSetting, parsingFlags, setting, UsageError, type Setting } from "./settings.js";
+import { checkTlsFiles, readPemFile } from "./tls-files.js";
 import { parseBytes, parseDuration } from "./units.js";
 
 const FLAGS = {
@@ -123,20 +125,22 @@ export async function serveCommand(args: string[]): Promise<void> {
   const integer = (flag: Flag, check?: (n: number) => number | undefined) => optional(given(flag), (value) => integerSetting(value, check ?? positive));
   const bytes = (flag: Flag) => optional(given(flag), (value) => parsedSetting(value, parseBytes));
   const duration = (flag: Flag) => optional(given(flag), (value) => parsedSetting(value, parseDuration));
-  const file = (flag: Flag) => optional(given(flag), readSettingFile);
+  const pemFile = (flag: Flag) => optional(given(flag), readPemFile);
 
   const logger = createLogger(optional(given("log-level"), (value) => parsedSetting(value, checkLogLevel)) ?? "info");
   // grpc-js logs a failed bind on its own, in a second line; this command
   // reports its errors itself. GRPC_VERBOSITY still turns grpc-js's logs on.
   if (process.env.GRPC_VERBOSITY === undefined) setLogVerbosity(logVerbosity.NONE);
 
-  const tlsCert = file("tls-cert");
-  const tlsKey = file("tls-key");
-  const clientCa = file("tls-client-ca");
+  const tlsCert = pemFile("tls-cert");
+  const tlsKey = pemFile("tls-key");
+  const clientCa = pemFile("tls-client-ca");
   if ((tlsCert === undefined) !== (tlsKey === undefined)) throw new UsageError("give --tls-cert and --tls-key together");
   if (clientCa !== undefined && tlsCert === undefined) throw new UsageError("--tls-client-ca needs --tls-cert and --tls-key");
+  checkTlsFiles({ cert: tlsCert, key: tlsKey, ca: clientCa });
 
   const snapshot = given("snapshot");
+  const authFile = given("auth-file");
   const store = given("store");
   if (store) parsedSetting(store, (raw) => (parseStoreUrl(raw), raw));
   const options: ServerOptions = {
@@ -147,9 +151,9 @@ export async function serveCommand(args: string[]): Promise<void> {
     ...limitSettings({ maxsize: given("maxsize"), maxBytes: given("max-bytes"), defaultTtl: given("default-ttl") }),
     policy: optional(given("policy"), (value) => parsedSetting(value, checkPolicy)),
     namespaces: namespaceLimits(values["namespace-limit"]),
-    tls: tlsCert && tlsKey ? { cert: tlsCert, key: tlsKey, clientCa } : undefined,
+    tls: tlsCert && tlsKey ? { cert: tlsCert.pem, key: tlsKey.pem, clientCa: clientCa?.pem } : undefined,
     insecure: values.insecure ?? /^(1|true|yes)$/i.test(process.env.LLMCACHE_INSECURE ?? ""),
-    authFile: given("auth-file")?.raw,
+    authFile: authFile?.raw,
     metricsPort: integer("metrics-port", checkPort),
     maxMessageBytes: bytes("max-message-bytes"),
     requestLimits: {
@@ -187,6 +191,7 @@ export async function serveCommand(args: string[]): Promise<void> {
     // The server checks the snapshot's directory before it listens; its error names no flag, so say which setting gave the path.
     if (error instanceof SnapshotSetupError && snapshot) throw new UsageError(`cannot write ${snapshot.source} ${snapshot.raw}: ${error.reason}`, { cause: error });
     if (error instanceof StoreSettingError) throw new UsageError(error.message, { cause: error });
+    if (error instanceof AuthFileError && authFile) throw new UsageError(`${authFile.source}: ${error.message}`, { cause: error });
     throw error;
   });
 

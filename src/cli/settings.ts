@@ -11,7 +11,15 @@ export function parsingFlags<T>(parse: () => T): T {
   try {
     return parse();
   } catch (error) {
-    throw new UsageError(error instanceof Error ? error.message : String(error));
+    const message = error instanceof Error ? error.message : String(error);
+    // parseArgs takes "--maxsize -1" for a flag without its value followed by
+    // another flag, and says so in three sentences that never name the rule.
+    const ambiguous = /^Option '(--[\w-]+)' argument is ambiguous/.exec(message);
+    if (ambiguous) {
+      const flag = ambiguous[1]!;
+      throw new UsageError(`${flag} is followed by a value that starts with "-", which is taken for a flag: write ${flag}=VALUE`);
+    }
+    throw new UsageError(message);
   }
 }
 
@@ -48,7 +56,9 @@ export function readSettingFile(value: Setting): Buffer {
 export function integerSetting(value: Setting, check: (n: number) => number | undefined = (n) => n): number {
   return parsedSetting(value, (raw) => {
     const n = /^[+-]?\d+$/.test(raw.trim()) ? Number(raw) : Number.NaN;
-    if (!Number.isSafeInteger(n)) throw new Error("must be an integer");
+    if (Number.isNaN(n)) throw new Error("must be an integer");
+    if (n > Number.MAX_SAFE_INTEGER) throw new Error(`must be at most ${Number.MAX_SAFE_INTEGER}`);
+    if (n < -Number.MAX_SAFE_INTEGER) throw new Error(`must be at least ${-Number.MAX_SAFE_INTEGER}`);
     return check(n) ?? n;
   });
 }

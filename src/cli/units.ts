@@ -21,7 +21,8 @@ export function parseBytes(text: string): number {
     throw new RangeError("must be a size such as 4096, 64KiB, 512MiB or 2GB (B, KB, KiB, MB, MiB, GB, GiB, TB, TiB)");
   }
   const bytes = Math.floor(Number(match[1]) * scale);
-  if (bytes <= 0 || !Number.isSafeInteger(bytes)) throw new RangeError("must be at least 1 byte");
+  if (bytes > Number.MAX_SAFE_INTEGER) throw new RangeError("must be less than 8 PiB (2^53 bytes)");
+  if (bytes <= 0) throw new RangeError("must be at least 1 byte");
   return bytes;
 }
 
@@ -31,6 +32,7 @@ export function parseDuration(text: string): number {
   const scale = DURATION_UNITS[match?.[2]?.toLowerCase() ?? ""];
   if (!match || scale === undefined) throw new RangeError("must be a duration with its unit, such as 500ms, 30s, 10m, 1h or 7d");
   const ms = Math.round(Number(match[1]) * scale);
-  if (ms <= 0 || !Number.isSafeInteger(ms)) throw new RangeError("must be at least 1ms");
+  if (ms > Number.MAX_SAFE_INTEGER) throw new RangeError("must be less than 2^53 ms (285,616 years)");
+  if (ms <= 0) throw new RangeError("must be at least 1ms");
   return ms;
 }
