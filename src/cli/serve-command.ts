@@ -2,6 +2,7 @@ import { logVerbosity, setLogVerbosity } from "@grpc/grpc-js";
 import { parseArgs } from "node:util";
 import { checkMaxsize, checkPolicy, type Limits } from "../engine/limits.js";
 import { checkLogLevel, createLogger } from "../server/logger.js";
+import { RedisRefusedError } from "../redis/redis-connection.js";
 import { parseStoreUrl } from "../redis/store-url.js";
 import { DEFAULT_HOST, DEFAULT_PORT, startServer, StoreSettingError, type ServerOptions } from "../server/server.js";
 import { AuthFileError } from "../server/auth/token-file.js";
@@ -191,6 +192,7 @@ export async function serveCommand(args: string[]): Promise<void> {
     // The server checks the snapshot's directory before it listens; its error names no flag, so say which setting gave the path.
     if (error instanceof SnapshotSetupError && snapshot) throw new UsageError(`cannot write ${snapshot.source} ${snapshot.raw}: ${error.reason}`, { cause: error });
     if (error instanceof StoreSettingError) throw new UsageError(error.message, { cause: error });
+    if (error instanceof RedisRefusedError && store) throw new UsageError(`invalid ${store.source} "${store.raw}": ${error.message}`, { cause: error });
     if (error instanceof AuthFileError && authFile) throw new UsageError(`${authFile.source}: ${error.message}`, { cause: error });
     throw error;
   });

@@ -77,16 +77,23 @@ export class RedisConnection {
   static async open(location: Exclude<StoreLocation, { kind: "memory" }>, reportError: (error: unknown) => void, near?: NearCache): Promise<RedisConnection> {
     // Kept so that a start that gives up can say why.
     let lastError: unknown;
+    let starting = true;
+    let refuse: (error: RedisRefusedError) => void = () => {};
+    const refused = new Promise<never>((_, reject) => (refuse = reject));
+    refused.catch(() => {}); // heard by the start's race; one that comes as the start ends is for no one
     const onError = (error: unknown) => {
       lastError = error;
+      // node-redis would retry for ever, and the start wait out its timeout, for an answer that will not change.
+      if (starting && isRefusal(error)) return refuse(new RedisRefusedError(`Redis at ${location.display} refused the connection: ${error.message}`, { cause: error }));
       reportError(error);
     };
     const socket = { connectTimeout: CONNECT_TIMEOUT_MS, reconnectStrategy: (retries: number) => Math.min(50 * 2 ** retries, MAX_RECONNECT_DELAY_MS) };
     const tracking: Tracking = near ? { RESP: 3, clientSideCache: new InvalidationListener(near) } : {};
-    const connection =
-      location.kind === "redis"
-        ? await openSingle(location.url, location.tls, socket, tracking, location.display, onError, () => lastError)
-        : await openCluster(location, socket, tracking, onError, () => lastError);
+    const handlers: ErrorHandlers = [onError, () => lastError, refused];
+    const connection = await (location.kind === "redis"
+      ? openSingle(location.url, location.tls, socket, tracking, location.display, ...handlers)
+      : openCluster(location, socket, tracking, ...handlers)
+    ).finally(() => (starting = false));
     await connection.#check();
     connection.#probe = setInterval(() => void connection.#check(), PROBE_INTERVAL_MS);
     connection.#probe.unref();
@@ -195,7 +202,7 @@ type SocketOptions = { connectTimeout: number; reconnectStrategy: (retries: numb
 /** Nothing, or what makes node-redis hear of changes for a near cache. */
 type Tracking = { RESP?: 3; clientSideCache?: InvalidationListener };
 
-type ErrorHandlers = [onError: (error: unknown) => void, lastError: () => unknown];
+type ErrorHandlers = [onError: (error: unknown) => void, lastError: () => unknown, refused: Promise<never>];
 
 async function openSingle(
   url: string,
@@ -203,7 +210,7 @@ async function openSingle(
   socket: SocketOptions,
   tracking: Tracking,
   display: string,
-  ...[onError, lastError]: ErrorHandlers
+  ...[onError, lastError, refused]: ErrorHandlers
 ): Promise<RedisConnection> {
   const client = createClient({
     url,
@@ -221,6 +228,7 @@ async function openSingle(
     () => Promise.allSettled([client.destroy(), subscriber.destroy()]),
     display,
     lastError,
+    refused,
   );
   const node: NodeConnection = { send: (args) => client.sendCommand(args, AS_BUFFERS) };
   return new RedisConnection(display, {
@@ -237,7 +245,7 @@ async function openCluster(
   location: Extract<StoreLocation, { kind: "redis-cluster" }>,
   socket: SocketOptions,
   tracking: Tracking,
-  ...[onError, lastError]: ErrorHandlers
+  ...[onError, lastError, refused]: ErrorHandlers
 ): Promise<RedisConnection> {
   const scheme = location.tls ? "rediss" : "redis";
   let refresh: NodeJS.Timeout | undefined;
@@ -266,6 +274,7 @@ async function openCluster(
     () => cluster.destroy(),
     location.display,
     lastError,
+    refused,
   );
   return new RedisConnection(location.display, {
     sendToKey: (key, readonly, args) => cluster.sendCommand(key, readonly, args, AS_BUFFERS),
@@ -299,15 +308,24 @@ function askForSlotMap(cluster: object): Promise<unknown> | undefined {
 /** How long a server waits for Redis at start before it gives up: a wrong address should fail the start, not hang it. */
 const START_TIMEOUT_MS = 10_000;
 
-async function connectOrExplain(connect: () => Promise<unknown>, giveUp: () => unknown, display: string, lastError: () => unknown): Promise<void> {
+async function connectOrExplain(
+  connect: () => Promise<unknown>,
+  giveUp: () => unknown,
+  display: string,
+  lastError: () => unknown,
+  refused: Promise<never>,
+): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`no answer within ${START_TIMEOUT_MS / 1000} s`)), START_TIMEOUT_MS);
   });
   try {
-    await Promise.race([connect(), timeout]);
+    await Promise.race([connect(), timeout, refused]);
   } catch (error) {
     giveUp();
+    if (error instanceof RedisRefusedError) throw error;
+    // A Cluster's discovery fails with the refusal itself, not through the error event.
+    if (isRefusal(error)) throw new RedisRefusedError(`Redis at ${display} refused the connection: ${error.message}`, { cause: error });
     const why = lastError() ?? error;
     throw new BackendUnavailableError(`cannot connect to Redis at ${display}: ${why instanceof Error ? why.message : String(why)}`, { cause: why });
   } finally {
@@ -315,3 +333,17 @@ async function connectOrExplain(connect: () => Promise<unknown>, giveUp: () => u
   }
 }
 
+/**
+ * Redis reached but refusing what the settings ask, in a way that retrying
+ * will not change: a database index out of range, a wrong password, a
+ * Redis without Cluster support behind redis-cluster://. The start fails at
+ * once with Redis's words.
+ */
+export class RedisRefusedError extends Error {
+  override readonly name = "RedisRefusedError";
+}
+
+/** Redis's answers that say the settings are wrong, not that Redis is busy (LOADING, CLUSTERDOWN...). */
+function isRefusal(error: unknown): error is ErrorReply {
+  return error instanceof ErrorReply && /^(ERR|WRONGPASS|NOAUTH|NOPERM)\b/.test(error.message);
+}

@@ -246,6 +246,45 @@ describe("llmcache serve --store with settings a Redis store cannot honour", fun
     assert.match(run.stderr, /cannot connect to Redis at redis:\/\/127\.0\.0\.1:\d+: .*ECONNREFUSED/);
   });
 
+  describe("fails to start at once, exit 2, when Redis refuses what the store's address asks", () => {
+    const refusals: [string, (single: string) => string, RegExp][] = [
+      ["a database index out of range", (single) => `${single}/99`, /refused the connection: ERR DB index is out of range/],
+      ["redis-cluster:// at a Redis without Cluster support", (single) => single.replace("redis://", "redis-cluster://"), /refused the connection: ERR This instance has cluster support disabled/],
+    ];
+    const assertRefusedAtOnce = async (store: string, message: RegExp) => {
+      const started = performance.now();
+      const run = await runCli(["serve", "--port", "0", "--store", store], {}, 20_000);
+      assert.equal(run.code, 2, run.stderr);
+      // Before, node-redis retried until the start's 10 s were up.
+      assert.ok(performance.now() - started < 5_000, `gave up after ${Math.round(performance.now() - started)} ms`);
+      const lines = run.stderr.trim().split("\n");
+      assert.equal(lines.length, 1, run.stderr);
+      assert.match(lines[0]!, /^llmcache: invalid --store "redis(-cluster)?:\/\/[^"]+": Redis at \S+ refused the connection: /);
+      assert.match(lines[0]!, message);
+    };
+    for (const [name, store, message] of refusals) {
+      it(name, async () => {
+        const { single } = await redisServers();
+        await assertRefusedAtOnce(store(single), message);
+      });
+    }
+
+    it("a wrong password", async () => {
+      const redis = await startRedis();
+      const settings = createClient({ url: redis.url });
+      try {
+        await settings.connect();
+        await settings.configSet("requirepass", "right");
+        await assertRefusedAtOnce(redis.url.replace("redis://", "redis://:wrong@"), /WRONGPASS/);
+        await assertRefusedAtOnce(redis.url, /NOAUTH/);
+      } finally {
+        await settings.configSet("requirepass", ""); // the helper stops Redis without one
+        await settings.close();
+        await redis.stop();
+      }
+    });
+  });
+
   it("warns at start when Redis's memory is unbounded or never evicts, and not once it is bounded and evicts", async () => {
     const redis = await startRedis();
     const settings = createClient({ url: redis.url });
