@@ -14,6 +14,7 @@ import {
   type UpdateOptions,
 } from "../call-options.js";
 import { checkKey, copyGenerations, type Generation } from "../generation.js";
+import { describe } from "../json.js";
 import { getOrCompute, type GetOrComputeOptions } from "../single-flight.js";
 import { callMetadata, type ChannelSettings } from "../rpc/channel.js";
 import { asBuffer, DecodeError } from "../rpc/codec.js";
@@ -146,6 +147,7 @@ export class CacheClient implements BaseCache {
   #closed = false;
 
   constructor(options: CacheClientOptions = {}) {
+    checkClientOptions(options);
     this.addresses = parseAddresses(options.address ?? DEFAULT_ADDRESS);
     this.address = this.addresses.join(",");
     this.timeoutMs = checkTimeout(options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
@@ -458,8 +460,29 @@ function decodeReply<R>(method: DescMethod, decode: (reply: Buffer) => R, reply:
 }
 
 function checkTimeout(timeoutMs: unknown): number {
-  if (typeof timeoutMs !== "number" || !Number.isFinite(timeoutMs) || timeoutMs <= 0) {
-    throw new RangeError(`timeoutMs must be a positive number of milliseconds, got ${String(timeoutMs)}`);
-  }
+  if (typeof timeoutMs !== "number") throw new TypeError(`timeoutMs must be a number of milliseconds, got ${describe(timeoutMs)}`);
+  if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new RangeError(`timeoutMs must be a positive number of milliseconds, got ${timeoutMs}`);
   return timeoutMs;
+}
+
+const CLIENT_OPTIONS: readonly (keyof CacheClientOptions)[] = ["address", "token", "tls", "timeoutMs", "namespace", "batching"];
+
+/**
+ * What the types say, for callers in JavaScript: a misspelt option would
+ * otherwise be dropped silently, leaving its default in force.
+ */
+function checkClientOptions(options: unknown): void {
+  if (options === null || typeof options !== "object") throw new TypeError(`options must be an object, got ${describe(options)}`);
+  const unknown = Object.keys(options).filter((name) => !(CLIENT_OPTIONS as readonly string[]).includes(name));
+  if (unknown.length > 0) throw new TypeError(`unknown option${unknown.length > 1 ? "s" : ""} ${unknown.join(", ")} (the options are ${CLIENT_OPTIONS.join(", ")})`);
+  const { tls, batching } = options as Record<string, unknown>;
+  if (tls !== undefined && typeof tls !== "boolean" && (tls === null || typeof tls !== "object")) {
+    throw new TypeError(`tls must be a boolean or { ca?, cert?, key?, serverName? }, got ${describe(tls)}`);
+  }
+  if (batching === undefined || typeof batching === "boolean") return;
+  if (batching === null || typeof batching !== "object") throw new TypeError(`batching must be a boolean or { windowMs? }, got ${describe(batching)}`);
+  const { windowMs } = batching as { windowMs?: unknown };
+  if (windowMs !== undefined && (typeof windowMs !== "number" || !Number.isFinite(windowMs) || windowMs < 0)) {
+    throw new RangeError(`batching.windowMs must be a number of milliseconds, 0 or more, got ${describe(windowMs)}`);
+  }
 }

@@ -1,9 +1,9 @@
 import { BaseCache as LangChainBaseCache } from "@langchain/core/caches";
 import type { ChatGeneration, Generation as LangChainGeneration } from "@langchain/core/outputs";
 import type { BaseCache } from "../base-cache.js";
-import { checkLeaseOptions, type LeaseOptions } from "../call-options.js";
+import { checkLeaseOptions, checkLookupOptions, checkUpdateOptions, type LeaseOptions } from "../call-options.js";
 import type { Generation } from "../generation.js";
-import type { JsonObject } from "../json.js";
+import { describe, type JsonObject } from "../json.js";
 import { pairKey } from "../engine/leases.js";
 import { DEFAULT_LEASE_MS, DEFAULT_WAIT_MS } from "../single-flight.js";
 import { fromStoredMessage, toStoredMessage } from "./messages.js";
@@ -55,9 +55,16 @@ export class LangChainCache extends LangChainBaseCache<LangChainGeneration[]> {
 
   constructor(cache: BaseCache, options: LangChainCacheOptions = {}) {
     super();
+    checkCache(cache);
     this.cache = cache;
     this.options = { ...options };
+    // Checked now, not at the update after the model has answered.
+    checkLookupOptions({ namespace: options.namespace, bypass: options.bypass }, "");
+    checkUpdateOptions({ namespace: options.namespace, ttlMs: options.ttlMs }, "");
     const { singleFlight } = options;
+    if (singleFlight !== undefined && typeof singleFlight !== "boolean" && (singleFlight === null || typeof singleFlight !== "object")) {
+      throw new TypeError(`singleFlight must be a boolean or { leaseMs?, waitMs? }, got ${describe(singleFlight)}`);
+    }
     if (singleFlight !== undefined && singleFlight !== false && options.bypass) {
       throw new TypeError("singleFlight with bypass: a lookup that bypasses the cache never takes or waits for a lease");
     }
@@ -99,6 +106,14 @@ export class LangChainCache extends LangChainBaseCache<LangChainGeneration[]> {
     const remembered = this.#tokens.get(key);
     this.#tokens.delete(key);
     return remembered?.token;
+  }
+}
+
+/** The cache it adapts: llmcache's, whose async methods it calls. */
+function checkCache(cache: unknown): void {
+  const methods = cache as Partial<Record<"alookup" | "aupdate", unknown>> | null | undefined;
+  if (typeof methods?.alookup !== "function" || typeof methods.aupdate !== "function") {
+    throw new TypeError(`cache must be a CacheClient or an InMemoryCache, got ${describe(cache)}: new LangChainCache(new CacheClient({ address }))`);
   }
 }
 

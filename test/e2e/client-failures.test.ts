@@ -168,5 +168,21 @@ describe("CacheClient failures", function () {
       name: "RangeError",
       message: "timeoutMs must be a positive number of milliseconds, got 0",
     });
+    assert.throws(() => new CacheClient({ timeoutMs: "2000" as never }), {
+      name: "TypeError",
+      message: "timeoutMs must be a number of milliseconds, got a string",
+    });
+  });
+
+  it("refuses options it does not know, and tls or batching of the wrong kind, when it is made", () => {
+    const refused: [unknown, { name: string; message: string }][] = [
+      [{ adress: "127.0.0.1:50051" }, { name: "TypeError", message: "unknown option adress (the options are address, token, tls, timeoutMs, namespace, batching)" }],
+      [{ timeout: 5, retries: 2 }, { name: "TypeError", message: "unknown options timeout, retries (the options are address, token, tls, timeoutMs, namespace, batching)" }],
+      ["127.0.0.1:50051", { name: "TypeError", message: "options must be an object, got a string" }],
+      [{ tls: "yes" }, { name: "TypeError", message: "tls must be a boolean or { ca?, cert?, key?, serverName? }, got a string" }],
+      [{ batching: "on" }, { name: "TypeError", message: "batching must be a boolean or { windowMs? }, got a string" }],
+      [{ batching: { windowMs: -3 } }, { name: "RangeError", message: "batching.windowMs must be a number of milliseconds, 0 or more, got number -3" }],
+    ];
+    for (const [options, error] of refused) assert.throws(() => new CacheClient(options as never), error, JSON.stringify(options));
   });
 });

@@ -125,6 +125,20 @@ describe("LangChainCache (LangChain JS)", function () {
     assert.equal(await bypassing.lookup("q", "llm"), null, "a bypassing cache never reads");
   });
 
+  it("refuses bad options when it is made, not at the update after the model has answered", () => {
+    const refused: [string, () => unknown, { name: string; message: RegExp }][] = [
+      ["a server's address for a cache", () => new LangChainCache({ address: "127.0.0.1:50051" } as never), { name: "TypeError", message: /^cache must be a CacheClient or an InMemoryCache, got an object: new LangChainCache\(new CacheClient\(\{ address \}\)\)$/ }],
+      ["no cache", () => new LangChainCache(undefined as never), { name: "TypeError", message: /^cache must be a CacheClient or an InMemoryCache, got undefined/ }],
+      ["a negative ttlMs", () => new LangChainCache(client, { ttlMs: -1 }), { name: "RangeError", message: /^ttlMs must be greater than 0$/ }],
+      ["a namespace that is not a string", () => new LangChainCache(client, { namespace: 5 as never }), { name: "TypeError", message: /^namespace must be a string, got number 5$/ }],
+      ["a bypass that is not a boolean", () => new LangChainCache(client, { bypass: "no" as never }), { name: "TypeError", message: /^bypass must be a boolean, got a string$/ }],
+      ["a singleFlight that is neither", () => new LangChainCache(client, { singleFlight: "yes" as never }), { name: "TypeError", message: /^singleFlight must be a boolean or \{ leaseMs\?, waitMs\? \}, got a string$/ }],
+      ["singleFlight with bypass", () => new LangChainCache(client, { singleFlight: true, bypass: true }), { name: "TypeError", message: /^singleFlight with bypass: / }],
+    ];
+    for (const [name, make, error] of refused) assert.throws(make, error, name);
+    assert.ok(new LangChainCache(client, { ttlMs: Infinity, singleFlight: { leaseMs: 1_000 } }), "never expiring, a lease of its own");
+  });
+
   it("never blocks the event loop: a timer keeps firing during 1,000 cached invocations", async () => {
     const cache = new LangChainCache(client, { namespace: "non-blocking" });
     const model = new FakeListChatModel({ responses: ["cached"], cache });
