@@ -19,11 +19,12 @@ export function readPemFile(setting: Setting): PemFile {
  * its first call.
  */
 export function checkTlsFiles(files: { cert?: PemFile; key?: PemFile; ca?: PemFile }): void {
-  const certificate = files.cert && certificateIn(files.cert);
-  const key = files.key && keyIn(files.key);
-  if (files.ca) certificateIn(files.ca);
-  if (certificate && key && files.cert && files.key && !certificate.checkPrivateKey(key)) {
-    throw new UsageError(`${named(files.key)} is not the key of ${named(files.cert)}`);
+  const { cert, key, ca } = files;
+  const certificate = cert && certificateIn(cert);
+  const privateKey = key && keyIn(key);
+  if (ca) certificateIn(ca);
+  if (certificate && privateKey && !certificate.checkPrivateKey(privateKey)) {
+    throw new UsageError(`${named(key!)} is not the key of ${named(cert!)}`);
   }
 }
 

@@ -84,7 +84,7 @@ export class RedisConnection {
     const onError = (error: unknown) => {
       lastError = error;
       // node-redis would retry for ever, and the start wait out its timeout, for an answer that will not change.
-      if (starting && isRefusal(error)) return refuse(new RedisRefusedError(`Redis at ${location.display} refused the connection: ${error.message}`, { cause: error }));
+      if (starting && isRefusal(error)) return refuse(refusedBy(location.display, error));
       reportError(error);
     };
     const socket = { connectTimeout: CONNECT_TIMEOUT_MS, reconnectStrategy: (retries: number) => Math.min(50 * 2 ** retries, MAX_RECONNECT_DELAY_MS) };
@@ -325,7 +325,7 @@ async function connectOrExplain(
     giveUp();
     if (error instanceof RedisRefusedError) throw error;
     // A Cluster's discovery fails with the refusal itself, not through the error event.
-    if (isRefusal(error)) throw new RedisRefusedError(`Redis at ${display} refused the connection: ${error.message}`, { cause: error });
+    if (isRefusal(error)) throw refusedBy(display, error);
     const why = lastError() ?? error;
     throw new BackendUnavailableError(`cannot connect to Redis at ${display}: ${why instanceof Error ? why.message : String(why)}`, { cause: why });
   } finally {
@@ -341,6 +341,10 @@ async function connectOrExplain(
  */
 export class RedisRefusedError extends Error {
   override readonly name = "RedisRefusedError";
+}
+
+function refusedBy(display: string, reply: ErrorReply): RedisRefusedError {
+  return new RedisRefusedError(`Redis at ${display} refused the connection: ${reply.message}`, { cause: reply });
 }
 
 /** Redis's answers that say the settings are wrong, not that Redis is busy (LOADING, CLUSTERDOWN...). */
