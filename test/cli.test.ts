@@ -64,6 +64,9 @@ describe("the llmcache command", function () {
       ["a --maxsize too large to count", ["--maxsize", "99999999999999999999"], {}, /^llmcache: invalid --maxsize "99999999999999999999": must be at most 9007199254740991 /],
       ["a negative value after a space", ["--maxsize", "-1"], {}, /^llmcache: --maxsize is followed by a value that starts with "-", which is taken for a flag: write --maxsize=VALUE \(see llmcache --help\)$/],
       ["an --auth-file that cannot be read", ["--auth-file", "/nonexistent/auth.yaml"], {}, /^llmcache: --auth-file: cannot read the auth file \/nonexistent\/auth\.yaml: ENOENT/],
+      ["an empty --snapshot, which would mean none", ["--snapshot", ""], {}, /^llmcache: invalid --snapshot "": a file's path is needed \(see llmcache --help\)$/],
+      ["an empty --auth-file, which would mean no tokens", ["--auth-file="], {}, /^llmcache: invalid --auth-file "": a file's path is needed/],
+      ["an LLMCACHE_INSECURE that is neither on nor off", [], { LLMCACHE_INSECURE: "garbage" }, /^llmcache: invalid LLMCACHE_INSECURE "garbage": must be 1, true or yes to turn it on, or 0, false, no or empty/],
       ["an LLMCACHE_AUTH_FILE that is not YAML", [], { LLMCACHE_AUTH_FILE: CLI }, /^llmcache: LLMCACHE_AUTH_FILE: \S+main\.js is not YAML or JSON: /],
     ];
     for (const [name, args, env, message] of cases) {
@@ -201,6 +204,10 @@ describe("the llmcache command", function () {
         assertOneLineError(await llmcache(args(), env), 2, message);
       });
     }
+  });
+
+  it("refuses an LLMCACHE_TLS that is neither on nor off, rather than talk in plain text", async () => {
+    assertOneLineError(await llmcache(["stats"], { LLMCACHE_TLS: "on" }), 2, /^llmcache: invalid LLMCACHE_TLS "on": must be 1, true or yes to turn it on/);
   });
 
   it("refuses a client command's token with a space, with exit code 2, without printing it", async () => {

@@ -4,7 +4,7 @@ import type { Generation } from "../generation.js";
 import { parseGenerationsFlag } from "./generations-flag.js";
 import { commandHelp, type FlagHelp } from "./help.js";
 import { ignoreWarning } from "./ignore-warning.js";
-import { checkAddresses, integerSetting, parsedSetting, parsingFlags, setting, UsageError, type Setting } from "./settings.js";
+import { checkAddresses, envFlag, integerSetting, parsedSetting, parsingFlags, setting, UsageError, type Setting } from "./settings.js";
 import { checkTlsFiles, readPemFile } from "./tls-files.js";
 import { parseDuration } from "./units.js";
 import { sha256 } from "../server/auth/token-file.js";
@@ -180,7 +180,7 @@ async function withClient(values: ConnectionValues, use: (client: CacheClient) =
   checkTlsFiles(files);
   const [ca, cert, key] = [files.ca, files.cert, files.key].map((read) => read?.pem.toString("utf8"));
   const serverName = given("tls-server-name")?.raw;
-  const tls = values.tls || /^(1|true|yes)$/i.test(process.env.LLMCACHE_TLS ?? "") || ca || cert || key || serverName;
+  const tls = values.tls || envFlag("LLMCACHE_TLS") || ca || cert || key || serverName;
   const client = new CacheClient({
     address: optionalAddress(given("address")) ?? DEFAULT_ADDRESS,
     timeoutMs: timeout ? integerSetting(timeout, positive) : undefined,

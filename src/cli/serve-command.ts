@@ -8,7 +8,7 @@ import { DEFAULT_HOST, DEFAULT_PORT, startServer, StoreSettingError, type Server
 import { AuthFileError } from "../server/auth/token-file.js";
 import { SnapshotSetupError } from "../server/snapshot.js";
 import { commandHelp, type FlagHelp } from "./help.js";
-import { checkPort, integerSetting, parsedSetting, parsingFlags, setting, UsageError, type Setting } from "./settings.js";
+import { checkPort, envFlag, integerSetting, parsedSetting, parsingFlags, setting, UsageError, type Setting } from "./settings.js";
 import { checkTlsFiles, readPemFile } from "./tls-files.js";
 import { parseBytes, parseDuration } from "./units.js";
 
@@ -140,8 +140,10 @@ export async function serveCommand(args: string[]): Promise<void> {
   if (clientCa !== undefined && tlsCert === undefined) throw new UsageError("--tls-client-ca needs --tls-cert and --tls-key");
   checkTlsFiles({ cert: tlsCert, key: tlsKey, ca: clientCa });
 
-  const snapshot = given("snapshot");
-  const authFile = given("auth-file");
+  // An empty path would mean none: no snapshot, or no tokens, unseen.
+  const path = (flag: Flag) => optional(given(flag), (value) => parsedSetting(value, (raw) => (raw === "" ? refuseEmptyPath() : value)));
+  const snapshot = path("snapshot");
+  const authFile = path("auth-file");
   const store = given("store");
   if (store) parsedSetting(store, (raw) => (parseStoreUrl(raw), raw));
   const options: ServerOptions = {
@@ -153,7 +155,7 @@ export async function serveCommand(args: string[]): Promise<void> {
     policy: optional(given("policy"), (value) => parsedSetting(value, checkPolicy)),
     namespaces: namespaceLimits(values["namespace-limit"]),
     tls: tlsCert && tlsKey ? { cert: tlsCert.pem, key: tlsKey.pem, clientCa: clientCa?.pem } : undefined,
-    insecure: values.insecure ?? /^(1|true|yes)$/i.test(process.env.LLMCACHE_INSECURE ?? ""),
+    insecure: values.insecure ?? envFlag("LLMCACHE_INSECURE"),
     authFile: authFile?.raw,
     metricsPort: integer("metrics-port", checkPort),
     maxMessageBytes: bytes("max-message-bytes"),
@@ -228,6 +230,10 @@ export async function serveCommand(args: string[]): Promise<void> {
 
 function optional<T>(value: Setting | undefined, read: (value: Setting) => T): T | undefined {
   return value === undefined ? undefined : read(value);
+}
+
+function refuseEmptyPath(): never {
+  throw new RangeError("a file's path is needed");
 }
 
 function positive(n: number): number {

@@ -43,6 +43,19 @@ function envNameOf(flag: string): string {
   return `LLMCACHE_${flag.toUpperCase().replace(/-/g, "_")}`;
 }
 
+/**
+ * A boolean flag's environment variable (LLMCACHE_INSECURE, LLMCACHE_TLS):
+ * 1, true or yes turn it on; 0, false, no or empty leave it off. Anything
+ * else is refused, rather than read as off: a typo must not turn TLS or a
+ * safety check off unseen.
+ */
+export function envFlag(name: string): boolean {
+  const raw = (process.env[name] ?? "").trim();
+  if (/^(1|true|yes)$/i.test(raw)) return true;
+  if (/^(0|false|no|)$/i.test(raw)) return false;
+  throw new UsageError(`invalid ${name} "${raw}": must be 1, true or yes to turn it on, or 0, false, no or empty`);
+}
+
 /** Reads the file a setting names; a file that cannot be read is a UsageError naming the setting. */
 export function readSettingFile(value: Setting): Buffer {
   try {
