@@ -29,7 +29,6 @@ export async function runLoad(
   options: { callers: number; seconds: number; warmupSeconds: number; unitsPerCall?: number; serverPid?: number },
 ): Promise<LoadResult> {
   await runFor(call, options.callers, options.warmupSeconds, undefined);
-  collectGarbage();
   const histogram = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: 3 });
   const { serverPid } = options;
   const serverCpu0 = serverPid === undefined ? 0 : cpuSeconds(serverPid);
@@ -73,15 +72,4 @@ async function runFor(
     }),
   );
   return calls;
-}
-
-/**
- * A full collection of this process's heap before each measured window: the
- * systems run one after the other in this process, and a collection of the
- * garbage one left (node-redis and ioredis leave plenty) would otherwise
- * stall the calls of the next and be charged to it.
- */
-function collectGarbage(): void {
-  if (typeof globalThis.gc !== "function") throw new Error("the bench needs node --expose-gc, which `npm run bench` passes");
-  globalThis.gc();
 }
