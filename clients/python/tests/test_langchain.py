@@ -189,6 +189,38 @@ def test_clear_empties_the_langchain_cache(cache: LangChainCache) -> None:
     assert cache.lookup("p", "llm") is None
 
 
+def _stored_in_two_namespaces(client: CacheClient, namespace: str) -> tuple[str, str]:
+    """An entry in the cache's namespace and one in another; their names."""
+    own, other = f"{namespace}-lc", f"{namespace}-other"
+    for name in (own, other):
+        client.update("p", "llm", [{"text": "x"}], namespace=name, never_expires=True)
+    return own, other
+
+
+def test_clear_all_namespaces_reaches_beyond_the_caches_own(
+    limited_server: Server, namespace: str
+) -> None:
+    # On a server of its own, so that other tests' entries are not cleared.
+    with CacheClient(limited_server.address) as client:
+        own, other = _stored_in_two_namespaces(client, namespace)
+        cache = LangChainCache(client=client, namespace=own)
+        cache.clear()
+        assert client.lookup("p", "llm", namespace=own) is None
+        assert client.lookup("p", "llm", namespace=other) == [{"text": "x"}]
+        cache.clear(all_namespaces=True)
+        assert client.lookup("p", "llm", namespace=other) is None
+
+
+async def test_aclear_all_namespaces_reaches_beyond_the_caches_own(
+    limited_server: Server, namespace: str
+) -> None:
+    with CacheClient(limited_server.address) as client:
+        own, other = _stored_in_two_namespaces(client, namespace)
+        await LangChainCache(client=client, namespace=own).aclear(all_namespaces=True)
+        assert client.lookup("p", "llm", namespace=own) is None
+        assert client.lookup("p", "llm", namespace=other) is None
+
+
 async def test_async_methods_round_trip_natively(cache: LangChainCache) -> None:
     generations = [ChatGeneration(message=MESSAGES[0])]
     await cache.aupdate("p", "llm", generations)
