@@ -2,7 +2,8 @@
 // reliability suite) with node --expose-gc --import ...: SIGUSR2 runs full
 // garbage collections, so that the resident size read next is what the
 // server holds, not garbage that the next collection would free; it then
-// prints what the JavaScript heap and Buffers hold, in bytes.
+// prints what the JavaScript heap and Buffers hold, in bytes, in all and
+// by part (see memoryAfterCollection).
 const collect = (globalThis as { gc?: () => void }).gc ?? (() => {});
 
 process.on("SIGUSR2", () => {
@@ -15,7 +16,7 @@ process.on("SIGUSR2", () => {
   // to finish first.
   setImmediate(() => {
     collect();
-    const { heapUsed, external } = process.memoryUsage();
-    process.stdout.write(`collected ${heapUsed + external}\n`);
+    const { heapUsed, external, arrayBuffers } = process.memoryUsage();
+    process.stdout.write(`collected ${heapUsed + external} heapUsed ${heapUsed} external ${external} arrayBuffers ${arrayBuffers}\n`);
   });
 });

@@ -15,7 +15,7 @@ import { CacheClient } from "../../src/index.js";
 import { methodPath } from "../../src/rpc/service-definition.js";
 import { grpcFrame } from "../helpers/raw-grpc.js";
 import { startRedis, type PrivateRedis } from "../helpers/redis-servers.js";
-import { COLLECTABLE, memoryAfterCollection } from "../helpers/memory.js";
+import { COLLECTABLE, memoryAfterCollection, partsGrown } from "../helpers/memory.js";
 import { startServerProcess, type ServerProcess } from "../helpers/server-process.js";
 import { add, record } from "./figures.js";
 
@@ -217,7 +217,7 @@ for (const store of STORES) {
         );
         assert.ok(frames >= FRAMES_PER_RPC * CacheService.methods.length);
         // A leak grows the heap; resident memory also keeps pages the allocator holds on to (+10 to +36 MiB over runs).
-        assert.ok(heapGrownMiB < 8, `the heap and Buffers grew by ${heapGrownMiB.toFixed(1)} MiB and stayed`);
+        assert.ok(heapGrownMiB < 8, `the heap and Buffers grew by ${heapGrownMiB.toFixed(1)} MiB and stayed: ${partsGrown(baseline, after)}`);
         assert.ok(residentGrownMiB < 64, `resident memory grew by ${residentGrownMiB.toFixed(1)} MiB and stayed`);
       } finally {
         sender.close();
