@@ -21,7 +21,7 @@ export function startLlmcache(args: string[] = [], nodeFlags: string[] = []): Pr
 
 /** Has the process collect its garbage, and waits until it has. */
 export async function collectGarbage(running: RunningProcess): Promise<void> {
-  const done = waitForOutput(running.child, /collected \d+ [^\n]*\n$/);
+  const done = waitForOutput(running.child, /collected heapUsed \d+[^\n]*\n$/);
   running.child.kill("SIGUSR2");
   await done;
 }

@@ -13,7 +13,7 @@ export interface CollectedMemory {
   parts: { heapUsed: number; external: number; arrayBuffers: number };
 }
 
-const REPORT = /^collected (\d+) heapUsed (\d+) external (\d+) arrayBuffers (\d+)$/gm;
+const REPORT = /^collected heapUsed (\d+) external (\d+) arrayBuffers (\d+)$/gm;
 
 /**
  * Has the server collect its garbage, then reads its resident memory and
@@ -25,8 +25,8 @@ export async function memoryAfterCollection(server: ServerProcess): Promise<Coll
   const before = reports().length;
   server.child.kill("SIGUSR2");
   while (reports().length === before) await new Promise((resolve) => setTimeout(resolve, 10));
-  const [, heap, heapUsed, external, arrayBuffers] = reports().at(-1)!.map(Number);
-  return { resident: residentBytes(server.child.pid!), heap: heap!, parts: { heapUsed: heapUsed!, external: external!, arrayBuffers: arrayBuffers! } };
+  const [heapUsed, external, arrayBuffers] = reports().at(-1)!.slice(1).map(Number) as [number, number, number];
+  return { resident: residentBytes(server.child.pid!), heap: heapUsed + external, parts: { heapUsed, external, arrayBuffers } };
 }
 
 /** How each part grew from one reading to the next, for a failure's message. */
