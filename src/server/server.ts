@@ -308,8 +308,11 @@ async function restore(store: CacheStore<StoredGenerations>, path: string, logge
   const { removed } = await prepareSnapshotDirectory(path);
   if (removed.length > 0) logger.warn({ snapshot: path, removed }, "removed temporary files of interrupted snapshot writes");
   const loaded = await loadSnapshot(store, path);
-  if (loaded.kind === "loaded") logger.info({ snapshot: path, ...loaded }, "snapshot loaded");
-  else if (loaded.kind === "corrupt") {
+  if (loaded.kind === "loaded") {
+    const leftOut = loaded.tooLarge + loaded.tooManyNamespaces;
+    if (leftOut > 0) logger.warn({ snapshot: path, ...loaded }, "snapshot loaded without the entries the store's limits now refuse");
+    else logger.info({ snapshot: path, ...loaded }, "snapshot loaded");
+  } else if (loaded.kind === "corrupt") {
     logger.error({ snapshot: path, problem: loaded.problem, movedTo: loaded.movedTo }, "snapshot unusable: set aside, starting empty");
   }
 }

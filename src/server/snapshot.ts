@@ -4,6 +4,7 @@ import { open, readdir, rename, stat, unlink, writeFile } from "node:fs/promises
 import { basename, dirname, join } from "node:path";
 import type { Store, StoredEntry, WalkableStore } from "../engine/store.js";
 import { EntryTooLargeError } from "../engine/entry-too-large-error.js";
+import { TooManyNamespacesError } from "../engine/too-many-namespaces-error.js";
 import type { StoredGenerations } from "../rpc/codec/generations.js";
 
 /**
@@ -188,12 +189,15 @@ export async function writeSnapshot(
 
 export type SnapshotLoaded =
   | { kind: "none" }
-  | { kind: "loaded"; entries: number; expired: number; tooLarge: number }
+  | { kind: "loaded"; entries: number; expired: number; tooLarge: number; tooManyNamespaces: number }
   | { kind: "corrupt"; problem: string; movedTo: string };
 
 /**
  * Loads a snapshot into an empty store, keeping its order, namespaces and
- * expiry times; entries that expired meanwhile are skipped. A file that is
+ * expiry times; entries that expired meanwhile are skipped, and so are those
+ * the store's limits now refuse (a smaller byte budget or --max-namespaces
+ * than when the snapshot was taken), counted: a lowered limit must not keep
+ * the server from starting on every restart. A file that is
  * damaged or truncated is not used: the store is emptied again, the file is
  * renamed aside (`.corrupt-<time>`) for a person to look at, and the result
  * says why. No file is not an error.
@@ -205,7 +209,7 @@ export async function loadSnapshot(store: Store<StoredGenerations>, path: string
   } catch {
     return { kind: "none" };
   }
-  const counts = { entries: 0, expired: 0, tooLarge: 0 };
+  const counts = { entries: 0, expired: 0, tooLarge: 0, tooManyNamespaces: 0 };
   try {
     await readRecords(path, fileBytes, (entry) => {
       if (entry.expiresAt <= now()) {
@@ -216,9 +220,9 @@ export async function loadSnapshot(store: Store<StoredGenerations>, path: string
         store.set(entry.namespace, entry.prompt, entry.llmString, entry.value, entry.bytes, { expiresAt: entry.expiresAt });
         counts.entries++;
       } catch (error) {
-        // The byte budget may have shrunk since the snapshot was taken.
-        if (!(error instanceof EntryTooLargeError)) throw error;
-        counts.tooLarge++;
+        if (error instanceof EntryTooLargeError) counts.tooLarge++;
+        else if (error instanceof TooManyNamespacesError) counts.tooManyNamespaces++;
+        else throw error;
       }
     });
     return { kind: "loaded", ...counts };

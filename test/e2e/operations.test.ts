@@ -195,6 +195,27 @@ describe("operations", function () {
       }
     });
 
+    it("starts with a lowered --max-namespaces, loading what fits and saying what it left out", async () => {
+      const path = join(mkdtempSync(join(tmpdir(), "llmcache-")), "cache.snapshot");
+      const first = await startServerProcess(["--snapshot", path]);
+      const client = new CacheClient({ address: first.address });
+      const namespaces = ["a", "b", "c", "d", "e"];
+      for (const namespace of namespaces) await client.aupdate("p", "llm", [{ text: namespace }], { namespace });
+      await client.close();
+      assert.equal((await first.stop()).code, 0);
+
+      const second = await startServerProcess(["--snapshot", path, "--max-namespaces", "2"]);
+      const restarted = new CacheClient({ address: second.address });
+      try {
+        const found = await Promise.all(namespaces.map((namespace) => restarted.alookup("p", "llm", { namespace })));
+        assert.deepEqual(found, [[{ text: "a" }], [{ text: "b" }], null, null, null], "the first two namespaces written");
+        assert.match(second.stderr(), /"level":40,.*"entries":2,.*"tooManyNamespaces":3.*"msg":"snapshot loaded without the entries the store's limits now refuse"/);
+      } finally {
+        await restarted.close();
+        await second.stop();
+      }
+    });
+
     it("sets a damaged snapshot aside, says so, and starts empty", async () => {
       const dir = mkdtempSync(join(tmpdir(), "llmcache-"));
       const path = join(dir, "cache.snapshot");

@@ -84,13 +84,30 @@ describe("snapshots", () => {
 
     const restored = serverStore({ now: clock.now, maxsize: 3 });
     const loaded = await loadSnapshot(restored, path, clock.now);
-    assert.deepEqual(loaded, { kind: "loaded", entries: 3, expired: 0, tooLarge: 0 });
+    assert.deepEqual(loaded, { kind: "loaded", entries: 3, expired: 0, tooLarge: 0, tooManyNamespaces: 0 });
     assert.deepEqual(drain(restored), drain(store).filter((e) => e.prompt !== "short"));
     restored.set("", "d", "m", bytes("D"), 1); // maxsize 3: the oldest restored entry goes, as it would have
     assert.equal(restored.get("", "a", "m"), undefined);
     clock.advance(60_000);
     assert.equal(restored.get("team", "b", "m"), undefined, "b expires when it would have");
     assert.deepEqual(restored.get("", "c", "x"), bytes("C"));
+  });
+
+  it("loads what fits a smaller budget or fewer namespaces, counting what it leaves out", async () => {
+    const store = serverStore();
+    for (const namespace of ["a", "b", "c", "d"]) store.set(namespace, "p", "m", bytes("v"), 10);
+    store.set("a", "big", "m", bytes("B".repeat(4000)), 4000);
+    const path = join(directory(), "cache.snapshot");
+    await writeSnapshot(store, path);
+
+    // Restarted with --max-namespaces 2 and a byte budget the big entry no longer fits in.
+    const restored = serverStore({ maxNamespaces: 2, maxBytes: 3000 });
+    const loaded = await loadSnapshot(restored, path);
+    assert.deepEqual(loaded, { kind: "loaded", entries: 2, expired: 0, tooLarge: 1, tooManyNamespaces: 2 });
+    assert.deepEqual(
+      drain(restored).map((entry) => `${entry.namespace}/${entry.prompt}`),
+      ["a/p", "b/p"],
+    );
   });
 
   it("loads nothing when there is no file", async () => {
