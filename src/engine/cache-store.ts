@@ -113,6 +113,14 @@ export class CacheStore<V> implements Store<V> {
   #sizes = new Float64Array(INITIAL_CAPACITY);
   /** When the entry expires, on the store's clock; Infinity: never. Made when the first entry that can expire comes. */
   #expiresAt: Float64Array<ArrayBuffer> | undefined;
+  // The slots of entries that can expire, packed at the front of
+  // #expiring (in no order), and each such slot's place there (-1: none):
+  // reclaiming samples these, not every slot, so that entries that never
+  // expire do not hide the expired ones (as Redis samples its keys with a
+  // TTL). Made with #expiresAt.
+  #expiring: Int32Array<ArrayBuffer> | undefined;
+  #expiringPlace: Int32Array<ArrayBuffer> | undefined;
+  #expiringCount = 0;
   // Two doubly linked lists of slots, oldest (or least recently used) first:
   // one through the whole store, one through each namespace.
   #older = new Int32Array(INITIAL_CAPACITY);
@@ -272,7 +280,12 @@ export class CacheStore<V> implements Store<V> {
     this.#index.clear();
     this.#namespaceOf = new Int32Array(INITIAL_CAPACITY).fill(FREE);
     this.#sizes = new Float64Array(INITIAL_CAPACITY);
-    if (this.#expiresAt) this.#expiresAt = new Float64Array(INITIAL_CAPACITY).fill(Infinity);
+    if (this.#expiresAt) {
+      this.#expiresAt = new Float64Array(INITIAL_CAPACITY).fill(Infinity);
+      this.#expiring = new Int32Array(INITIAL_CAPACITY);
+      this.#expiringPlace = new Int32Array(INITIAL_CAPACITY).fill(-1);
+      this.#expiringCount = 0;
+    }
     this.#older = new Int32Array(INITIAL_CAPACITY);
     this.#newer = new Int32Array(INITIAL_CAPACITY);
     this.#namespaceOlder = new Int32Array(INITIAL_CAPACITY);
@@ -285,9 +298,9 @@ export class CacheStore<V> implements Store<V> {
   /**
    * Removes expired entries, looking at no more than `maxChecks` of them, so
    * that reclaiming never stalls the caller: first the oldest (under one
-   * default TTL they expire in insertion order), then slots picked at random
-   * (entries with TTLs of their own expire in any order). Returns how many
-   * it removed.
+   * default TTL they expire in insertion order), then entries that can
+   * expire picked at random (entries with TTLs of their own expire in any
+   * order). Returns how many it removed.
    */
   reclaimExpired(maxChecks = 64): number {
     const expiresAt = this.#expiresAt;
@@ -303,9 +316,9 @@ export class CacheStore<V> implements Store<V> {
       }
       slot = next;
     }
-    for (; checks < maxChecks && this.#size > 0; checks++) {
-      const slot = Math.floor(Math.random() * this.#slotsUsed);
-      if (this.#namespaceOf[slot] !== FREE && expiresAt[slot]! <= now) {
+    for (; checks < maxChecks && this.#expiringCount > 0; checks++) {
+      const slot = this.#expiring![Math.floor(Math.random() * this.#expiringCount)]!;
+      if (expiresAt[slot]! <= now) {
         this.#remove(slot, "ttl");
         removed++;
       }
@@ -440,9 +453,28 @@ export class CacheStore<V> implements Store<V> {
     if (!this.#expiresAt) {
       if (expiresAt === Infinity) return;
       this.#expiresAt = new Float64Array(this.#sizes.length).fill(Infinity);
+      this.#expiring = new Int32Array(this.#sizes.length);
+      this.#expiringPlace = new Int32Array(this.#sizes.length).fill(-1);
       for (const listener of this.#whenEntriesCanExpire.splice(0)) listener();
     }
     this.#expiresAt[slot] = expiresAt;
+    const place = this.#expiringPlace![slot]!;
+    if (expiresAt === Infinity && place !== -1) this.#forgetExpiring(slot);
+    else if (expiresAt !== Infinity && place === -1) {
+      this.#expiring![this.#expiringCount] = slot;
+      this.#expiringPlace![slot] = this.#expiringCount++;
+    }
+  }
+
+  /** Takes the slot out of the entries that can expire; the last one there takes its place. */
+  #forgetExpiring(slot: Slot): void {
+    const expiring = this.#expiring!;
+    const places = this.#expiringPlace!;
+    const place = places[slot]!;
+    const last = expiring[--this.#expiringCount]!;
+    expiring[place] = last;
+    places[last] = place;
+    places[slot] = -1;
   }
 
   /**
@@ -530,6 +562,7 @@ export class CacheStore<V> implements Store<V> {
     this.#addBytes(space, -freed);
     if (space.entries === 0) this.#becomeEmpty(space);
     this.#namespaceOf[slot] = FREE;
+    if (this.#expiringPlace && this.#expiringPlace[slot] !== -1) this.#forgetExpiring(slot);
     this.#freeSlots.push(slot);
     if (why === "size") this.#count(space, "evictedSize");
     else if (why === "bytes") this.#count(space, "evictedBytes");
@@ -543,7 +576,11 @@ export class CacheStore<V> implements Store<V> {
     if (this.#slotsUsed === this.#older.length) {
       this.#namespaceOf = grow(this.#namespaceOf, FREE);
       this.#sizes = grow(this.#sizes);
-      if (this.#expiresAt) this.#expiresAt = grow(this.#expiresAt, Infinity);
+      if (this.#expiresAt) {
+        this.#expiresAt = grow(this.#expiresAt, Infinity);
+        this.#expiring = grow(this.#expiring!);
+        this.#expiringPlace = grow(this.#expiringPlace!, -1);
+      }
       this.#older = grow(this.#older);
       this.#newer = grow(this.#newer);
       this.#namespaceOlder = grow(this.#namespaceOlder);

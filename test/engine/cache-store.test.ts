@@ -164,6 +164,30 @@ describe("CacheStore", () => {
       for (let i = 0; i < 10; i++) assert.equal(get(`long ${i}`), `value of long ${i}`);
       assert.equal(store.stats().total.evictions.ttl, 1000);
     });
+
+    it("finds expired entries among many older ones that never expire, at the reclaimer's pace", () => {
+      const { store, clock, set, get } = storeWith();
+      for (let i = 0; i < 20_000; i++) set(`forever ${i}`);
+      for (let i = 0; i < 5_000; i++) set(`short ${i}`, { ttlMs: 10 });
+      set("made permanent", { ttlMs: 10 });
+      set("made permanent", { ttlMs: Infinity });
+      clock.advance(10);
+      // The reclaimer goes on to another round while a round removes a quarter of its checks.
+      const removed: number[] = [];
+      while (store.size > 20_001) removed.push(store.reclaimExpired(64));
+      assert.ok(
+        removed.every((count, call) => count >= 16 || call === removed.length - 1),
+        `removed per call: ${removed.slice(0, 10).join(", ")}...`,
+      );
+      assert.ok(removed.length <= 5_000 / 16, `${removed.length} calls for 5,000 expired entries`);
+      assert.equal(get("made permanent"), "value of made permanent");
+      assert.equal(get("forever 0"), "value of forever 0");
+      assert.equal(store.stats().total.evictions.ttl, 5_000);
+      store.clear();
+      set("after a clear", { ttlMs: 10 });
+      clock.advance(10);
+      assert.equal(store.reclaimExpired(64), 1);
+    });
   });
 
   describe("namespaces", () => {
