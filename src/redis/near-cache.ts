@@ -13,6 +13,11 @@
  * one touches may outlive its TTL there.
  *
  * The budget counts keys and values, and evicts the least recently used.
+ *
+ * Hits here never reach Redis, so to Redis's LRU (or LFU) a key this cache
+ * serves looks unused, and Redis would evict the hottest entries first:
+ * the keys served are remembered until takeServed(), for the replica to
+ * mark them used in Redis.
  */
 export class NearCache {
   readonly maxBytes: number;
@@ -31,6 +36,8 @@ export class NearCache {
   readonly #suspendedFor = new Set<string>();
   #hits = 0;
   #invalidations = 0;
+  /** Keys served since takeServed() last ran. */
+  #served = new Set<string>();
 
   /** `now`: a clock in ms that never goes back. */
   constructor(maxBytes: number, readonly now: () => number = () => performance.now()) {
@@ -64,7 +71,15 @@ export class NearCache {
     this.#entries.delete(key);
     this.#entries.set(key, entry);
     this.#hits++;
+    this.#served.add(key);
     return entry.value;
+  }
+
+  /** The keys served since the last call (see the class's comment). */
+  takeServed(): string[] {
+    const served = [...this.#served];
+    this.#served.clear();
+    return served;
   }
 
   /**
@@ -87,9 +102,17 @@ export class NearCache {
     };
   }
 
-  /** The key changed somewhere: drop it, and keep no read of it in flight. */
+  /** Redis reported that the key changed somewhere: drop it, and keep no read of it in flight. */
   invalidate(key: string): void {
     this.#invalidations++;
+    this.forget(key);
+  }
+
+  /**
+   * As invalidate(), for a change this replica made: it must not answer the
+   * old value even before Redis's report comes, which then counts it.
+   */
+  forget(key: string): void {
     const reads = this.#reads.get(key);
     if (reads) {
       reads.changed = true;

@@ -32,6 +32,8 @@ const CLEAR_BATCH = 500;
 const MISS: LeasedLookup<never> = { kind: "miss" };
 /** Why a near cache is suspended while Redis fails the probe. */
 const REDIS_SILENT = "Redis not answering";
+/** How often the keys the near cache served are TOUCHed in Redis: its LRU clock's resolution. */
+const TOUCH_INTERVAL_MS = 1_000;
 
 /**
  * The cache in Redis or a Redis Cluster, shared by every replica that
@@ -56,6 +58,8 @@ export class RedisBackend implements CacheBackend<Buffer> {
   #lastHeld = { entries: 0, bytes: 0 };
   /** The refresh of #lastHeld under way, shared by the scrape's gauges. */
   #refreshing: Promise<void> | undefined;
+  /** Marks the keys the near cache served as used in Redis, every second. */
+  readonly #touchTimer: NodeJS.Timeout | undefined;
 
   /** `near`: the near cache `redis` tells of changes, if any. */
   constructor(redis: RedisConnection, options: RedisBackendOptions, onError: (error: unknown) => void, near?: NearCache) {
@@ -67,6 +71,10 @@ export class RedisBackend implements CacheBackend<Buffer> {
     this.#waits = new LeaseWaits({ ...DEFAULT_WAITER_LIMITS, ...options.leaseWaiters });
     this.#defaultTtlMs = checkTtl(options.defaultTtlMs);
     this.#namespaceTtlMs = options.namespaceTtlMs ?? new Map();
+    if (near) {
+      this.#touchTimer = setInterval(() => void this.#touchServed(near), TOUCH_INTERVAL_MS);
+      this.#touchTimer.unref();
+    }
   }
 
   get available(): boolean {
@@ -149,7 +157,7 @@ export class RedisBackend implements CacheBackend<Buffer> {
       LEASES_CHANNEL,
     ])) as number;
     // Redis tells every replica of the change; this one must not answer the old value even before it hears.
-    this.#near?.invalidate(entry);
+    this.#near?.forget(entry);
     if (result === -1) {
       this.#counters.countLease(namespace, "staleFillsRefused");
       this.#counters.count(namespace, "updatesNotStored");
@@ -238,6 +246,7 @@ export class RedisBackend implements CacheBackend<Buffer> {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.#touchTimer);
     await this.#counters.close();
     await this.#redis.close();
   }
@@ -270,6 +279,19 @@ export class RedisBackend implements CacheBackend<Buffer> {
     const value = this.#near ? await this.#getThroughNear(entry, this.#near) : ((await this.#redis.sendToKey(entry, true, ["GET", entry])) as Buffer | null);
     this.#counters.count(namespace, value === null ? "misses" : "hits");
     return value ?? undefined;
+  }
+
+  /**
+   * TOUCHes the keys the near cache served lately, on their primaries, so
+   * that Redis's eviction sees them used and keeps the hot entries rather
+   * than evicting them first. One command a key (each pair has a slot of its
+   * own), issued together so that node-redis pipelines them. A failure is
+   * let go: Redis away is reported by health, and the next second tries
+   * again with what is served by then.
+   */
+  async #touchServed(near: NearCache): Promise<void> {
+    const keys = near.takeServed();
+    await Promise.all(keys.map((key) => this.#redis.sendToKey(key, false, ["TOUCH", key]))).catch(() => {});
   }
 
   async #getThroughNear(entry: string, near: NearCache): Promise<Buffer | null> {

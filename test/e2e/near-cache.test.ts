@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
 import { createClient } from "@redis/client";
 import { CacheClient, CacheError, type Generation } from "../../src/index.js";
+import { pairKeys } from "../../src/redis/keys.js";
 import { healthOf } from "../helpers/raw-grpc.js";
 import { redisServers, startRedis, type PrivateRedis } from "../helpers/redis-servers.js";
 import { runCli, startServerProcess, type ServerProcess } from "../helpers/server-process.js";
@@ -100,6 +101,17 @@ describe("the near cache (--near-cache)", function () {
       assert.deepEqual(await near.client.alookupMany([["hot", "llm"]]), [version(1)]);
       assert.equal(await getsServed(), 0);
       assert.equal((await near.client.astats()).total.hits, hitsBefore + 51);
+    });
+
+    it("marks the entries it serves as used in Redis, lest Redis's LRU evict the hottest first", async () => {
+      await near.client.aupdate("served", "llm", version(1));
+      assert.deepEqual(await near.client.alookup("served", "llm"), version(1), "read from Redis once, and kept");
+      // Redis's LRU clock counts whole seconds: 2.5 s of hits answered from memory alone.
+      for (const until = Date.now() + 2_500; Date.now() < until; await sleep(50)) {
+        assert.deepEqual(await near.client.alookup("served", "llm"), version(1));
+      }
+      const idleSeconds = Number(await admin.sendCommand(["OBJECT", "IDLETIME", pairKeys("", "served", "llm").entry]));
+      assert.ok(idleSeconds <= 1, `idle for ${idleSeconds} s in Redis while the near cache served it`);
     });
 
     it("shows its figures in the replica's metrics", async () => {

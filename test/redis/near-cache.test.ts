@@ -25,6 +25,32 @@ describe("NearCache", () => {
     assert.deepEqual(near.counts, { hits: 1, invalidations: 1 });
   });
 
+  it("forgets a key this replica changed at once, counting an invalidation only when Redis reports it", () => {
+    const { near } = nearCache();
+    read(near, "k", value("v1"));
+    const inFlight = near.beginRead("k");
+    near.forget("k");
+    assert.equal(near.get("k"), undefined);
+    inFlight(value("v1"), -1);
+    assert.equal(near.get("k"), undefined, "a read begun before the change keeps nothing");
+    assert.deepEqual(near.counts, { hits: 0, invalidations: 0 });
+    near.invalidate("k");
+    assert.deepEqual(near.counts, { hits: 0, invalidations: 1 });
+  });
+
+  it("hands over the keys it served since last asked, each once, for the replica to mark used in Redis", () => {
+    const { near } = nearCache();
+    read(near, "a", value("A"));
+    read(near, "b", value("B"));
+    assert.deepEqual(near.takeServed(), []);
+    near.get("a");
+    near.get("a");
+    near.get("b");
+    near.get("missing");
+    assert.deepEqual(near.takeServed().sort(), ["a", "b"]);
+    assert.deepEqual(near.takeServed(), []);
+  });
+
   it("keeps nothing for a key Redis does not hold", () => {
     const { near } = nearCache();
     read(near, "k", null);
