@@ -144,7 +144,12 @@ export class CacheClient implements BaseCache {
   readonly #batching: { options: BatchingOptions; streams: (OperationStream | undefined)[] } | undefined;
   /** The replica whose stream takes this turn's operations; undefined until one is submitted. */
   #turnReplica: number | undefined;
+  /** The channels are closed: nothing more can be sent, not even a retry. */
   #closed = false;
+  /** close() was called: new calls are refused while those already made finish. */
+  #closing: Promise<void> | undefined;
+  /** Async calls made and not yet settled, which close() lets finish. */
+  readonly #inFlight = new Set<Promise<unknown>>();
 
   constructor(options: CacheClientOptions = {}) {
     checkClientOptions(options);
@@ -244,8 +249,19 @@ export class CacheClient implements BaseCache {
     return this.#callBlocking(statsOperation(), options);
   }
 
-  /** Closes the channels and stops the blocking methods' worker thread. */
-  async close(): Promise<void> {
+  /**
+   * Refuses new calls, lets the calls already made finish (each within its
+   * deadline: an update made just before close() is sent and answered, not
+   * dropped), then closes the channels and stops the blocking methods'
+   * worker thread.
+   */
+  close(): Promise<void> {
+    this.#closing ??= this.#drainAndClose();
+    return this.#closing;
+  }
+
+  async #drainAndClose(): Promise<void> {
+    await Promise.allSettled(this.#inFlight);
     this.#closed = true;
     for (const stream of this.#batching?.streams ?? []) stream?.close();
     this.#picker.close();
@@ -353,8 +369,17 @@ export class CacheClient implements BaseCache {
     };
   }
 
-  async #call<R>(operation: () => Operation<R>, options: CallOptions = {}): Promise<R> {
-    this.#checkOpen();
+  /** Makes the call, counted among those close() lets finish: the promise the caller gets. */
+  #call<R>(operation: () => Operation<R>, options: CallOptions = {}): Promise<R> {
+    const call = this.#start(operation, options);
+    this.#inFlight.add(call);
+    const settled = () => this.#inFlight.delete(call);
+    call.then(settled, settled);
+    return call;
+  }
+
+  async #start<R>(operation: () => Operation<R>, options: CallOptions): Promise<R> {
+    this.#refuseIfClosing();
     const built = operation();
     const timeoutMs = this.#timeout(options) + (built.waitMs ?? 0);
     const first = this.#batched(built) ? this.#streamReplica() : undefined;
@@ -404,7 +429,7 @@ export class CacheClient implements BaseCache {
   }
 
   #callBlocking<R>({ method, request, decode, replayable, waitMs = 0 }: Operation<R>, options: CallOptions = {}): R {
-    this.#checkOpen();
+    this.#refuseIfClosing();
     const timeoutMs = this.#timeout(options) + waitMs;
     try {
       const reply = this.#blocking.call(methodPath(method), request, timeoutMs, replayable);
@@ -427,6 +452,10 @@ export class CacheClient implements BaseCache {
 
   #checkOpen(): void {
     if (this.#closed) throw new CacheError("FAILED_PRECONDITION", "the client is closed");
+  }
+
+  #refuseIfClosing(): void {
+    if (this.#closing) throw new CacheError("FAILED_PRECONDITION", "the client is closed");
   }
 }
 

@@ -154,6 +154,21 @@ describe("CacheClient failures", function () {
       assert.deepEqual(answers, keys.map((_, i) => [{ text: `answer ${i}` }]));
     });
 
+    for (const batching of [true, false]) {
+      it(`lets the calls made before close() finish, on a client that has made none yet (batching ${batching ? "on" : "off"})`, async () => {
+        const closing = new CacheClient({ address: server.address, batching });
+        const prompts = Array.from({ length: 20 }, (_, i) => `made before close ${batching} ${i}`);
+        const updates = prompts.map((prompt) => closing.aupdate(prompt, "llm", [{ text: prompt }]));
+        const closed = closing.close();
+        await assert.rejects(closing.alookup("p", "llm"), isCacheError("FAILED_PRECONDITION", /^the client is closed$/), "a call made after close()");
+        const settled = await Promise.allSettled(updates);
+        await closed;
+        assert.deepEqual(settled.map((outcome) => outcome.status), prompts.map(() => "fulfilled"));
+        const stored = await client.alookupMany(prompts.map((prompt) => [prompt, "llm"] as const));
+        assert.deepEqual(stored, prompts.map((prompt) => [{ text: prompt }]));
+      });
+    }
+
     it("refuses calls after close", async () => {
       const closing = new CacheClient({ address: server.address });
       await closing.aclear();
