@@ -37,7 +37,7 @@ export class NearCache {
   #hits = 0;
   #invalidations = 0;
   /** Keys served since takeServed() last ran. */
-  #served = new Set<string>();
+  readonly #served = new Set<string>();
 
   /** `now`: a clock in ms that never goes back. */
   constructor(maxBytes: number, readonly now: () => number = () => performance.now()) {
