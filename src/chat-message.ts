@@ -1,4 +1,4 @@
-import { checkString, copyJson, copyJsonObject, describe, isPlainObject, setMember, type JsonObject, type JsonValue } from "./json.js";
+import { checkString, copyJson, copyJsonObject, describe, isPlainObject, memberPathOf, setMember, type JsonObject, type JsonValue } from "./json.js";
 
 /**
  * A LangChain message as plain data: the fields of AIMessage, HumanMessage,
@@ -103,7 +103,8 @@ export function copyChatMessage(value: unknown, path: string): ChatMessage {
   for (const key of Object.keys(value)) {
     const field = value[key];
     if (KNOWN_MESSAGE_FIELDS.has(key) || field === undefined) continue;
-    setMember(copy, key, copyJson(field, `${path}.${key}`));
+    const fieldPath = memberPathOf(path, key);
+    setMember(copy, checkString(key, `the name of ${fieldPath}`), copyJson(field, fieldPath));
   }
   Object.assign(copy, optionalStrings(value, path, OPTIONAL_STRING_FIELDS));
   for (const key of ["additional_kwargs", "response_metadata"] as const) {

@@ -1,5 +1,5 @@
 import { copyChatMessage, type ChatMessage } from "./chat-message.js";
-import { checkString, copyJsonObject, describe, isPlainObject, type JsonObject } from "./json.js";
+import { checkString, copyJsonObject, describe, isPlainObject, memberPathOf, type JsonObject } from "./json.js";
 import { checkGenerationNesting } from "./nesting.js";
 
 /**
@@ -35,7 +35,7 @@ function copyGeneration(value: unknown, path: string): Generation {
   if (!isPlainObject(value)) throw new TypeError(`${path} must be an object, got ${describe(value)}`);
   for (const key of Object.keys(value)) {
     if (!GENERATION_FIELDS.has(key) && value[key] !== undefined) {
-      throw new TypeError(`${path}.${key} is not a field of a generation (text, generationInfo, message)`);
+      throw new TypeError(`${memberPathOf(path, key)} is not a field of a generation (text, generationInfo, message)`);
     }
   }
   const { text, generationInfo, message } = value;

@@ -147,11 +147,22 @@ function copyObject(value: Record<string, unknown>, path: string, depth: number)
   for (const key of Object.keys(value)) {
     const member = value[key];
     if (member === undefined) continue;
-    const memberPath = `${path}.${key}`;
+    const memberPath = memberPathOf(path, key);
     setMember(copy, checkWellFormed(key, `the name of ${memberPath}`), copyValue(member, memberPath, depth + 1));
   }
   return copy;
 }
+
+/**
+ * Where a member is, as an error names it: `path.key` for a name that reads
+ * as an identifier, else `path["key"]` quoted as JSON, so that a name with a
+ * dot, a space or a lone surrogate is neither ambiguous nor unprintable.
+ */
+export function memberPathOf(path: string, key: string): string {
+  return IDENTIFIER.test(key) ? `${path}.${key}` : `${path}[${JSON.stringify(key)}]`;
+}
+
+const IDENTIFIER = /^[A-Za-z_$][\w$]*$/;
 
 function checkDepth(path: string, depth: number): void {
   if (depth >= MAX_JSON_DEPTH) {

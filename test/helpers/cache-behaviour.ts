@@ -212,6 +212,9 @@ export function cacheBehaviour(cacheWith: (maxsize?: number) => Promise<CacheUnd
       ["fractional token counts", () => ["p", "llm", [{ text: "x", message: { type: "ai", content: "", usage_metadata: { input_tokens: 1.5, output_tokens: 0, total_tokens: 0 } } }]], /^generations\[0\]\.message\.usage_metadata\.input_tokens must be an integer, got number 1\.5$/],
       ["a lone surrogate in a prompt", () => ["\uD800", "llm", []], /^prompt is not well-formed Unicode/],
       ["a lone surrogate in a text", () => ["p", "llm", [{ text: "a\uDC00" }]], /^generations\[0\]\.text is not well-formed Unicode/],
+      ["a lone surrogate in a member's name, named printably", () => ["p", "llm", [{ text: "x", generationInfo: { "a\uDC00": 1 } }]], /^the name of generations\[0\]\.generationInfo\["a\\udc00"\] is not well-formed Unicode/],
+      ["a lone surrogate in the name of a message's extra field", () => ["p", "llm", [{ text: "x", message: { type: "ai", content: "", "x\uDC00": 1 } }]], /^the name of generations\[0\]\.message\["x\\udc00"\] is not well-formed Unicode/],
+      ["NaN under a member whose name has a dot, named unambiguously", () => ["p", "llm", [{ text: "x", generationInfo: { "a.b": [NaN] } }]], /^generations\[0\]\.generationInfo\["a\.b"\]\[0\] is not JSON: got number NaN$/],
     ];
     for (const [name, args, expected] of cases) {
       it(`refuses ${name}`, async () => {
