@@ -212,8 +212,14 @@ describe("the llmcache command", function () {
 
   it("refuses a client command's token with a space, with exit code 2, without printing it", async () => {
     const run = await llmcache(["stats", "--token", "two words"]);
-    assertOneLineError(run, 2, /^llmcache: invalid --token: a token is one word, without spaces \(not shown here\) \(see llmcache --help\)$/);
+    assertOneLineError(run, 2, /^llmcache: invalid --token: a token is one word of visible ASCII characters, without spaces \(not shown here\) \(see llmcache --help\)$/);
     assert.doesNotMatch(run.stderr, /two words/);
+  });
+
+  it("refuses a client command's token that a header cannot carry (an accent), rather than fail every call", async () => {
+    const run = await llmcache(["stats", "--token", "tok\u00e9n"]);
+    assertOneLineError(run, 2, /^llmcache: invalid --token: a token is one word of visible ASCII characters, without spaces \(not shown here\)/);
+    assert.doesNotMatch(run.stderr, /tok\u00e9n/);
   });
 
   describe("client commands refuse an address without a usable port, with exit code 2", () => {

@@ -8,6 +8,7 @@ import { checkAddresses, envFlag, integerSetting, parsedSetting, parsingFlags, s
 import { checkTlsFiles, readPemFile } from "./tls-files.js";
 import { parseDuration } from "./units.js";
 import { sha256 } from "../server/auth/token-file.js";
+import { isSendableToken } from "../rpc/channel.js";
 
 const connectionFlags = {
   address: { type: "string" },
@@ -158,7 +159,7 @@ export async function hashTokenCommand(args: string[]): Promise<void> {
   const chunks: Buffer[] = [];
   for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
   const token = Buffer.concat(chunks).toString("utf8").trim();
-  if (token.length === 0 || /\s/.test(token)) throw new UsageError("give one token, without spaces, on standard input");
+  if (!isSendableToken(token)) throw new UsageError("give one token, of visible ASCII characters without spaces, on standard input");
   console.log(sha256(token).toString("hex"));
 }
 
@@ -214,6 +215,6 @@ function positive(n: number): number {
 /** A token as the client sends it; a bad one is named by its setting, never echoed: it is a secret. */
 function checkToken(token: Setting | undefined): string | undefined {
   if (token === undefined) return undefined;
-  if (token.raw.length === 0 || /\s/.test(token.raw)) throw new UsageError(`invalid ${token.source}: a token is one word, without spaces (not shown here)`);
+  if (!isSendableToken(token.raw)) throw new UsageError(`invalid ${token.source}: a token is one word of visible ASCII characters, without spaces (not shown here)`);
   return token.raw;
 }

@@ -16,7 +16,7 @@ import {
 import { checkKey, copyGenerations, type Generation } from "../generation.js";
 import { describe } from "../json.js";
 import { getOrCompute, type GetOrComputeOptions } from "../single-flight.js";
-import { callMetadata, type ChannelSettings } from "../rpc/channel.js";
+import { callMetadata, isSendableToken, type ChannelSettings } from "../rpc/channel.js";
 import { asBuffer, DecodeError } from "../rpc/codec.js";
 import { decodeBatchLookupResponse, encodeBatchLookupRequest } from "../rpc/codec/batch-lookup.js";
 import { decodeBatchUpdateResponse, encodeBatchUpdateRequest } from "../rpc/codec/batch-update.js";
@@ -466,8 +466,8 @@ function lookupResult(outcome: StreamOutcome): LeasedLookup | undefined {
 
 /** Each replica's channel settings: its address, and the token and TLS they share. */
 function channelSettings(addresses: readonly string[], { token, tls }: CacheClientOptions): ChannelSettings[] {
-  if (token !== undefined && (typeof token !== "string" || token.length === 0 || /\s/.test(token))) {
-    throw new TypeError("token must be a non-empty string without spaces");
+  if (token !== undefined && (typeof token !== "string" || !isSendableToken(token))) {
+    throw new TypeError("token must be a non-empty string of visible ASCII characters, without spaces");
   }
   const text = (value: string | Buffer | undefined) => (value === undefined ? undefined : value.toString());
   const clientTls = tls === true ? {} : tls ? { ca: text(tls.ca), cert: text(tls.cert), key: text(tls.key), serverName: tls.serverName } : undefined;

@@ -63,6 +63,18 @@ export function openChannel(settings: ChannelSettings): Client {
 }
 
 /**
+ * Whether a bearer token can travel in a header: HTTP/2 carries only
+ * visible ASCII there, and a space would split "Bearer <token>". grpc-js
+ * refuses anything else only when a call starts, with an error that is
+ * not the call's.
+ */
+export function isSendableToken(token: string): boolean {
+  return SENDABLE_TOKEN.test(token);
+}
+
+const SENDABLE_TOKEN = /^[\x21-\x7e]+$/;
+
+/**
  * The metadata of one call. The token goes in the call's metadata rather
  * than in call credentials, which grpc-js sends only over TLS: a token to a
  * server on loopback in plain text is a supported setup.

@@ -200,4 +200,13 @@ describe("CacheClient failures", function () {
     ];
     for (const [options, error] of refused) assert.throws(() => new CacheClient(options as never), error, JSON.stringify(options));
   });
+
+  // grpc-js checks a header's value only when a call starts: with batching,
+  // that was in a setImmediate, where the throw killed the process.
+  it("refuses a token a header cannot carry when it is made, rather than fail (or crash) at the first call", () => {
+    const message = "token must be a non-empty string of visible ASCII characters, without spaces";
+    for (const token of ["", "two words", "tok\u00e9n", "tok\u0001en", "line\nbreak"]) {
+      assert.throws(() => new CacheClient({ address: "127.0.0.1:1", token }), { name: "TypeError", message }, JSON.stringify(token));
+    }
+  });
 });

@@ -466,10 +466,13 @@ def test_a_batch_item_of_the_wrong_size_is_refused_saying_its_size(
 def test_bad_client_options_are_refused_at_construction() -> None:
     with pytest.raises(TypeError, match=r"^address must be a non-empty str"):
         CacheClient("")
-    with pytest.raises(
-        ValueError, match=r"^token must be a non-empty str without spaces$"
-    ):
-        CacheClient("127.0.0.1:1", token="two words")
+    for token in ["", "two words", "tok\u00e9n", "tok\x01en", "line\nbreak"]:
+        with pytest.raises(
+            ValueError,
+            match=r"^token must be a non-empty str of visible ASCII characters,"
+            r" without spaces$",
+        ):
+            CacheClient("127.0.0.1:1", token=token)
     with pytest.raises(TypeError, match=r"^tls must be a bool or a TlsConfig"):
         CacheClient("127.0.0.1:1", tls="yes")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"^timeout must be a positive"):

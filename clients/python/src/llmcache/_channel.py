@@ -58,8 +58,13 @@ class ChannelSettings:
         if token is not None:
             if not isinstance(token, str):
                 raise TypeError(f"token must be a str, got {describe(token)}")
-            if not token or any(char.isspace() for char in token):
-                raise ValueError("token must be a non-empty str without spaces")
+            # A header carries visible ASCII only, and a space would split
+            # "Bearer <token>"; grpcio would find out at every call instead.
+            if not token or not all("!" <= char <= "~" for char in token):
+                raise ValueError(
+                    "token must be a non-empty str of visible ASCII characters,"
+                    " without spaces"
+                )
             metadata = (("authorization", f"Bearer {token}"),)
         return cls(addresses, metadata, _check_tls(tls))
 
