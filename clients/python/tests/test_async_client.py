@@ -191,3 +191,25 @@ def test_channels_of_finished_event_loops_are_let_go(
         for _ in range(20):
             asyncio.run(client.alookup("p", "l"))
         assert live_async_channels() <= before + 2
+
+
+async def test_aclose_lets_unary_calls_in_flight_finish(
+    server: Server, namespace: str
+) -> None:
+    # grpc.aio's channel.close() cancels the calls on it: they raised
+    # CancelledError in tasks no one cancelled, though the server had
+    # stored the updates.
+    client = CacheClient(server.address, namespace=namespace, batching=False)
+    await client.aupdate("k", "l", [{"text": "v"}])
+    lookups = [asyncio.create_task(client.alookup("k", "l")) for _ in range(30)]
+    updates = [
+        asyncio.create_task(client.aupdate(f"u{i}", "l", [{"text": "new"}]))
+        for i in range(30)
+    ]
+    await asyncio.sleep(0.001)  # sent, not yet answered
+    await client.aclose()
+    assert await asyncio.gather(*lookups) == [[{"text": "v"}]] * 30
+    assert await asyncio.gather(*updates) == [None] * 30
+    with pytest.raises(CacheError) as raised:
+        await client.alookup("k", "l")
+    assert raised.value.code == "FAILED_PRECONDITION"

@@ -8,6 +8,7 @@ namespaces' counts of entries and bytes) on `server` or `limited_server`.
 from __future__ import annotations
 
 import signal
+import threading
 import time
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -263,6 +264,39 @@ def test_close_can_be_called_twice(server: Server) -> None:
     client.lookup("p", "unused llm")
     client.close()
     client.close()
+
+
+def test_close_lets_calls_in_other_threads_finish(server: Server) -> None:
+    # grpcio's close() cancels the calls on the channel, and a call that
+    # starts on a closed channel raises grpcio's own ValueError: both leaked
+    # to callers of a client closed by another thread.
+    client = CacheClient(server.address, namespace="close-threads")
+    big = [Generation(text="x" * 200_000)]
+    client.update("k", "l", big)
+    started = threading.Barrier(17)
+    outcomes: list[object] = []
+
+    def look_up() -> None:
+        started.wait()
+        for _ in range(5):
+            try:
+                outcomes.append(client.lookup("k", "l") == big)
+            except CacheError as error:
+                outcomes.append(error.code)
+            except Exception as error:  # noqa: BLE001 -- what the test looks for
+                outcomes.append(repr(error))
+
+    threads = [threading.Thread(target=look_up) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    started.wait()
+    time.sleep(0.002)
+    client.close()
+    for thread in threads:
+        thread.join()
+    assert len(outcomes) == 80
+    assert set(outcomes) <= {True, "FAILED_PRECONDITION"}, set(outcomes)
+    assert True in outcomes, "some lookups were in flight and answered"
 
 
 def test_a_call_past_its_deadline_fails_with_deadline_exceeded() -> None:

@@ -67,6 +67,8 @@ class _LoopTransport(NamedTuple):
 
     replicas: tuple[_AsyncReplica, ...]
     health: Health
+    calls: set[asyncio.Future[None]]
+    """One per call in flight, done when it ends: aclose() waits for them."""
 
 
 def _close_channels(replicas: tuple[Callables, ...]) -> None:
@@ -164,6 +166,10 @@ class CacheClient:
         self._picker = Picker(len(self._settings.addresses))
         self._lock = threading.Lock()
         self._closed = False
+        # Blocking calls in flight, which close() lets finish: grpcio's
+        # close() would cancel them, or fail them with its own ValueError.
+        self._blocking_calls = 0
+        self._blocking_calls_ended = threading.Condition(self._lock)
         self._blocking: _BlockingTransport | None = None
         self._async: dict[asyncio.AbstractEventLoop, _LoopTransport] = {}
 
@@ -465,13 +471,21 @@ class CacheClient:
     def close(self) -> None:
         """Closes the client; later calls raise CacheError FAILED_PRECONDITION.
 
-        Closes the blocking channel at once. The async channels are closed
-        by aclose(), which waits for them; close() only lets them go.
+        Waits for the blocking calls already made (in other threads) to
+        end, each within its deadline, then closes the blocking channels.
+        The async channels are closed by aclose(), which waits for their
+        calls; close() only lets them go.
         """
         with self._lock:
             self._closed = True
-            blocking, self._blocking = self._blocking, None
             self._async.clear()
+        self._close_blocking()
+
+    def _close_blocking(self) -> None:
+        with self._lock:
+            while self._blocking_calls > 0:
+                self._blocking_calls_ended.wait()
+            blocking, self._blocking = self._blocking, None
         if blocking is not None:
             blocking.close()
 
@@ -699,18 +713,23 @@ class CacheClient:
     async def aclose(self) -> None:
         """Closes the client, waiting for this event loop's channel to close.
 
-        This loop's stream sends what waits and ends: the calls it carries
-        get their results first.
+        The calls already made on this loop (and in other threads, blocking)
+        end first, each within its deadline; then this loop's streams and
+        channels are closed.
         """
         with self._lock:
             self._closed = True
-            blocking, self._blocking = self._blocking, None
             current = self._async.pop(asyncio.get_running_loop(), None)
             self._async.clear()
-        if blocking is not None:
-            for replica in blocking.replicas:
-                replica.channel.close()
+        if self._blocking_calls > 0:  # in other threads: wait off this loop
+            await asyncio.to_thread(self._close_blocking)
+        else:
+            self._close_blocking()
         if current is not None:
+            # A call may go on to another replica after UNAVAILABLE, so one
+            # ending may not be the last.
+            while current.calls:
+                await asyncio.wait(set(current.calls))
             opened = [r.stream for r in current.replicas if r.stream is not None]
             channels = [replica.callables.channel for replica in current.replicas]
             try:
@@ -832,7 +851,17 @@ class CacheClient:
 
     def _send(self, call: Call[R], timeout: float | None) -> R:
         deadline = self._deadline(timeout) + call.wait
-        transport = self._blocking_transport()
+        transport = self._begin_blocking_call()
+        try:
+            return self._send_on(transport, call, deadline)
+        finally:
+            with self._lock:
+                self._blocking_calls -= 1
+                self._blocking_calls_ended.notify_all()
+
+    def _send_on(
+        self, transport: _BlockingTransport, call: Call[R], deadline: float
+    ) -> R:
         attempts = Attempts(
             self._picker, transport.health, deadline, retryable=call.retryable
         )
@@ -854,16 +883,22 @@ class CacheClient:
     async def _asend(self, call: Call[R], timeout: float | None) -> R:
         deadline = self._deadline(timeout) + call.wait
         transport = self._async_transport()
-        attempts = Attempts(
-            self._picker, transport.health, deadline, retryable=call.retryable
-        )
-        while True:
-            replica = transport.replicas[attempts.replica]
-            try:
-                return await self._asend_to(replica, call, attempts.timeout)
-            except CacheError as error:
-                if not attempts.retry(error):
-                    raise
+        ended = asyncio.get_running_loop().create_future()
+        transport.calls.add(ended)
+        try:
+            attempts = Attempts(
+                self._picker, transport.health, deadline, retryable=call.retryable
+            )
+            while True:
+                replica = transport.replicas[attempts.replica]
+                try:
+                    return await self._asend_to(replica, call, attempts.timeout)
+                except CacheError as error:
+                    if not attempts.retry(error):
+                        raise
+        finally:
+            transport.calls.discard(ended)
+            ended.set_result(None)
 
     async def _asend_to(
         self, replica: _AsyncReplica, call: Call[R], timeout: float
@@ -887,7 +922,8 @@ class CacheClient:
     def _deadline(self, timeout: float | None) -> float:
         return self._timeout if timeout is None else timeout_of(timeout)
 
-    def _blocking_transport(self) -> _BlockingTransport:
+    def _begin_blocking_call(self) -> _BlockingTransport:
+        """The blocking transport, for a call that close() is to wait for."""
         with self._lock:
             if self._closed:
                 raise closed_error()
@@ -906,6 +942,7 @@ class CacheClient:
                 # is collected), so a client never closed is closed in time.
                 close = weakref.finalize(self, _close_channels, replicas)
                 self._blocking = _BlockingTransport(replicas, health, close)
+            self._blocking_calls += 1
             return self._blocking
 
     def _async_transport(self) -> _LoopTransport:
@@ -929,6 +966,6 @@ class CacheClient:
                 if len(replicas) > 1:
                     channels = [replica.callables.channel for replica in replicas]
                     health = async_health(channels)
-                transport = _LoopTransport(replicas, health)
+                transport = _LoopTransport(replicas, health, set())
                 self._async[loop] = transport
             return transport
