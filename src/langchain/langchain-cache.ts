@@ -21,7 +21,8 @@ export interface LangChainCacheOptions {
    * `true` takes a lease of DEFAULT_LEASE_MS (30 s: the longest a model
    * call is expected to take) and waits up to DEFAULT_WAIT_MS (60 s); or
    * give `{ leaseMs, waitMs }`. If the model call throws, LangChain stores
-   * nothing and the lease expires: a waiter then takes over.
+   * nothing and the lease expires: a waiter then takes over. If the update
+   * fails, the lease is released and a waiter takes over at once.
    *
    * One call of `generate()` that repeats a prompt looks the repeat up while
    * it holds the first one's lease, and so waits for itself until the lease
@@ -85,10 +86,22 @@ export class LangChainCache extends LangChainBaseCache<LangChainGeneration[]> {
     return generations && generations.map(fromStoredGeneration);
   }
 
+  /**
+   * Stores the model's answer, filling the lease this adapter's lookup of
+   * the pair was granted. An update that fails (a value the cache cannot
+   * carry, an entry too large) releases the lease, so that the callers
+   * waiting for it do not wait out its time.
+   */
   async update(prompt: string, llmKey: string, value: LangChainGeneration[]): Promise<void> {
     const { namespace, ttlMs } = this.options;
     const leaseToken = this.#take(prompt, llmKey);
-    await this.cache.aupdate(prompt, llmKey, value.map(toStoredGeneration), { namespace, ttlMs, leaseToken });
+    try {
+      await this.cache.aupdate(prompt, llmKey, value.map(toStoredGeneration), { namespace, ttlMs, leaseToken });
+    } catch (error) {
+      // A failed release is harmless: the lease expires then.
+      if (leaseToken !== undefined) await this.cache.areleaseLease(prompt, llmKey, leaseToken, { namespace }).catch(() => false);
+      throw error;
+    }
   }
 
   #remember(prompt: string, llmKey: string, token: string, leaseMs: number): void {
@@ -111,8 +124,8 @@ export class LangChainCache extends LangChainBaseCache<LangChainGeneration[]> {
 
 /** The cache it adapts: llmcache's, whose async methods it calls. */
 function checkCache(cache: unknown): void {
-  const methods = cache as Partial<Record<"alookup" | "aupdate", unknown>> | null | undefined;
-  if (typeof methods?.alookup !== "function" || typeof methods.aupdate !== "function") {
+  const methods = cache as Partial<Record<"alookup" | "aupdate" | "areleaseLease", unknown>> | null | undefined;
+  if (typeof methods?.alookup !== "function" || typeof methods.aupdate !== "function" || typeof methods.areleaseLease !== "function") {
     throw new TypeError(`cache must be a CacheClient or an InMemoryCache, got ${describe(cache)}: new LangChainCache(new CacheClient({ address }))`);
   }
 }

@@ -139,6 +139,20 @@ describe("LangChainCache (LangChain JS)", function () {
     assert.ok(new LangChainCache(client, { ttlMs: Infinity, singleFlight: { leaseMs: 1_000 } }), "never expiring, a lease of its own");
   });
 
+  it("with single flight, an update that fails releases its lease: a waiter is granted the next at once", async () => {
+    const namespace = "failed-fill";
+    const cache = new LangChainCache(client, { namespace, singleFlight: { leaseMs: 20_000, waitMs: 20_000 } });
+    assert.equal(await cache.lookup("p", "llm"), null, "a miss, and this adapter's lease");
+    // NaN is refused before anything is sent: the waiters used to wait out the lease.
+    await assert.rejects(cache.update("p", "llm", [{ text: "x", generationInfo: { score: NaN } }]), /is not JSON: got number NaN/);
+    const other = new LangChainCache(client, { namespace, singleFlight: { leaseMs: 20_000, waitMs: 20_000 } });
+    const start = Date.now();
+    assert.equal(await other.lookup("p", "llm"), null, "a miss with the next lease, not a wait");
+    assert.ok(Date.now() - start < 5_000, `granted at once, not after ${Date.now() - start} ms`);
+    const { leases } = (await client.astats()).namespaces[namespace]!;
+    assert.deepEqual([leases.granted, leases.released, leases.expired], [2, 1, 0]);
+  });
+
   it("never blocks the event loop: a timer keeps firing during 1,000 cached invocations", async () => {
     const cache = new LangChainCache(client, { namespace: "non-blocking" });
     const model = new FakeListChatModel({ responses: ["cached"], cache });

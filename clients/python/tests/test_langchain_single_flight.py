@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from langchain_core.language_models.fake import FakeListLLM
+from langchain_core.outputs import Generation
 
 from llmcache import CacheClient
 from llmcache.langchain import LangChainCache
@@ -160,6 +162,48 @@ async def test_a_leaseholder_whose_model_raises_passes_the_lease_on_at_expiry(
     # Nothing of the failed call's lease is left behind once it expired.
     assert len(cache._leases) == 0  # noqa: SLF001
     await cache.aclose()
+
+
+@pytest.mark.parametrize("kind", ["update", "aupdate"])
+def test_an_update_that_fails_releases_the_lease_for_the_waiters(
+    server: Server, namespace: str, kind: str
+) -> None:
+    # NaN is refused before anything is sent: the waiters used to wait for
+    # the lease to expire, though the leaseholder had given up.
+    cache = LangChainCache(
+        address=server.address,
+        namespace=namespace,
+        single_flight=True,
+        lease_ms=20_000,
+        wait_ms=20_000,
+    )
+    unstorable = [Generation(text="x", generation_info={"score": math.nan})]
+
+    def lookup_then_fail_to_update() -> None:
+        assert cache.lookup(PROMPT, "llm") is None  # this thread's lease
+        cache.update(PROMPT, "llm", unstorable)
+
+    async def alookup_then_fail_to_update() -> None:
+        assert await cache.alookup(PROMPT, "llm") is None  # this task's lease
+        await cache.aupdate(PROMPT, "llm", unstorable)
+
+    def leaseholder() -> None:
+        if kind == "aupdate":
+            asyncio.run(alookup_then_fail_to_update())
+        else:
+            lookup_then_fail_to_update()
+
+    try:
+        with pytest.raises(ValueError, match=r"nan, which JSON cannot carry"):
+            leaseholder()
+        with ThreadPoolExecutor(1) as other_thread:
+            start = time.monotonic()
+            assert other_thread.submit(cache.lookup, PROMPT, "llm").result() is None
+            assert time.monotonic() - start < 5, "granted the next lease at once"
+        stats = cache.client.stats().namespaces[namespace].leases
+        assert (stats.granted, stats.released, stats.expired) == (2, 1, 0)
+    finally:
+        cache.close()
 
 
 def test_remembered_leases_last_no_longer_than_the_lease(

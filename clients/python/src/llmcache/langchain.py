@@ -11,6 +11,7 @@ Needs langchain-core (`pip install "llmcache[langchain]"`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -203,17 +204,27 @@ class LangChainCache(BaseCache):
         """Caches the generations for (prompt, llm_string).
 
         With single flight, the update fills the lease this thread's lookup
-        of the pair was granted, if it has not expired.
+        of the pair was granted, if it has not expired; an update that fails
+        (a value the cache cannot carry, an entry too large) releases it, so
+        that the callers waiting for it do not wait out its time.
         """
-        generations = _to_plain(return_val)
-        self._client.update(
-            prompt,
-            llm_string,
-            generations,
-            namespace=self._namespace,
-            ttl=self._ttl,
-            lease_token=self._leases.take((prompt, llm_string), _thread_owner()),
-        )
+        token = self._leases.take((prompt, llm_string), _thread_owner())
+        try:
+            self._client.update(
+                prompt,
+                llm_string,
+                _to_plain(return_val),
+                namespace=self._namespace,
+                ttl=self._ttl,
+                lease_token=token,
+            )
+        except BaseException:
+            if token is not None:
+                with contextlib.suppress(Exception):  # it expires then
+                    self._client.release_lease(
+                        prompt, llm_string, token, namespace=self._namespace
+                    )
+            raise
 
     def clear(self, **kwargs: Any) -> None:
         """Clears the cache's namespace; `all_namespaces=True`: every one."""
@@ -243,15 +254,23 @@ class LangChainCache(BaseCache):
         self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE
     ) -> None:
         """As update(), without blocking the event loop (the task's lease)."""
-        generations = _to_plain(return_val)
-        await self._client.aupdate(
-            prompt,
-            llm_string,
-            generations,
-            namespace=self._namespace,
-            ttl=self._ttl,
-            lease_token=self._leases.take((prompt, llm_string), _task_owner()),
-        )
+        token = self._leases.take((prompt, llm_string), _task_owner())
+        try:
+            await self._client.aupdate(
+                prompt,
+                llm_string,
+                _to_plain(return_val),
+                namespace=self._namespace,
+                ttl=self._ttl,
+                lease_token=token,
+            )
+        except BaseException:
+            if token is not None:
+                with contextlib.suppress(Exception):  # it expires then
+                    await self._client.arelease_lease(
+                        prompt, llm_string, token, namespace=self._namespace
+                    )
+            raise
 
     async def aclear(self, **kwargs: Any) -> None:
         """As clear(), without blocking the event loop."""
