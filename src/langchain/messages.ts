@@ -7,6 +7,7 @@ import {
   FunctionMessageChunk,
   HumanMessage,
   HumanMessageChunk,
+  RemoveMessage,
   SystemMessage,
   SystemMessageChunk,
   ToolMessage,
@@ -36,6 +37,7 @@ const CLASSES: readonly [string, MessageClass][] = [
   ["tool", ToolMessage],
   ["chat", ChatMessage],
   ["function", FunctionMessage],
+  ["remove", RemoveMessage],
 ] as unknown as [string, MessageClass][];
 
 const CLASS_OF_TYPE = new Map(CLASSES);

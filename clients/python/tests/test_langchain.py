@@ -327,6 +327,44 @@ def test_a_message_of_a_type_langchain_lacks_comes_back_as_a_chat_message(
     assert found.message.role == "droid"
 
 
+@pytest.mark.parametrize(
+    ("stored", "expected"),
+    [
+        ({"type": "tool", "content": "r"}, ToolMessage(content="r", tool_call_id="")),
+        ({"type": "function", "content": "r"}, FunctionMessage(content="r", name="")),
+        ({"type": "chat", "content": "r"}, ChatMessage(content="r", role="")),
+    ],
+    ids=["tool", "function", "chat"],
+)
+def test_a_message_without_a_field_only_python_requires_reads_with_it_empty(
+    client: CacheClient,
+    cache: LangChainCache,
+    stored: dict[str, str],
+    expected: BaseMessage,
+) -> None:
+    # LangChain JS builds and stores these without tool_call_id, name, role.
+    client.update("p", "llm", [{"text": "r", "message": stored}])
+    assert cache.lookup("p", "llm") == [ChatGeneration(text="r", message=expected)]
+
+
+async def test_an_entry_langchain_cannot_build_is_a_miss_that_the_answer_replaces(
+    client: CacheClient, cache: LangChainCache, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A RemoveMessage needs an id; another client stored one without.
+    # Raising would fail every model call of the prompt while it lives.
+    client.update(
+        "p", "llm", [{"text": "", "message": {"type": "remove", "content": ""}}]
+    )
+    with caplog.at_level("WARNING", logger="llmcache.langchain"):
+        assert cache.lookup("p", "llm") is None
+        assert await cache.alookup("p", "llm") is None
+    assert len(caplog.records) == 2
+    assert "is not one LangChain can build, so it is read as a miss" in caplog.text
+    assert "'p'" in caplog.text
+    cache.update("p", "llm", [Generation(text="the answer")])
+    assert cache.lookup("p", "llm") == [Generation(text="the answer")]
+
+
 def test_a_bad_ttl_is_refused_naming_the_caches_own_options(
     client: CacheClient,
 ) -> None:

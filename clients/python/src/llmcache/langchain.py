@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -36,12 +37,24 @@ if TYPE_CHECKING:
 
 __all__ = ["LangChainCache"]
 
+_log = logging.getLogger(__name__)
+
 # Keys of the tool-call entries that LangChain's TypedDicts require even when
 # None; the wire, like JSON, leaves a None out.
 _NONE_DEFAULTS: Mapping[str, tuple[str, ...]] = {
     "tool_calls": ("id",),
     "invalid_tool_calls": ("name", "args", "id", "error"),
     "tool_call_chunks": ("name", "args", "id", "index"),
+}
+# Fields LangChain Python's message classes require and LangChain JS's do
+# not: a message JS stored without one reads with it empty.
+_REQUIRED_FIELDS: Mapping[str, tuple[str, ...]] = {
+    "tool": ("tool_call_id",),
+    "ToolMessageChunk": ("tool_call_id",),
+    "function": ("name",),
+    "FunctionMessageChunk": ("name",),
+    "chat": ("role",),
+    "ChatMessageChunk": ("role",),
 }
 _CLEAR_OPTIONS = frozenset({"namespace", "all_namespaces"})
 # What a bad ttl's message offers instead: the cache has no never_expires.
@@ -198,7 +211,7 @@ class LangChainCache(BaseCache):
         plain = self._client.lookup(
             prompt, llm_string, namespace=self._namespace, bypass=self._bypass
         )
-        return None if plain is None else [_from_plain(item) for item in plain]
+        return _from_stored(plain, prompt, llm_string)
 
     def update(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
         """Caches the generations for (prompt, llm_string).
@@ -248,7 +261,7 @@ class LangChainCache(BaseCache):
         plain = await self._client.alookup(
             prompt, llm_string, namespace=self._namespace, bypass=self._bypass
         )
-        return None if plain is None else [_from_plain(item) for item in plain]
+        return _from_stored(plain, prompt, llm_string)
 
     async def aupdate(
         self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE
@@ -302,7 +315,7 @@ class LangChainCache(BaseCache):
         if found.lease is not None:
             self._leases.remember((prompt, llm_string), found.lease, owner)
         plain: list[PlainGeneration] | None = found.generations
-        return None if plain is None else [_from_plain(item) for item in plain]
+        return _from_stored(plain, prompt, llm_string)
 
     def _clear_options(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         unknown = sorted(set(kwargs) - _CLEAR_OPTIONS)
@@ -421,6 +434,32 @@ def _to_plain(generations: object) -> list[PlainGeneration]:
     return plain
 
 
+def _from_stored(
+    plain: list[PlainGeneration] | None, prompt: str, llm_string: str
+) -> RETURN_VAL_TYPE | None:
+    """LangChain's generations of a hit; a miss for one LangChain cannot build.
+
+    Another client (a raw one, or LangChain of another language or version)
+    may have stored a message this LangChain refuses. Raising would fail
+    every model call of the prompt for as long as the entry lives; as a miss
+    (LangChain's own caches read an entry they cannot load so), the model
+    is called and its answer replaces the entry.
+    """
+    if plain is None:
+        return None
+    try:
+        return [_from_plain(item) for item in plain]
+    except (KeyError, TypeError, ValueError) as error:
+        _log.warning(
+            "llmcache: the entry cached for prompt %.80r (llm_string %.80r) is"
+            " not one LangChain can build, so it is read as a miss: %s",
+            prompt,
+            llm_string,
+            error,
+        )
+        return None
+
+
 def _from_plain(plain: PlainGeneration) -> Generation:
     info = plain.get("generation_info")
     message = plain.get("message")
@@ -437,6 +476,9 @@ def _message(data: ChatMessage) -> BaseMessage:
         if key in fields:
             fields[key] = [{**dict.fromkeys(keys), **item} for item in fields[key]]
     kind = fields["type"]
+    for field in _REQUIRED_FIELDS.get(kind, ()):
+        # LangChain JS lets these be absent; Python's classes require them.
+        fields.setdefault(field, "")
     if kind not in _MESSAGE_TYPES:
         # A type of another client's own (the TypeScript adapter reads it
         # so too) or of a newer LangChain: failing would fail every lookup
