@@ -327,6 +327,16 @@ def test_a_message_of_a_type_langchain_lacks_comes_back_as_a_chat_message(
     assert found.message.role == "droid"
 
 
+def test_extra_message_fields_at_none_round_trip(cache: LangChainCache) -> None:
+    # Dropped once with the class's own fields at None: no longer equal.
+    message = AIMessage(content="x", refusal=None, parsed=None, kept=1)
+    cache.update("p", "llm", [ChatGeneration(message=message)])
+    [found] = cache.lookup("p", "llm") or []
+    assert isinstance(found, ChatGeneration)
+    assert found.message == message
+    assert found.message.model_extra == {"refusal": None, "parsed": None, "kept": 1}
+
+
 @pytest.mark.parametrize(
     ("stored", "expected"),
     [

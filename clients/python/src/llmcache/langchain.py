@@ -425,11 +425,15 @@ def _to_plain(generations: object) -> list[PlainGeneration]:
         if generation.generation_info is not None:
             item["generation_info"] = generation.generation_info
         if isinstance(generation, ChatGeneration):
-            # A field at None is at its default (chunk_position, name, id...):
-            # left out, as JSON leaves it, so that LangChain JS does not
-            # read a field it has no use for.
+            # A field of the class at None is at its default (chunk_position,
+            # name, id...): left out, as JSON leaves it, so that LangChain JS
+            # does not read a field it has no use for. An extra field is the
+            # caller's own, None included.
+            extra = generation.message.model_extra or {}
             dumped = generation.message.model_dump()
-            item["message"] = {k: v for k, v in dumped.items() if v is not None}
+            item["message"] = {
+                k: v for k, v in dumped.items() if v is not None or k in extra
+            }
         plain.append(item)
     return plain
 
