@@ -25,11 +25,16 @@ export interface ChatMessage {
   [field: string]: unknown;
 }
 
+// The tool calls and the usage have fields of their own on the wire; any
+// other field they carry (LangChain's `extras`, a provider's cost) is kept
+// as JSON.
+
 export interface ToolCall {
   name: string;
   args: JsonObject;
   id?: string;
   type?: string;
+  [field: string]: unknown;
 }
 
 export interface InvalidToolCall {
@@ -38,6 +43,7 @@ export interface InvalidToolCall {
   id?: string;
   error?: string;
   type?: string;
+  [field: string]: unknown;
 }
 
 export interface ToolCallChunk {
@@ -46,6 +52,7 @@ export interface ToolCallChunk {
   id?: string;
   index?: number;
   type?: string;
+  [field: string]: unknown;
 }
 
 export interface UsageMetadata {
@@ -54,7 +61,14 @@ export interface UsageMetadata {
   total_tokens: number;
   input_token_details?: JsonObject;
   output_token_details?: JsonObject;
+  [field: string]: unknown;
 }
+
+/** The fields of a tool call, an invalid one, a chunk and the usage with a place of their own on the wire. */
+export const TOOL_CALL_FIELDS: ReadonlySet<string> = new Set(["name", "args", "id", "type"]);
+export const INVALID_TOOL_CALL_FIELDS: ReadonlySet<string> = new Set(["name", "args", "id", "error", "type"]);
+export const TOOL_CALL_CHUNK_FIELDS: ReadonlySet<string> = new Set(["name", "args", "id", "index", "type"]);
+export const USAGE_FIELDS: ReadonlySet<string> = new Set(["input_tokens", "output_tokens", "total_tokens", "input_token_details", "output_token_details"]);
 
 export type ToolCallListField = "tool_calls" | "invalid_tool_calls" | "tool_call_chunks";
 
@@ -80,6 +94,19 @@ export const KNOWN_MESSAGE_FIELDS: ReadonlySet<string> = new Set([
   "tool_call_chunks", "usage_metadata", "id", "name", "tool_call_id", "role", "status", "artifact",
 ]);
 
+/**
+ * The fields of a checked message, tool call or usage that the wire has no
+ * place of its own for (`known` are those it has), as its `extra`;
+ * undefined when there are none.
+ */
+export function otherFields(value: object, known: ReadonlySet<string>): JsonObject | undefined {
+  let other: JsonObject | undefined;
+  for (const [key, field] of Object.entries(value)) {
+    if (!known.has(key) && field !== undefined) setMember((other ??= {}), key, field as JsonValue);
+  }
+  return other;
+}
+
 const OPTIONAL_STRING_FIELDS = ["id", "name", "tool_call_id", "role", "status"] as const;
 
 /**
@@ -100,12 +127,7 @@ export function copyChatMessage(value: unknown, path: string): ChatMessage {
     throw new TypeError(`${path}.content must be a string or an array of content blocks, got ${describe(content)}`);
   }
   const copy: ChatMessage = { type, content: copyJson(content, `${path}.content`) as ChatMessage["content"] };
-  for (const key of Object.keys(value)) {
-    const field = value[key];
-    if (KNOWN_MESSAGE_FIELDS.has(key) || field === undefined) continue;
-    const fieldPath = memberPathOf(path, key);
-    setMember(copy, checkString(key, `the name of ${fieldPath}`), copyJson(field, fieldPath));
-  }
+  copyOtherFields(value, KNOWN_MESSAGE_FIELDS, copy, path);
   Object.assign(copy, optionalStrings(value, path, OPTIONAL_STRING_FIELDS));
   for (const key of ["additional_kwargs", "response_metadata"] as const) {
     const field = value[key];
@@ -138,22 +160,24 @@ function copyToolCallList<T>(
 
 function copyToolCall(value: unknown, path: string): ToolCall {
   const call = objectAt(value, path);
-  return {
+  const copy: ToolCall = {
     name: checkString(call.name, `${path}.name`),
     args: copyJsonObject(call.args, `${path}.args`),
     ...optionalStrings(call, path, ["id", "type"]),
   };
+  return copyOtherFields(call, TOOL_CALL_FIELDS, copy, path);
 }
 
 function copyInvalidToolCall(value: unknown, path: string): InvalidToolCall {
-  return optionalStrings(objectAt(value, path), path, ["name", "args", "id", "error", "type"]);
+  const call = objectAt(value, path);
+  return copyOtherFields(call, INVALID_TOOL_CALL_FIELDS, optionalStrings(call, path, ["name", "args", "id", "error", "type"]), path);
 }
 
 function copyToolCallChunk(value: unknown, path: string): ToolCallChunk {
   const chunk = objectAt(value, path);
   const copy: ToolCallChunk = optionalStrings(chunk, path, ["name", "args", "id", "type"]);
   if (chunk.index !== undefined && chunk.index !== null) copy.index = integerAt(chunk.index, `${path}.index`);
-  return copy;
+  return copyOtherFields(chunk, TOOL_CALL_CHUNK_FIELDS, copy, path);
 }
 
 function copyUsageMetadata(value: unknown, path: string): UsageMetadata {
@@ -166,6 +190,21 @@ function copyUsageMetadata(value: unknown, path: string): UsageMetadata {
   for (const key of ["input_token_details", "output_token_details"] as const) {
     const details = usage[key];
     if (details !== undefined && details !== null) copy[key] = copyJsonObject(details, `${path}.${key}`);
+  }
+  return copyOtherFields(usage, USAGE_FIELDS, copy, path);
+}
+
+/**
+ * Copies the fields of `source` that are not `known` (those the wire
+ * carries as `extra`) onto `copy`, checked as JSON; undefined ones are
+ * left out, as JSON leaves them.
+ */
+function copyOtherFields<T extends object>(source: Record<string, unknown>, known: ReadonlySet<string>, copy: T, path: string): T {
+  for (const key of Object.keys(source)) {
+    const field = source[key];
+    if (known.has(key) || field === undefined) continue;
+    const fieldPath = memberPathOf(path, key);
+    setMember(copy as Record<string, unknown>, checkString(key, `the name of ${fieldPath}`), copyJson(field, fieldPath));
   }
   return copy;
 }

@@ -1,4 +1,12 @@
-import { KNOWN_MESSAGE_FIELDS, type ChatMessage } from "./chat-message.js";
+import {
+  INVALID_TOOL_CALL_FIELDS,
+  KNOWN_MESSAGE_FIELDS,
+  TOOL_CALL_CHUNK_FIELDS,
+  TOOL_CALL_FIELDS,
+  otherFields,
+  USAGE_FIELDS,
+  type ChatMessage,
+} from "./chat-message.js";
 import type { Generation } from "./generation.js";
 import type { JsonObject, JsonValue } from "./json.js";
 
@@ -47,16 +55,27 @@ function messagePlaces(message: ChatMessage): [string, number][] {
     const value = message[key];
     if (value) places.push([key, structLevels(value)]);
   }
-  const extra: JsonObject = {};
-  for (const key of Object.keys(message)) {
-    if (!KNOWN_MESSAGE_FIELDS.has(key) && message[key] !== undefined) extra[key] = message[key] as JsonValue;
-  }
-  if (Object.keys(extra).length > 0) places.push(["extra fields", structLevels(extra)]);
+  const extra = otherFields(message, KNOWN_MESSAGE_FIELDS);
+  if (extra) places.push(["extra fields", structLevels(extra)]);
   message.tool_calls?.forEach((call, i) => places.push([`tool_calls[${i}].args`, 1 + structLevels(call.args)]));
   for (const key of ["input_token_details", "output_token_details"] as const) {
     const details = message.usage_metadata?.[key];
     if (details) places.push([`usage_metadata.${key}`, 1 + structLevels(details)]);
   }
+  // The other fields of a tool call or of the usage: a Struct one level below the message.
+  const lists = [
+    ["tool_calls", message.tool_calls, TOOL_CALL_FIELDS],
+    ["invalid_tool_calls", message.invalid_tool_calls, INVALID_TOOL_CALL_FIELDS],
+    ["tool_call_chunks", message.tool_call_chunks, TOOL_CALL_CHUNK_FIELDS],
+  ] as const;
+  for (const [key, items, known] of lists) {
+    items?.forEach((item, i) => {
+      const other = otherFields(item, known);
+      if (other) places.push([`${key}[${i}] extra fields`, 1 + structLevels(other)]);
+    });
+  }
+  const usageExtra = message.usage_metadata && otherFields(message.usage_metadata, USAGE_FIELDS);
+  if (usageExtra) places.push(["usage_metadata extra fields", 1 + structLevels(usageExtra)]);
   if (message.artifact !== undefined) places.push(["artifact", valueLevels(message.artifact)]);
   return places;
 }

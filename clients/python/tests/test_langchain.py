@@ -337,6 +337,26 @@ def test_extra_message_fields_at_none_round_trip(cache: LangChainCache) -> None:
     assert found.message.model_extra == {"refusal": None, "parsed": None, "kept": 1}
 
 
+def test_usage_and_tool_calls_with_fields_of_their_own_round_trip(
+    cache: LangChainCache,
+) -> None:
+    # LangChain builds these (UsageMetadata and ToolCall are TypedDicts that
+    # take any key) and InMemoryCache keeps them: the update once raised,
+    # after the model had answered.
+    message = AIMessage(
+        content="",
+        tool_calls=[{"name": "f", "args": {"n": 1}, "id": "c1", "extras": {"k": 1}}],
+        usage_metadata={
+            "input_tokens": 1,
+            "output_tokens": 2,
+            "total_tokens": 3,
+            "cost": 0.5,
+        },
+    )
+    cache.update("p", "llm", [ChatGeneration(message=message)])
+    assert cache.lookup("p", "llm") == [ChatGeneration(message=message)]
+
+
 @pytest.mark.parametrize(
     ("stored", "expected"),
     [

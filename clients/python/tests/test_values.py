@@ -107,6 +107,30 @@ def test_fields_without_a_place_of_their_own_travel_as_extra(
     assert client.lookup("p", "l") == [{"text": "hi", "message": message}]
 
 
+def test_other_fields_of_tool_calls_and_usage_travel_as_their_extra(
+    client: CacheClient,
+) -> None:
+    # A newer LangChain's `extras`, a provider's cost: once refused.
+    message = {
+        "type": "AIMessageChunk",
+        "content": "",
+        "tool_calls": [
+            {"name": "f", "args": {}, "id": "c1", "extras": {"cache": "ephemeral"}}
+        ],
+        "invalid_tool_calls": [{"name": "g", "args": "{", "index": 1, "extras": None}],
+        "tool_call_chunks": [{"name": "f", "args": "{", "index": 0, "provider": "x"}],
+        "usage_metadata": {
+            "input_tokens": 1,
+            "output_tokens": 2,
+            "total_tokens": 3,
+            "cost": 0.5,
+            "currency": "USD",
+        },
+    }
+    client.update("p", "l", [{"text": "", "message": message}])
+    assert client.lookup("p", "l") == [{"text": "", "message": message}]
+
+
 def test_none_optional_fields_are_left_out(client: CacheClient) -> None:
     message = {"type": "human", "content": "hi", "id": None, "name": None}
     client.update(

@@ -1,7 +1,16 @@
 import { fromJson, toJson, type MessageInitShape } from "@bufbuild/protobuf";
 import { ListValueSchema, ValueSchema } from "@bufbuild/protobuf/wkt";
 import type * as wire from "../../../gen/llmcache/v1/cache_pb.js";
-import { defaultListFields, KNOWN_MESSAGE_FIELDS, type ChatMessage } from "../../chat-message.js";
+import {
+  defaultListFields,
+  INVALID_TOOL_CALL_FIELDS,
+  KNOWN_MESSAGE_FIELDS,
+  otherFields,
+  TOOL_CALL_CHUNK_FIELDS,
+  TOOL_CALL_FIELDS,
+  USAGE_FIELDS,
+  type ChatMessage,
+} from "../../chat-message.js";
 import type { Generation } from "../../generation.js";
 import { setMember, type JsonObject, type JsonValue } from "../../json.js";
 
@@ -34,11 +43,28 @@ function toWireMessage(message: ChatMessage): WireChatMessageInit {
         : { case: "blocks", value: fromJson(ListValueSchema, message.content) },
     additionalKwargs: message.additional_kwargs,
     responseMetadata: message.response_metadata,
-    toolCalls: message.tool_calls,
-    invalidToolCalls: message.invalid_tool_calls,
-    toolCallChunks: message.tool_call_chunks?.map(({ index, ...chunk }) => ({
-      ...chunk,
-      index: index === undefined ? undefined : BigInt(index),
+    toolCalls: message.tool_calls?.map((call) => ({
+      name: call.name,
+      args: call.args,
+      id: call.id,
+      type: call.type,
+      extra: otherFields(call, TOOL_CALL_FIELDS),
+    })),
+    invalidToolCalls: message.invalid_tool_calls?.map((call) => ({
+      name: call.name,
+      args: call.args,
+      id: call.id,
+      error: call.error,
+      type: call.type,
+      extra: otherFields(call, INVALID_TOOL_CALL_FIELDS),
+    })),
+    toolCallChunks: message.tool_call_chunks?.map((chunk) => ({
+      name: chunk.name,
+      args: chunk.args,
+      id: chunk.id,
+      index: chunk.index === undefined ? undefined : BigInt(chunk.index),
+      type: chunk.type,
+      extra: otherFields(chunk, TOOL_CALL_CHUNK_FIELDS),
     })),
     usageMetadata: usage && {
       inputTokens: BigInt(usage.input_tokens),
@@ -46,6 +72,7 @@ function toWireMessage(message: ChatMessage): WireChatMessageInit {
       totalTokens: BigInt(usage.total_tokens),
       inputTokenDetails: usage.input_token_details,
       outputTokenDetails: usage.output_token_details,
+      extra: otherFields(usage, USAGE_FIELDS),
     },
     id: message.id,
     name: message.name,
@@ -53,7 +80,7 @@ function toWireMessage(message: ChatMessage): WireChatMessageInit {
     role: message.role,
     status: message.status,
     artifact: message.artifact === undefined ? undefined : fromJson(ValueSchema, message.artifact),
-    extra: extraFields(message),
+    extra: otherFields(message, KNOWN_MESSAGE_FIELDS),
   };
 }
 
@@ -63,18 +90,18 @@ function fromWireMessage(wireMessage: wire.ChatMessage): ChatMessage {
     type: wireMessage.type,
     content: content.case === "blocks" ? (toJson(ListValueSchema, content.value) as ChatMessage["content"]) : (content.value ?? ""),
   };
-  for (const [key, value] of Object.entries(wireMessage.extra ?? {})) {
-    if (!KNOWN_MESSAGE_FIELDS.has(key)) setMember(message, key, value);
-  }
+  withOtherFields(message, wireMessage.extra, KNOWN_MESSAGE_FIELDS);
   if (wireMessage.additionalKwargs) message.additional_kwargs = wireMessage.additionalKwargs;
   if (wireMessage.responseMetadata) message.response_metadata = wireMessage.responseMetadata;
   const lists = {
-    tool_calls: wireMessage.toolCalls.map(({ name, args, id, type }) => withoutUndefined({ name, args: args ?? {}, id, type })),
-    invalid_tool_calls: wireMessage.invalidToolCalls.map(({ name, args, id, error, type }) =>
-      withoutUndefined({ name, args, id, error, type }),
+    tool_calls: wireMessage.toolCalls.map(({ name, args, id, type, extra }) =>
+      withOtherFields(withoutUndefined({ name, args: args ?? {}, id, type }), extra, TOOL_CALL_FIELDS),
     ),
-    tool_call_chunks: wireMessage.toolCallChunks.map(({ name, args, id, index, type }) =>
-      withoutUndefined({ name, args, id, index: index === undefined ? undefined : Number(index), type }),
+    invalid_tool_calls: wireMessage.invalidToolCalls.map(({ name, args, id, error, type, extra }) =>
+      withOtherFields(withoutUndefined({ name, args, id, error, type }), extra, INVALID_TOOL_CALL_FIELDS),
+    ),
+    tool_call_chunks: wireMessage.toolCallChunks.map(({ name, args, id, index, type, extra }) =>
+      withOtherFields(withoutUndefined({ name, args, id, index: index === undefined ? undefined : Number(index), type }), extra, TOOL_CALL_CHUNK_FIELDS),
     ),
   };
   const defaults = defaultListFields(message.type);
@@ -83,13 +110,14 @@ function fromWireMessage(wireMessage: wire.ChatMessage): ChatMessage {
   }
   const usage = wireMessage.usageMetadata;
   if (usage) {
-    message.usage_metadata = withoutUndefined({
+    const counts = withoutUndefined({
       input_tokens: Number(usage.inputTokens),
       output_tokens: Number(usage.outputTokens),
       total_tokens: Number(usage.totalTokens),
       input_token_details: usage.inputTokenDetails,
       output_token_details: usage.outputTokenDetails,
     });
+    message.usage_metadata = withOtherFields(counts, usage.extra, USAGE_FIELDS);
   }
   const { id, name, toolCallId, role, status, artifact } = wireMessage;
   Object.assign(message, withoutUndefined({ id, name, tool_call_id: toolCallId, role, status }));
@@ -97,12 +125,12 @@ function fromWireMessage(wireMessage: wire.ChatMessage): ChatMessage {
   return message;
 }
 
-function extraFields(message: ChatMessage): JsonObject | undefined {
-  const extra: JsonObject = {};
-  for (const key of Object.keys(message)) {
-    if (!KNOWN_MESSAGE_FIELDS.has(key)) setMember(extra, key, message[key]);
+/** `target` with the members of a wire `extra` that are not fields of its own (a sender may put anything there). */
+function withOtherFields<T extends object>(target: T, extra: JsonObject | undefined, known: ReadonlySet<string>): T {
+  for (const [key, value] of Object.entries(extra ?? {})) {
+    if (!known.has(key)) setMember(target as Record<string, unknown>, key, value);
   }
-  return Object.keys(extra).length > 0 ? extra : undefined;
+  return target;
 }
 
 function withoutUndefined<T extends object>(value: T): T {

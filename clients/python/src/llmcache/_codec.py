@@ -57,8 +57,12 @@ _OPTIONAL_STRINGS = ("id", "name", "tool_call_id", "role", "status")
 _TOOL_CALL_FIELDS = frozenset({"name", "args", "id", "type"})
 _INVALID_TOOL_CALL_FIELDS = ("name", "args", "id", "error", "type")
 _TOOL_CALL_CHUNK_STRINGS = ("name", "args", "id", "type")
+_TOOL_CALL_CHUNK_FIELDS = frozenset((*_TOOL_CALL_CHUNK_STRINGS, "index"))
 _TOKEN_COUNTS = ("input_tokens", "output_tokens", "total_tokens")
 _TOKEN_DETAILS = ("input_token_details", "output_token_details")
+_USAGE_FIELDS = frozenset((*_TOKEN_COUNTS, *_TOKEN_DETAILS))
+# A tool call's or the usage's fields beyond these (LangChain's `extras`, a
+# provider's cost) travel in their `extra`, as a message's do in its own.
 _INT64 = 2**63
 
 # The tool-call lists LangChain always gives a message of this type, empty
@@ -173,40 +177,56 @@ def _encode_message(wire: Any, message: object, path: str) -> Places:
         )
     places += _encode_tool_calls(wire, message, path)
     places += _encode_usage(wire, message, path)
-    extra = {
-        key: value for key, value in message.items() if key not in KNOWN_MESSAGE_FIELDS
-    }
-    if extra:
-        places.append(("extra fields", fill_struct(wire.extra, extra, path)))
+    levels = _fill_other_fields(wire, message, KNOWN_MESSAGE_FIELDS, path)
+    if levels:
+        places.append(("extra fields", levels))
     return places
+
+
+def _fill_other_fields(
+    wire: Any, fields: Mapping[Any, Any], known: frozenset[str], path: str
+) -> int:
+    """Fills wire.extra with the fields not `known`; its levels (0: none)."""
+    other = {key: value for key, value in fields.items() if key not in known}
+    return fill_struct(wire.extra, other, path) if other else 0
 
 
 def _encode_tool_calls(wire: Any, message: Mapping[Any, Any], path: str) -> Places:
     places: Places = []
     for i, call in enumerate(_list_at(message, "tool_calls", path)):
         call_path = f"{path}.tool_calls[{i}]"
-        fields = _object_at(call, call_path, _TOOL_CALL_FIELDS)
+        fields = _object_at(call, call_path)
         item = wire.tool_calls.add(
             name=checked(fields.get("name"), f"{call_path}.name")
         )
         levels = fill_struct(item.args, fields.get("args"), f"{call_path}.args")
         places.append((f"tool_calls[{i}].args", 1 + levels))
         _set_strings(item, fields, ("id", "type"), call_path)
+        places += _other_places(item, fields, _TOOL_CALL_FIELDS, call_path)
     for i, call in enumerate(_list_at(message, "invalid_tool_calls", path)):
         call_path = f"{path}.invalid_tool_calls[{i}]"
-        fields = _object_at(call, call_path, frozenset(_INVALID_TOOL_CALL_FIELDS))
-        _set_strings(
-            wire.invalid_tool_calls.add(), fields, _INVALID_TOOL_CALL_FIELDS, call_path
-        )
+        fields = _object_at(call, call_path)
+        item = wire.invalid_tool_calls.add()
+        _set_strings(item, fields, _INVALID_TOOL_CALL_FIELDS, call_path)
+        known = frozenset(_INVALID_TOOL_CALL_FIELDS)
+        places += _other_places(item, fields, known, call_path)
     for i, chunk in enumerate(_list_at(message, "tool_call_chunks", path)):
         chunk_path = f"{path}.tool_call_chunks[{i}]"
-        allowed = frozenset((*_TOOL_CALL_CHUNK_STRINGS, "index"))
-        fields = _object_at(chunk, chunk_path, allowed)
+        fields = _object_at(chunk, chunk_path)
         item = wire.tool_call_chunks.add()
         _set_strings(item, fields, _TOOL_CALL_CHUNK_STRINGS, chunk_path)
         if fields.get("index") is not None:
             item.index = _int64(fields["index"], f"{chunk_path}.index")
+        places += _other_places(item, fields, _TOOL_CALL_CHUNK_FIELDS, chunk_path)
     return places
+
+
+def _other_places(
+    wire: Any, fields: Mapping[Any, Any], known: frozenset[str], path: str
+) -> Places:
+    """Fills the `extra` of a tool call or the usage, one level below the message."""
+    levels = _fill_other_fields(wire, fields, known, path)
+    return [(f"{path.rsplit('.', 1)[-1]} extra fields", 1 + levels)] if levels else []
 
 
 def _encode_usage(wire: Any, message: Mapping[Any, Any], path: str) -> Places:
@@ -214,7 +234,7 @@ def _encode_usage(wire: Any, message: Mapping[Any, Any], path: str) -> Places:
     if usage is None:
         return []
     usage_path = f"{path}.usage_metadata"
-    fields = _object_at(usage, usage_path, frozenset((*_TOKEN_COUNTS, *_TOKEN_DETAILS)))
+    fields = _object_at(usage, usage_path)
     target = wire.usage_metadata
     target.SetInParent()
     for key in _TOKEN_COUNTS:
@@ -226,7 +246,7 @@ def _encode_usage(wire: Any, message: Mapping[Any, Any], path: str) -> Places:
                 getattr(target, key), fields[key], f"{usage_path}.{key}"
             )
             places.append((f"usage_metadata.{key}", 1 + levels))
-    return places
+    return places + _other_places(target, fields, _USAGE_FIELDS, usage_path)
 
 
 def _decode_generation(wire: Any) -> Generation:
@@ -244,10 +264,7 @@ def _decode_message(wire: Any) -> ChatMessage:
         "type": wire.type,
         "content": read_list(wire.blocks) if content_kind == "blocks" else wire.text,
     }
-    if wire.HasField("extra"):
-        for key, value in read_struct(wire.extra).items():
-            if key not in KNOWN_MESSAGE_FIELDS:
-                message[key] = value
+    message.update(_other_fields(wire, KNOWN_MESSAGE_FIELDS))
     for key in ("additional_kwargs", "response_metadata"):
         if wire.HasField(key):
             message[key] = read_struct(getattr(wire, key))
@@ -257,17 +274,22 @@ def _decode_message(wire: Any) -> ChatMessage:
                 "name": call.name,
                 "args": read_struct(call.args),
                 **_strings_of(call, ("id", "type")),
+                **_other_fields(call, _TOOL_CALL_FIELDS),
             }
             for call in wire.tool_calls
         ],
         "invalid_tool_calls": [
-            _strings_of(call, _INVALID_TOOL_CALL_FIELDS)
+            {
+                **_strings_of(call, _INVALID_TOOL_CALL_FIELDS),
+                **_other_fields(call, frozenset(_INVALID_TOOL_CALL_FIELDS)),
+            }
             for call in wire.invalid_tool_calls
         ],
         "tool_call_chunks": [
             {
                 **_strings_of(chunk, _TOOL_CALL_CHUNK_STRINGS),
                 **({"index": chunk.index} if chunk.HasField("index") else {}),
+                **_other_fields(chunk, _TOOL_CALL_CHUNK_FIELDS),
             }
             for chunk in wire.tool_call_chunks
         ],
@@ -285,6 +307,7 @@ def _decode_message(wire: Any) -> ChatMessage:
                 for key in _TOKEN_DETAILS
                 if usage.HasField(key)
             },
+            **_other_fields(usage, _USAGE_FIELDS),
         }
     message.update(_strings_of(wire, _OPTIONAL_STRINGS))
     if wire.HasField("artifact"):
@@ -301,15 +324,17 @@ def _list_at(message: Mapping[Any, Any], key: str, path: str) -> Sequence[object
     return value
 
 
-def _object_at(value: object, path: str, allowed: frozenset[str]) -> Mapping[Any, Any]:
+def _object_at(value: object, path: str) -> Mapping[Any, Any]:
     if not isinstance(value, Mapping):
         raise TypeError(f"{path} must be a dict, got {describe(value)}")
-    for key in value:
-        if key not in allowed:
-            fields = ", ".join(sorted(allowed))
-            message = f"{path}.{key} is not a field it can carry ({fields})"
-            raise TypeError(message)
     return value
+
+
+def _other_fields(wire: Any, known: frozenset[str]) -> dict[str, Any]:
+    """The members of wire.extra that are not fields of its own."""
+    if not wire.HasField("extra"):
+        return {}
+    return {k: v for k, v in read_struct(wire.extra).items() if k not in known}
 
 
 def _set_strings(

@@ -295,55 +295,63 @@ class ChatMessage(_message.Message):
     def __init__(self, type: _Optional[str] = ..., text: _Optional[str] = ..., blocks: _Optional[_Union[_struct_pb2.ListValue, _Mapping]] = ..., additional_kwargs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., response_metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ..., invalid_tool_calls: _Optional[_Iterable[_Union[InvalidToolCall, _Mapping]]] = ..., usage_metadata: _Optional[_Union[UsageMetadata, _Mapping]] = ..., id: _Optional[str] = ..., name: _Optional[str] = ..., tool_call_id: _Optional[str] = ..., role: _Optional[str] = ..., status: _Optional[str] = ..., artifact: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., tool_call_chunks: _Optional[_Iterable[_Union[ToolCallChunk, _Mapping]]] = ..., extra: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class ToolCall(_message.Message):
-    __slots__ = ("name", "args", "id", "type")
+    __slots__ = ("name", "args", "id", "type", "extra")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ARGS_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
+    EXTRA_FIELD_NUMBER: _ClassVar[int]
     name: str
     args: _struct_pb2.Struct
     id: str
     type: str
-    def __init__(self, name: _Optional[str] = ..., args: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., id: _Optional[str] = ..., type: _Optional[str] = ...) -> None: ...
+    extra: _struct_pb2.Struct
+    def __init__(self, name: _Optional[str] = ..., args: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., id: _Optional[str] = ..., type: _Optional[str] = ..., extra: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class InvalidToolCall(_message.Message):
-    __slots__ = ("name", "args", "id", "error", "type")
+    __slots__ = ("name", "args", "id", "error", "type", "extra")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ARGS_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
+    EXTRA_FIELD_NUMBER: _ClassVar[int]
     name: str
     args: str
     id: str
     error: str
     type: str
-    def __init__(self, name: _Optional[str] = ..., args: _Optional[str] = ..., id: _Optional[str] = ..., error: _Optional[str] = ..., type: _Optional[str] = ...) -> None: ...
+    extra: _struct_pb2.Struct
+    def __init__(self, name: _Optional[str] = ..., args: _Optional[str] = ..., id: _Optional[str] = ..., error: _Optional[str] = ..., type: _Optional[str] = ..., extra: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class ToolCallChunk(_message.Message):
-    __slots__ = ("name", "args", "id", "index", "type")
+    __slots__ = ("name", "args", "id", "index", "type", "extra")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ARGS_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
     INDEX_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
+    EXTRA_FIELD_NUMBER: _ClassVar[int]
     name: str
     args: str
     id: str
     index: int
     type: str
-    def __init__(self, name: _Optional[str] = ..., args: _Optional[str] = ..., id: _Optional[str] = ..., index: _Optional[int] = ..., type: _Optional[str] = ...) -> None: ...
+    extra: _struct_pb2.Struct
+    def __init__(self, name: _Optional[str] = ..., args: _Optional[str] = ..., id: _Optional[str] = ..., index: _Optional[int] = ..., type: _Optional[str] = ..., extra: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class UsageMetadata(_message.Message):
-    __slots__ = ("input_tokens", "output_tokens", "total_tokens", "input_token_details", "output_token_details")
+    __slots__ = ("input_tokens", "output_tokens", "total_tokens", "input_token_details", "output_token_details", "extra")
     INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     TOTAL_TOKENS_FIELD_NUMBER: _ClassVar[int]
     INPUT_TOKEN_DETAILS_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_TOKEN_DETAILS_FIELD_NUMBER: _ClassVar[int]
+    EXTRA_FIELD_NUMBER: _ClassVar[int]
     input_tokens: int
     output_tokens: int
     total_tokens: int
     input_token_details: _struct_pb2.Struct
     output_token_details: _struct_pb2.Struct
-    def __init__(self, input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., total_tokens: _Optional[int] = ..., input_token_details: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., output_token_details: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    extra: _struct_pb2.Struct
+    def __init__(self, input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., total_tokens: _Optional[int] = ..., input_token_details: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., output_token_details: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., extra: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
