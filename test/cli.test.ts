@@ -68,6 +68,19 @@ describe("the llmcache command", function () {
       ["an empty --auth-file, which would mean no tokens", ["--auth-file="], {}, /^llmcache: invalid --auth-file "": a file's path is needed/],
       ["an LLMCACHE_INSECURE that is neither on nor off", [], { LLMCACHE_INSECURE: "garbage" }, /^llmcache: invalid LLMCACHE_INSECURE "garbage": must be 1, true or yes to turn it on, or 0, false, no or empty/],
       ["an LLMCACHE_AUTH_FILE that is not YAML", [], { LLMCACHE_AUTH_FILE: CLI }, /^llmcache: LLMCACHE_AUTH_FILE: \S+main\.js is not YAML or JSON: /],
+      // Node refuses these when the first connection opens, and the process died of it.
+      ["a --receive-window beyond HTTP/2's largest", ["--receive-window", "2GiB"], {}, /^llmcache: invalid --receive-window "2GiB": must be at most 2,147,483,647 \(HTTP\/2's largest window\)/],
+      ["a --max-concurrent-streams beyond HTTP/2's largest setting", ["--max-concurrent-streams", "4294967296"], {}, /^llmcache: invalid --max-concurrent-streams "4294967296": must be at most 4,294,967,295 \(HTTP\/2's largest setting\)/],
+      // Node fires a longer timer at once: every connection was reset, or the snapshot written without pause.
+      ["an --idle-timeout beyond Node's longest timer", ["--idle-timeout", "30d"], {}, /^llmcache: invalid --idle-timeout "30d": must be at most 2147483647ms \(24\.8 days, the longest timer Node\.js keeps\)/],
+      ["a --handshake-timeout beyond Node's longest timer", ["--handshake-timeout", "25d"], {}, /^llmcache: invalid --handshake-timeout "25d": must be at most 2147483647ms/],
+      ["a --snapshot-interval beyond Node's longest timer", ["--snapshot-interval", "30d"], {}, /^llmcache: invalid --snapshot-interval "30d": must be at most 2147483647ms/],
+      ["a --shutdown-grace beyond Node's longest timer", ["--shutdown-grace", "30d"], {}, /^llmcache: invalid --shutdown-grace "30d": must be at most 2147483647ms/],
+      ["LLMCACHE_KEEPALIVE_TIME beyond Node's longest timer", [], { LLMCACHE_KEEPALIVE_TIME: "30d" }, /^llmcache: invalid LLMCACHE_KEEPALIVE_TIME "30d": must be at most 2147483647ms/],
+      // The later one replaced the earlier: a limit was lost without a word.
+      ["a namespace's limit given twice in one --namespace-limit", ["--namespace-limit", "a:maxsize=1,maxsize=5"], {}, /^llmcache: invalid --namespace-limit "a:maxsize=1,maxsize=5": namespace "a" has its maxsize twice: give each limit once/],
+      ["a namespace's limit given again in another --namespace-limit", ["--namespace-limit", "a:maxsize=1", "--namespace-limit", "a:default-ttl=1h,maxsize=2"], {}, /^llmcache: invalid --namespace-limit "a:default-ttl=1h,maxsize=2": namespace "a" has its maxsize twice/],
+      ["a blank LLMCACHE_SNAPSHOT, which would write a file named by spaces", [], { LLMCACHE_SNAPSHOT: " " }, /^llmcache: invalid LLMCACHE_SNAPSHOT " ": a file's path is needed/],
     ];
     for (const [name, args, env, message] of cases) {
       it(`refuses ${name}`, async () => {
@@ -204,6 +217,16 @@ describe("the llmcache command", function () {
         assertOneLineError(await llmcache(args(), env), 2, message);
       });
     }
+  });
+
+  it("refuses a client command's --tls-cert without --tls-key as a setting (exit code 2), before it calls", async () => {
+    const run = await llmcache(["lookup", "--tls-cert", certificates().path("client"), "p", "llm"]);
+    assertOneLineError(run, 2, /^llmcache: give --tls-cert and --tls-key together \(see llmcache --help\)$/);
+  });
+
+  it("refuses a client command's --timeout-ms beyond 24 days, with exit code 2", async () => {
+    const run = await llmcache(["lookup", "--timeout-ms", "99999999999999", "p", "llm"]);
+    assertOneLineError(run, 2, /^llmcache: invalid --timeout-ms "99999999999999": must be at most 2073600000 \(24 days\)/);
   });
 
   it("refuses an LLMCACHE_TLS that is neither on nor off, rather than talk in plain text", async () => {

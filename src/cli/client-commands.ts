@@ -1,5 +1,5 @@
 import { parseArgs } from "node:util";
-import { CacheClient, DEFAULT_ADDRESS } from "../client/cache-client.js";
+import { CacheClient, DEFAULT_ADDRESS, MAX_TIMEOUT_MS } from "../client/cache-client.js";
 import type { Generation } from "../generation.js";
 import { parseGenerationsFlag } from "./generations-flag.js";
 import { commandHelp, type FlagHelp } from "./help.js";
@@ -178,13 +178,14 @@ async function withClient(values: ConnectionValues, use: (client: CacheClient) =
     return path && readPemFile(path);
   };
   const files = { ca: file("tls-ca"), cert: file("tls-cert"), key: file("tls-key") };
+  if ((files.cert === undefined) !== (files.key === undefined)) throw new UsageError("give --tls-cert and --tls-key together");
   checkTlsFiles(files);
   const [ca, cert, key] = [files.ca, files.cert, files.key].map((read) => read?.pem.toString("utf8"));
   const serverName = given("tls-server-name")?.raw;
   const tls = values.tls || envFlag("LLMCACHE_TLS") || ca || cert || key || serverName;
   const client = new CacheClient({
     address: optionalAddress(given("address")) ?? DEFAULT_ADDRESS,
-    timeoutMs: timeout ? integerSetting(timeout, positive) : undefined,
+    timeoutMs: timeout ? integerSetting(timeout, (n) => atMostTimeout(positive(n))) : undefined,
     token: checkToken(given("token")),
     tls: tls ? { ca, cert, key, serverName } : undefined,
   });
@@ -210,6 +211,11 @@ function optionalAddress(value: Setting | undefined): string | undefined {
 function positive(n: number): number {
   if (n <= 0) throw new RangeError("must be greater than 0");
   return n;
+}
+
+function atMostTimeout(ms: number): number {
+  if (ms > MAX_TIMEOUT_MS) throw new RangeError(`must be at most ${MAX_TIMEOUT_MS} (24 days)`);
+  return ms;
 }
 
 /** A token as the client sends it; a bad one is named by its setting, never echoed: it is a secret. */

@@ -7,10 +7,11 @@ import { parseStoreUrl } from "../redis/store-url.js";
 import { DEFAULT_HOST, DEFAULT_PORT, startServer, StoreSettingError, type ServerOptions } from "../server/server.js";
 import { AuthFileError } from "../server/auth/token-file.js";
 import { SnapshotSetupError } from "../server/snapshot.js";
+import { UnsafeExposureError } from "../server/transport-security.js";
 import { commandHelp, type FlagHelp } from "./help.js";
 import { checkPort, envFlag, integerSetting, parsedSetting, parsingFlags, setting, UsageError, type Setting } from "./settings.js";
 import { checkTlsFiles, readPemFile } from "./tls-files.js";
-import { parseBytes, parseDuration } from "./units.js";
+import { parseBytes, parseDuration, parseTimerDuration } from "./units.js";
 
 const FLAGS = {
   store: { type: "string" },
@@ -124,8 +125,10 @@ export async function serveCommand(args: string[]): Promise<void> {
   // A flag, else its LLMCACHE_* variable (--max-bytes: LLMCACHE_MAX_BYTES).
   const given = (flag: Flag): Setting | undefined => setting(flag, values[flag]);
   const integer = (flag: Flag, check?: (n: number) => number | undefined) => optional(given(flag), (value) => integerSetting(value, check ?? positive));
-  const bytes = (flag: Flag) => optional(given(flag), (value) => parsedSetting(value, parseBytes));
-  const duration = (flag: Flag) => optional(given(flag), (value) => parsedSetting(value, parseDuration));
+  const bytes = (flag: Flag, max = Number.MAX_SAFE_INTEGER, why = "") =>
+    optional(given(flag), (value) => parsedSetting(value, (raw) => atMost(parseBytes(raw), max, why)));
+  // A duration the server waits for with a timer: Node fires a longer one at once.
+  const timerDuration = (flag: Flag) => optional(given(flag), (value) => parsedSetting(value, parseTimerDuration));
   const pemFile = (flag: Flag) => optional(given(flag), readPemFile);
 
   const logger = createLogger(optional(given("log-level"), (value) => parsedSetting(value, checkLogLevel)) ?? "info");
@@ -141,7 +144,7 @@ export async function serveCommand(args: string[]): Promise<void> {
   checkTlsFiles({ cert: tlsCert, key: tlsKey, ca: clientCa });
 
   // An empty path would mean none: no snapshot, or no tokens, unseen.
-  const path = (flag: Flag) => optional(given(flag), (value) => parsedSetting(value, (raw) => (raw === "" ? refuseEmptyPath() : value)));
+  const path = (flag: Flag) => optional(given(flag), (value) => parsedSetting(value, (raw) => (raw.trim() === "" ? refuseEmptyPath() : value)));
   const snapshot = path("snapshot");
   const authFile = path("auth-file");
   const store = given("store");
@@ -171,29 +174,29 @@ export async function serveCommand(args: string[]): Promise<void> {
       maxWaiters: integer("max-lease-waiters"),
       maxWaitersPerPair: integer("max-lease-waiters-per-pair"),
     },
-    maxConcurrentStreams: integer("max-concurrent-streams"),
+    maxConcurrentStreams: integer("max-concurrent-streams", (n) => atMost(positive(n), MAX_HTTP2_SETTING, "HTTP/2's largest setting")),
     connectionLimits: {
       maxConnections: integer("max-connections"),
-      handshakeTimeoutMs: duration("handshake-timeout"),
-      idleTimeoutMs: duration("idle-timeout"),
+      handshakeTimeoutMs: timerDuration("handshake-timeout"),
+      idleTimeoutMs: timerDuration("idle-timeout"),
       maxUnreadBytes: bytes("max-unread-bytes"),
       maxUnreadBytesTotal: bytes("max-unread-bytes-total"),
-      receiveWindowBytes: bytes("receive-window"),
+      receiveWindowBytes: bytes("receive-window", MAX_HTTP2_WINDOW, "HTTP/2's largest window"),
     },
-    keepaliveTimeMs: duration("keepalive-time"),
-    keepaliveTimeoutMs: duration("keepalive-timeout"),
+    keepaliveTimeMs: timerDuration("keepalive-time"),
+    keepaliveTimeoutMs: timerDuration("keepalive-timeout"),
     snapshotPath: snapshot?.raw,
-    snapshotIntervalMs: duration("snapshot-interval"),
+    snapshotIntervalMs: timerDuration("snapshot-interval"),
     logger,
   };
   dropUndefined(options.requestLimits!);
   dropUndefined(options.connectionLimits!);
   dropUndefined(options.leaseWaiters!);
-  const graceMs = duration("shutdown-grace");
+  const graceMs = timerDuration("shutdown-grace");
   const server = await startServer(dropUndefined(options)).catch((error: unknown) => {
     // The server checks the snapshot's directory before it listens; its error names no flag, so say which setting gave the path.
     if (error instanceof SnapshotSetupError && snapshot) throw new UsageError(`cannot write ${snapshot.source} ${snapshot.raw}: ${error.reason}`, { cause: error });
-    if (error instanceof StoreSettingError) throw new UsageError(error.message, { cause: error });
+    if (error instanceof StoreSettingError || error instanceof UnsafeExposureError) throw new UsageError(error.message, { cause: error });
     if (error instanceof RedisRefusedError && store) throw new UsageError(`invalid ${store.source} "${store.raw}": ${error.message}`, { cause: error });
     if (error instanceof AuthFileError && authFile) throw new UsageError(`${authFile.source}: ${error.message}`, { cause: error });
     throw error;
@@ -232,6 +235,15 @@ function optional<T>(value: Setting | undefined, read: (value: Setting) => T): T
   return value === undefined ? undefined : read(value);
 }
 
+/** HTTP/2's largest flow-control window (RFC 9113, 6.9.1) and largest setting value: Node refuses more when a connection opens. */
+const MAX_HTTP2_WINDOW = 2 ** 31 - 1;
+const MAX_HTTP2_SETTING = 2 ** 32 - 1;
+
+function atMost(n: number, max: number, why: string): number {
+  if (n > max) throw new RangeError(`must be at most ${max.toLocaleString("en-US")}${why ? ` (${why})` : ""}`);
+  return n;
+}
+
 function refuseEmptyPath(): never {
   throw new RangeError("a file's path is needed");
 }
@@ -266,20 +278,22 @@ function namespaceLimits(flags: string[] | undefined): Record<string, Limits> | 
     flags?.map((raw) => ({ raw, source: "--namespace-limit" })) ??
     (fromEnv ? fromEnv.split(";").filter((raw) => raw.trim()).map((raw) => ({ raw, source: "LLMCACHE_NAMESPACE_LIMITS" })) : []);
   if (specs.length === 0) return undefined;
-  const limits: Record<string, Limits> = {};
+  // A namespace's limits may come in several specs; each limit once.
+  const given = new Map<string, { maxsize?: Setting; maxBytes?: Setting; defaultTtl?: Setting }>();
   for (const spec of specs) {
     const colon = spec.raw.lastIndexOf(":");
     const fail = (why: string) => new UsageError(`invalid ${spec.source} "${spec.raw}": ${why}`);
     if (colon < 0) throw fail("expected NAME:maxsize=N,max-bytes=SIZE,default-ttl=DURATION");
     const name = spec.raw.slice(0, colon);
-    const given: { maxsize?: Setting; maxBytes?: Setting; defaultTtl?: Setting } = {};
+    let settings = given.get(name);
+    if (!settings) given.set(name, (settings = {}));
     for (const pair of spec.raw.slice(colon + 1).split(",")) {
       const [key, value, extra] = pair.split("=");
       const field = ({ maxsize: "maxsize", "max-bytes": "maxBytes", "default-ttl": "defaultTtl" } as const)[key?.trim() ?? ""];
       if (!field || value === undefined || extra !== undefined) throw fail(`"${pair}" is not maxsize=N, max-bytes=SIZE or default-ttl=DURATION`);
-      given[field] = { raw: value.trim(), source: `${spec.source} ${name}:${key}` };
+      if (settings[field]) throw fail(`namespace "${name}" has its ${key!.trim()} twice: give each limit once`);
+      settings[field] = { raw: value.trim(), source: `${spec.source} ${name}:${key}` };
     }
-    limits[name] = limitSettings(given);
   }
-  return limits;
+  return Object.fromEntries([...given].map(([name, settings]) => [name, limitSettings(settings)]));
 }

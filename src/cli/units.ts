@@ -36,3 +36,16 @@ export function parseDuration(text: string): number {
   if (ms <= 0) throw new RangeError("must be at least 1ms");
   return ms;
 }
+
+/**
+ * The longest timer Node.js keeps, 2^31 - 1 ms (24.8 days): it fires a
+ * longer one after 1 ms instead, with only a warning.
+ */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** As parseDuration, for a duration the process waits for with a timer: at most MAX_TIMER_MS. */
+export function parseTimerDuration(text: string): number {
+  const ms = parseDuration(text);
+  if (ms > MAX_TIMER_MS) throw new RangeError("must be at most 2147483647ms (24.8 days, the longest timer Node.js keeps)");
+  return ms;
+}

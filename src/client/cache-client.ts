@@ -89,6 +89,13 @@ export interface CallOptions {
 
 export const DEFAULT_ADDRESS = "127.0.0.1:50051";
 export const DEFAULT_TIMEOUT_MS = 5_000;
+/**
+ * The longest deadline a call may have: 24 days. With a lease's wait (at
+ * most an hour) on top, it stays under 2^31 ms, past which a grpc-js
+ * server reads the deadline as negative (and a lookup that would wait
+ * answers at once), and Node fires its timers at once.
+ */
+export const MAX_TIMEOUT_MS = 24 * 86_400_000;
 
 /** One call: which method, its encoded request, and what the caller gets from the reply. */
 interface Operation<R> {
@@ -491,6 +498,7 @@ function decodeReply<R>(method: DescMethod, decode: (reply: Buffer) => R, reply:
 function checkTimeout(timeoutMs: unknown): number {
   if (typeof timeoutMs !== "number") throw new TypeError(`timeoutMs must be a number of milliseconds, got ${describe(timeoutMs)}`);
   if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new RangeError(`timeoutMs must be a positive number of milliseconds, got ${timeoutMs}`);
+  if (timeoutMs > MAX_TIMEOUT_MS) throw new RangeError(`timeoutMs must be at most ${MAX_TIMEOUT_MS} (24 days), got ${timeoutMs}`);
   return timeoutMs;
 }
 

@@ -14,6 +14,11 @@ export class ServerSetupError extends Error {
   override readonly name: string = "ServerSetupError";
 }
 
+/** The settings would expose the cache beyond this machine (see checkExposure). */
+export class UnsafeExposureError extends ServerSetupError {
+  override readonly name: string = "UnsafeExposureError";
+}
+
 export function serverCredentials(tls: TlsSettings | undefined): ServerCredentials {
   if (!tls) return ServerCredentials.createInsecure();
   return ServerCredentials.createSsl(tls.clientCa ?? null, [{ private_key: tls.key, cert_chain: tls.cert }], tls.clientCa !== undefined);
@@ -29,7 +34,7 @@ export function checkExposure(options: { host: string; tls: TlsSettings | undefi
   if (options.insecure || isLoopback(options.host)) return;
   const missing = [!options.tls && "TLS", !options.tokens && !options.tls?.clientCa && "authentication"].filter(Boolean);
   if (missing.length === 0) return;
-  throw new ServerSetupError(
+  throw new UnsafeExposureError(
     `refusing to listen on ${options.host} without ${missing.join(" and ")}: give --tls-cert and --tls-key, ` +
       "with --auth-file or --tls-client-ca, or --insecure to accept that anyone who can reach the port can use the cache",
   );

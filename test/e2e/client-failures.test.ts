@@ -189,6 +189,19 @@ describe("CacheClient failures", function () {
     });
   });
 
+  // Past 2^31 ms a grpc-js server read the deadline as negative: a lookup
+  // that was to wait for a lease's fill answered a miss at once.
+  it("refuses a deadline longer than 24 days, for the client and for a call", async () => {
+    const message = "timeoutMs must be at most 2073600000 (24 days), got 2147483647";
+    assert.throws(() => new CacheClient({ timeoutMs: 2 ** 31 - 1 }), { name: "RangeError", message });
+    const client = new CacheClient({ address: "127.0.0.1:1", timeoutMs: 24 * 86_400_000 });
+    try {
+      await assert.rejects(client.alookup("p", "llm", { timeoutMs: 2 ** 31 - 1 }), { name: "RangeError", message });
+    } finally {
+      await client.close();
+    }
+  });
+
   it("refuses options it does not know, and tls or batching of the wrong kind, when it is made", () => {
     const refused: [unknown, { name: string; message: string }][] = [
       [{ adress: "127.0.0.1:50051" }, { name: "TypeError", message: "unknown option adress (the options are address, token, tls, timeoutMs, namespace, batching)" }],

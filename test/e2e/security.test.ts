@@ -131,9 +131,9 @@ describe("security", function () {
   describe("listening beyond loopback", () => {
     const serve = (...args: string[]) => runCli(["serve", "--port", "0", ...args], {}, 5_000);
 
-    it("is refused without TLS and authentication, in one line", async () => {
+    it("is refused without TLS and authentication, in one line, as a setting (exit code 2)", async () => {
       const run = await serve("--host", "0.0.0.0");
-      assert.equal(run.code, 1);
+      assert.equal(run.code, 2);
       assert.equal(run.stderr.trim().split("\n").length, 1, run.stderr);
       assert.match(run.stderr, /^llmcache: refusing to listen on 0\.0\.0\.0 without TLS and authentication: give --tls-cert and --tls-key, with --auth-file or --tls-client-ca, or --insecure/);
     });
@@ -141,6 +141,7 @@ describe("security", function () {
     it("is refused with TLS but no way to tell callers apart", async () => {
       const cert = certificates();
       const run = await serve("--host", "0.0.0.0", "--tls-cert", cert.path("server"), "--tls-key", cert.path("server-key"));
+      assert.equal(run.code, 2);
       assert.match(run.stderr, /^llmcache: refusing to listen on 0\.0\.0\.0 without authentication: /);
     });
 

@@ -1,3 +1,4 @@
+import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
 import { CacheClient, type Limits } from "../../src/index.js";
 import { policyBehaviour, type PolicySettings } from "../helpers/policy-behaviour.js";
@@ -33,5 +34,22 @@ describe("server policies, through CacheClient", function () {
     const server = await startServerProcess(flags(settings));
     running = { server, client: new CacheClient({ address: server.address }) };
     return { cache: running.client, advance: (ms) => sleep(ms) };
+  });
+});
+
+describe("--namespace-limit given in parts", () => {
+  it("applies every part of a namespace's limits, given in several flags", async () => {
+    // The last flag for a namespace once replaced the earlier ones: maxsize=1 was lost.
+    const server = await startServerProcess(["--namespace-limit", "a:maxsize=1", "--namespace-limit", "a:default-ttl=1h"]);
+    const client = new CacheClient({ address: server.address, namespace: "a" });
+    try {
+      for (const prompt of ["p1", "p2", "p3"]) await client.aupdate(prompt, "llm", [{ text: prompt }]);
+      const { namespaces } = await client.astats();
+      assert.equal(namespaces.a?.entries, 1, "maxsize=1 holds");
+      assert.deepEqual(await client.alookup("p3", "llm"), [{ text: "p3" }]);
+    } finally {
+      await client.close();
+      await server.stop();
+    }
   });
 });

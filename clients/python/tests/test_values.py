@@ -501,6 +501,16 @@ def test_bad_client_options_are_refused_at_construction() -> None:
         CacheClient("127.0.0.1:1", tls="yes")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"^timeout must be a positive"):
         CacheClient("127.0.0.1:1", timeout=0)
+    # A larger one failed every call at once (grpcio's deadline overflowed).
+    with pytest.raises(
+        ValueError, match=r"^timeout must be at most 2073600 seconds \(24 days\)"
+    ):
+        CacheClient("127.0.0.1:1", timeout=1e10)
+
+
+def test_a_calls_own_timeout_over_24_days_is_refused(client: CacheClient) -> None:
+    with pytest.raises(ValueError, match=r"^timeout must be at most 2073600 seconds"):
+        client.lookup("p", "l", timeout=24 * 86_400 + 1)
 
 
 def test_a_refused_value_is_not_half_stored(client: CacheClient) -> None:

@@ -61,6 +61,13 @@ def flag(value: object, name: str) -> bool:
     return value
 
 
+# The longest deadline a call may have, in seconds: 24 days, as in the
+# TypeScript client. Past about 7.4e9 s grpcio's deadline overflows and the
+# call fails at once; past 2**31 ms (a lease's wait of up to an hour on top)
+# a grpc-js server reads it as negative.
+MAX_TIMEOUT = 24 * 86_400
+
+
 def timeout_of(timeout: object, name: str = "timeout") -> float:
     """A deadline in seconds: a positive, finite number."""
     if isinstance(timeout, bool) or not isinstance(timeout, int | float):
@@ -68,6 +75,10 @@ def timeout_of(timeout: object, name: str = "timeout") -> float:
         raise TypeError(message)
     if not math.isfinite(timeout) or timeout <= 0:
         message = f"{name} must be a positive, finite number of seconds, got {timeout}"
+        raise ValueError(message)
+    if timeout > MAX_TIMEOUT:
+        limit = f"{MAX_TIMEOUT} seconds (24 days)"
+        message = f"{name} must be at most {limit}, got {timeout}"
         raise ValueError(message)
     return float(timeout)
 
