@@ -11,8 +11,20 @@ export const LOG_LEVELS: readonly LevelWithSilent[] = ["fatal", "error", "warn",
  * generation: the server never passes them to the logger.
  */
 export function createLogger(level: LevelWithSilent = "info"): Logger {
-  return pino({ level, base: { service: "llmcache" } }, pino.destination(2));
+  // process.stderr, not pino.destination(2): at exit, pino flushes that
+  // one synchronously, retrying a failed write for ever, so a server whose
+  // log reader had gone (EPIPE) never exited. Writes to a pipe are
+  // synchronous in Node all the same.
+  if (!process.stderr.listeners("error").includes(dropUnwritableLine)) process.stderr.on("error", dropUnwritableLine);
+  return pino({ level, base: { service: "llmcache" } }, process.stderr);
 }
+
+/**
+ * A line for stdout or stderr that cannot be written (its reader has gone)
+ * is lost; the cache goes on. Without a listener the stream's error would
+ * kill the process.
+ */
+export function dropUnwritableLine(): void {}
 
 export function checkLogLevel(level: unknown): LevelWithSilent {
   if (!LOG_LEVELS.includes(level as LevelWithSilent)) {

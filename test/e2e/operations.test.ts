@@ -4,6 +4,7 @@ import { connect } from "node:http2";
 import { get } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { Metadata, status } from "@grpc/grpc-js";
 import { CacheClient, CacheError } from "../../src/index.js";
 import { passBytes } from "../../src/rpc/codec.js";
@@ -114,6 +115,15 @@ describe("operations", function () {
       assert.ok(lines.length >= 3, "it logged");
       for (const entry of lines) JSON.parse(entry); // every line is JSON
       assert.ok(!/SECRET|\u{1F600}/u.test(logs), "no prompt, llm_string or generation text in the logs");
+    });
+
+    it("exits on SIGTERM when the reader of its logs has gone", async () => {
+      // pino's own destination retried a write that failed with EPIPE for
+      // ever as the process exited: the server stopped listening and never exited.
+      const server = await startServerProcess();
+      server.child.stderr!.destroy();
+      const exit = await Promise.race([server.stop(), sleep(10_000).then(() => "still running 10 s after SIGTERM")]);
+      assert.deepEqual(exit, { code: 0, signal: null });
     });
   });
 
