@@ -1,6 +1,6 @@
 import { loadSync } from "@grpc/proto-loader";
 import { ReflectionService } from "@grpc/reflection";
-import type { Server } from "@grpc/grpc-js";
+import type { Server, ServerWritableStream, ServiceDefinition, UntypedServiceImplementation } from "@grpc/grpc-js";
 import { HealthImplementation, protoPath as healthProtoPath } from "grpc-health-check";
 import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -25,9 +25,29 @@ export const SNAPSHOTS_HEALTH_NAME = "llmcache.v1.Snapshots";
  * so that grpcurl and the like can list and call the service without the
  * .proto at hand. Health starts NOT_SERVING.
  */
-export function addIntrospection(server: Server): { setServing(status: ServingStatus): void; setSnapshotsServing(status: ServingStatus): void } {
+export function addIntrospection(server: Server): {
+  setServing(status: ServingStatus): void;
+  setSnapshotsServing(status: ServingStatus): void;
+  /** Ends the open Watch calls (for a drain: a Watch never ends by itself, and would hold the shutdown for its whole grace). */
+  endWatches(): void;
+} {
   const health = new HealthImplementation({ "": "NOT_SERVING", [CacheService.typeName]: "NOT_SERVING" });
-  health.addToServer(server);
+  const watches = new Set<ServerWritableStream<unknown, unknown>>();
+  // The implementation keeps its watches to itself: its service goes on the server through this, which notes them.
+  const noting = {
+    addService(service: ServiceDefinition, implementation: UntypedServiceImplementation) {
+      const watch = implementation.watch as (call: ServerWritableStream<unknown, unknown>) => void;
+      server.addService(service, {
+        ...implementation,
+        watch(call: ServerWritableStream<unknown, unknown>) {
+          watches.add(call);
+          call.on("close", () => watches.delete(call));
+          watch(call);
+        },
+      });
+    },
+  };
+  health.addToServer(noting as unknown as Server);
   // Reflection describes what its definition holds: our contract, and health's, so tools see both.
   const definition = loadSync([CACHE_PROTO, "health.proto"], { keepCase: true, includeDirs: [PROTO_ROOT, dirname(healthProtoPath)] });
   new ReflectionService(definition).addToServer(server);
@@ -38,6 +58,10 @@ export function addIntrospection(server: Server): { setServing(status: ServingSt
     },
     setSnapshotsServing(status) {
       health.setStatus(SNAPSHOTS_HEALTH_NAME, status);
+    },
+    endWatches() {
+      for (const call of watches) call.end();
+      watches.clear();
     },
   };
 }

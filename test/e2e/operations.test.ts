@@ -32,8 +32,9 @@ describe("operations", function () {
   this.timeout(30_000);
 
   describe("health", () => {
-    it("reports SERVING once ready, then NOT_SERVING to a watcher as soon as the server drains", async () => {
-      const server = await startServerProcess();
+    it("reports SERVING once ready, then NOT_SERVING to a watcher as soon as the server drains, and ends the watch", async () => {
+      // An open Watch never ends by itself: it held every shutdown for the whole grace.
+      const server = await startServerProcess(["--shutdown-grace", "20s"]);
       const channel = openChannel({ address: server.address });
       try {
         const check = await rawCall(server.address, "/grpc.health.v1.Health/Check", grpcFrame(Buffer.alloc(0)));
@@ -45,12 +46,16 @@ describe("operations", function () {
         const statuses: number[] = [];
         const watch = channel.makeServerStreamRequest("/grpc.health.v1.Health/Watch", passBytes, passBytes, Buffer.alloc(0), new Metadata());
         watch.on("data", (response: Buffer) => statuses.push(response[1]!));
+        const watchEnded = new Promise<number>((resolve) => watch.on("status", ({ code }: { code: number }) => resolve(code)));
         watch.on("error", () => {});
         while (statuses.length === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+        const stopping = Date.now();
         server.child.kill("SIGTERM");
         while (!statuses.includes(2) && server.child.exitCode === null) await new Promise((resolve) => setTimeout(resolve, 10));
         assert.deepEqual(statuses.slice(0, 2), [1, 2], "SERVING, then NOT_SERVING");
+        assert.equal(await watchEnded, status.OK, "the watch ended");
         assert.equal((await server.exited()).code, 0);
+        assert.ok(Date.now() - stopping < 5_000, `exited ${Date.now() - stopping} ms after SIGTERM, not at the end of the grace`);
       } finally {
         channel.close();
         await server.stop();
