@@ -86,8 +86,17 @@ export interface CheckedClearOptions {
   allNamespaces: boolean;
 }
 
+/**
+ * Options every cache takes besides its own, for a remote one's calls:
+ * an in-process cache has no use for them, so that code may use either.
+ */
+const CALL_OPTIONS = ["timeoutMs", "signal"] as const;
+const LOOKUP_OPTIONS = ["namespace", "bypass", "lease", ...CALL_OPTIONS];
+const UPDATE_OPTIONS = ["namespace", "ttlMs", "noStore", "leaseToken", ...CALL_OPTIONS];
+const CLEAR_OPTIONS = ["namespace", "allNamespaces", ...CALL_OPTIONS];
+
 export function checkLookupOptions(options: LookupOptions | undefined, defaultNamespace: string): CheckedLookupOptions {
-  const given = optionsObject(options);
+  const given = optionsObject(options, LOOKUP_OPTIONS);
   const bypass = flag(given.bypass, "bypass");
   const lease = given.lease === undefined ? undefined : checkLeaseOptions(given.lease);
   if (lease && bypass) throw new TypeError("lease and bypass together: a lookup that bypasses the cache never takes or waits for a lease");
@@ -95,7 +104,7 @@ export function checkLookupOptions(options: LookupOptions | undefined, defaultNa
 }
 
 export function checkUpdateOptions(options: UpdateOptions | undefined, defaultNamespace: string): CheckedUpdateOptions {
-  const given = optionsObject(options);
+  const given = optionsObject(options, UPDATE_OPTIONS);
   const leaseToken = given.leaseToken === undefined ? undefined : checkString(given.leaseToken, "leaseToken");
   if (leaseToken === "") throw new TypeError("leaseToken must not be empty");
   return {
@@ -120,7 +129,7 @@ function leaseTime(value: unknown, name: string, least: number): number {
 }
 
 export function checkClearOptions(options: ClearOptions | undefined, defaultNamespace: string): CheckedClearOptions {
-  const given = optionsObject(options);
+  const given = optionsObject(options, CLEAR_OPTIONS);
   const allNamespaces = flag(given.allNamespaces, "allNamespaces");
   // The server would clear every namespace, whatever the one named: a call
   // that names one must not clear the others.
@@ -132,9 +141,14 @@ export function checkNamespace(namespace: unknown): string {
   return checkString(namespace, "namespace");
 }
 
-function optionsObject<T extends object>(options: T | undefined): Partial<T> & Record<string, unknown> {
+/** The options, refused unless an object of `known` options: a misspelt one would otherwise be dropped silently, leaving its default in force. */
+function optionsObject<T extends object>(options: T | undefined, known: readonly string[]): Partial<T> & Record<string, unknown> {
   if (options === undefined || options === null) return {};
   if (typeof options !== "object") throw new TypeError(`options must be an object, got ${describe(options)}`);
+  const unknown = Object.keys(options).filter((key) => !known.includes(key));
+  if (unknown.length > 0) {
+    throw new TypeError(`unknown option${unknown.length > 1 ? "s" : ""} ${unknown.join(", ")} (the options are ${known.join(", ")})`);
+  }
   return options as Partial<T> & Record<string, unknown>;
 }
 

@@ -343,9 +343,10 @@ export class CacheClient implements BaseCache {
     if (!Array.isArray(keys)) throw new TypeError("keys must be an array of [prompt, llmString] pairs");
     const fields = checkLookupOptions(options, this.namespace);
     if (fields.lease) throw new TypeError("lease is not allowed in alookupMany: a batch is answered at once (use alookup)");
-    const lookups = keys.map(([prompt, llmString]) => {
+    const lookups = keys.map((key, i) => {
+      const [prompt, llmString] = tupleAt(key, `keys[${i}]`, "[prompt, llmString]");
       checkKey(prompt, llmString);
-      return encodeLookupRequest(prompt, llmString, fields);
+      return encodeLookupRequest(prompt as string, llmString as string, fields);
     });
     return {
       method: CacheService.method.batchLookup,
@@ -364,9 +365,10 @@ export class CacheClient implements BaseCache {
   #updateMany(entries: readonly (readonly [string, string, Generation[]])[], options: UpdateOptions | undefined): Operation<void> {
     if (!Array.isArray(entries)) throw new TypeError("entries must be an array of [prompt, llmString, generations]");
     const fields = { ...checkUpdateOptions(options, this.namespace), onlyIfAbsent: false };
-    const updates = entries.map(([prompt, llmString, generations], i) => {
+    const updates = entries.map((entry, i) => {
+      const [prompt, llmString, generations] = tupleAt(entry, `entries[${i}]`, "[prompt, llmString, generations]");
       checkKey(prompt, llmString);
-      return encodeUpdateRequest(prompt, llmString, copyGenerations(generations, `entries[${i}].generations`), fields);
+      return encodeUpdateRequest(prompt as string, llmString as string, copyGenerations(generations, `entries[${i}].generations`), fields);
     });
     return {
       method: CacheService.method.batchUpdate,
@@ -493,6 +495,16 @@ function decodeReply<R>(method: DescMethod, decode: (reply: Buffer) => R, reply:
     if (!(error instanceof DecodeError)) throw error;
     throw callFailure(method.name, status.INTERNAL, `the server's reply is malformed: ${error.message}`, undefined, error);
   }
+}
+
+/** An item of a batch: an array of exactly the items `shape` names ("[prompt, llmString]"). */
+function tupleAt(item: unknown, path: string, shape: string): unknown[] {
+  const size = shape.split(",").length;
+  if (!Array.isArray(item) || item.length !== size) {
+    const got = Array.isArray(item) ? `an array of ${item.length} item${item.length === 1 ? "" : "s"}` : describe(item);
+    throw new TypeError(`${path} must be ${shape}, got ${got}`);
+  }
+  return item;
 }
 
 function checkTimeout(timeoutMs: unknown): number {

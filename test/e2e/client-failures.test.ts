@@ -214,6 +214,24 @@ describe("CacheClient failures", function () {
     for (const [options, error] of refused) assert.throws(() => new CacheClient(options as never), error, JSON.stringify(options));
   });
 
+  it("refuses a batch item that is not a pair (lookupMany) or a triple (updateMany), naming it", async () => {
+    const client = new CacheClient({ address: "127.0.0.1:1" });
+    try {
+      // A string was read as its characters: "ab" looked up the pair ("a", "b").
+      await assert.rejects(client.alookupMany(["ab"] as never), { name: "TypeError", message: "keys[0] must be [prompt, llmString], got a string" });
+      await assert.rejects(client.alookupMany([["a", "b"], ["a", "b", "x"]] as never), {
+        name: "TypeError",
+        message: "keys[1] must be [prompt, llmString], got an array of 3 items",
+      });
+      await assert.rejects(client.aupdateMany([["a", "b"]] as never), {
+        name: "TypeError",
+        message: "entries[0] must be [prompt, llmString, generations], got an array of 2 items",
+      });
+    } finally {
+      await client.close();
+    }
+  });
+
   // grpc-js checks a header's value only when a call starts: with batching,
   // that was in a setImmediate, where the throw killed the process.
   it("refuses a token a header cannot carry when it is made, rather than fail (or crash) at the first call", () => {

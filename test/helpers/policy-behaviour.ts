@@ -161,6 +161,21 @@ export function policyBehaviour(cacheWith: (settings: PolicySettings) => Promise
     await assert.rejects(cache.alookup("p", "llm", { bypass: "yes" as never }), { name: "TypeError", message: "bypass must be a boolean, got a string" });
   });
 
+  it("refuses options it does not know, rather than drop a misspelt one and keep its default", async () => {
+    const { cache } = await cacheWith({});
+    await cache.aupdate("p", "llm", [{ text: "stored" }]);
+    await assert.rejects(cache.alookup("p", "llm", { bypas: true } as never), {
+      name: "TypeError",
+      message: "unknown option bypas (the options are namespace, bypass, lease, timeoutMs, signal)",
+    });
+    await assert.rejects(cache.aupdate("p", "llm", [], { ttl: 1, nostore: true } as never), {
+      name: "TypeError",
+      message: "unknown options ttl, nostore (the options are namespace, ttlMs, noStore, leaseToken, timeoutMs, signal)",
+    });
+    await assert.rejects(cache.aclear({ all: true } as never), { name: "TypeError", message: /^unknown option all \(the options are namespace, allNamespaces, / });
+    assert.deepEqual(await cache.alookup("p", "llm", { timeoutMs: 1_000 } as never), [{ text: "stored" }], "the call options every cache takes (getOrCompute passes them)");
+  });
+
   it("refuses a clear that names a namespace and asks for all of them, clearing nothing", async () => {
     const { cache } = await cacheWith({});
     await cache.aupdate("p", "llm", [{ text: "kept" }], { namespace: "other" });
