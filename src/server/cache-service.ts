@@ -1,4 +1,4 @@
-import type { UntypedServiceImplementation } from "@grpc/grpc-js";
+import { status, type UntypedServiceImplementation } from "@grpc/grpc-js";
 import { CacheService } from "../../gen/llmcache/v1/cache_pb.js";
 import { allOf, andThen, type CacheBackend, type MaybePromise } from "../engine/cache-backend.js";
 import type { LeasedLookup } from "../engine/leases.js";
@@ -35,6 +35,8 @@ const DEADLINE_MARGIN_MS = 20;
 export interface CacheServiceOptions {
   /** Where unexpected failures go (see toFailure). */
   logFailure?: (path: string, error: unknown) => void;
+  /** Told of every operation of a stream once answered: its kind ("lookup", "update", "release_lease", "invalid") and status. */
+  operationEnded?: (operation: string, code: status) => void;
 }
 
 /**
@@ -50,9 +52,18 @@ interface LookupAnswer {
   lease?: EncodedLease;
 }
 
+/** How the metrics name a stream's operations: as the contract's StreamOperation fields. */
+const OPERATION_LABELS: Record<WireOperation["kind"], string> = {
+  lookup: "lookup",
+  cancel: "cancel",
+  update: "update",
+  release: "release_lease",
+  invalid: "invalid",
+};
+
 /** The grpc-js handlers of llmcache.v1.CacheService over a backend. */
 export function cacheServiceHandlers(backend: CacheBackend<StoredGenerations>, limits: RequestLimits, context: HandlerContext): UntypedServiceImplementation {
-  const { unary, stream } = cacheServiceMethods(backend, limits, { logFailure: context.observer.failed });
+  const { unary, stream } = cacheServiceMethods(backend, limits, { logFailure: context.observer.failed, operationEnded: context.observer.operationEnded });
   const handlers: UntypedServiceImplementation = {};
   for (const method of CacheService.methods) {
     handlers[method.localName] =
@@ -83,7 +94,7 @@ export function cacheServiceMethods(
 ): { unary: Record<string, MethodImplementation>; stream: StreamImplementation } {
   const { lookup, update, clear, batchLookup, batchUpdate, stream, stats, releaseLease } = CacheService.method;
   const streamPath = methodPath(stream);
-  const { logFailure } = options;
+  const { logFailure, operationEnded } = options;
   const checks = requestChecks(limits);
   /** Stored bytes of the caller's own, for a reply written after the backend may have changed. */
   const copyOf = (stored: StoredGenerations | undefined) => (stored && backend.lendsValues ? Buffer.from(stored) : stored);
@@ -152,6 +163,17 @@ export function cacheServiceMethods(
 
   /** `updatesFollow`: an update comes later in the same message. */
   function execute(operation: WireOperation, principal: Principal, call: CallScope, updatesFollow: boolean): MaybePromise<WireResult> | undefined {
+    const result = answer(operation, principal, call, updatesFollow);
+    if (operationEnded && result !== undefined) {
+      const label = OPERATION_LABELS[operation.kind === "invalid" ? (operation.of ?? "invalid") : operation.kind];
+      const count = (settled: WireResult) => operationEnded(label, settled.kind === "error" ? settled.code : status.OK);
+      if (result instanceof Promise) void result.then(count);
+      else count(result);
+    }
+    return result;
+  }
+
+  function answer(operation: WireOperation, principal: Principal, call: CallScope, updatesFollow: boolean): MaybePromise<WireResult> | undefined {
     const { id } = operation;
     const failed = (error: unknown): WireResult => ({ id, kind: "error", ...toFailure(streamPath, error, logFailure) });
     const answered = <T>(outcome: MaybePromise<T>, result: (value: T) => WireResult) =>

@@ -45,6 +45,8 @@ export interface CallObserver {
   callEnded(method: string, code: status, seconds: number): void;
   /** An unexpected failure: logged, never shown to the caller. */
   failed(path: string, error: unknown): void;
+  /** An operation of a Stream call was answered (see CacheServiceOptions.operationEnded). */
+  operationEnded?(operation: string, code: status): void;
 }
 
 /** What every handler shares: who is calling, who is watching, and the streams to end when draining. */

@@ -14,6 +14,7 @@ import { statusName } from "../rpc/errors.js";
 export class ServerMetrics {
   readonly registry = new Registry();
   readonly #calls: Counter<"method" | "code">;
+  readonly #streamOperations: Counter<"operation" | "code">;
   readonly #latency: Histogram<"method">;
   readonly #snapshotFailures: Counter;
   readonly #snapshotWrittenAt: Gauge;
@@ -22,6 +23,12 @@ export class ServerMetrics {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: "llmcache_" });
     this.#calls = new Counter({ name: "llmcache_calls_total", help: "Calls by method and gRPC status code.", labelNames: ["method", "code"], registers });
+    this.#streamOperations = new Counter({
+      name: "llmcache_stream_operations_total",
+      help: "Operations carried by Stream calls (what batching clients send), by operation and gRPC status code.",
+      labelNames: ["operation", "code"],
+      registers,
+    });
     this.#latency = new Histogram({
       name: "llmcache_call_duration_seconds",
       help: "Time from a call's start to its status, by method (streams: their whole life).",
@@ -91,6 +98,10 @@ export class ServerMetrics {
   callEnded(method: string, code: status, seconds: number): void {
     this.#calls.inc({ method, code: statusName(code) });
     this.#latency.observe({ method }, seconds);
+  }
+
+  operationEnded(operation: string, code: status): void {
+    this.#streamOperations.inc({ operation, code: statusName(code) });
   }
 
   snapshotWritten(atMs = Date.now()): void {

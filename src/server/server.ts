@@ -129,6 +129,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   const observer: CallObserver = {
     callEnded: (method, code, seconds) => metrics?.callEnded(method, code, seconds),
     failed: (path, error) => logFailure({ path, error }),
+    operationEnded: metrics && ((operation, code) => metrics.operationEnded(operation, code)),
   };
   const streams = new Set<OpenStream>();
   let draining = false;

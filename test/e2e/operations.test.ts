@@ -122,6 +122,26 @@ describe("operations", function () {
       assert.ok(!/SECRET|\u{1F600}/u.test(logs), "no prompt, llm_string or generation text in the logs");
     });
 
+    it("counts the operations that Stream calls carry, by operation and status", async () => {
+      // Batching clients send everything on Stream: calls_total saw one call for all of them.
+      const server = await startServerProcess(["--metrics-port", "0"]);
+      const client = new CacheClient({ address: server.address });
+      try {
+        await Promise.all([client.aupdate("p", "llm", [{ text: "x" }]), client.aupdate("q", "llm", [{ text: "y" }])]);
+        await Promise.all([client.alookup("p", "llm"), client.alookup("missing", "llm"), client.alookup("p", "llm")]);
+        await assert.rejects(client.alookup("p", "llm", { namespace: "n".repeat(300) }), CacheError);
+        const metrics = await httpGet(`http://127.0.0.1:${metricsPortOf(server)}/metrics`);
+        const line = (pattern: string) => new RegExp(`^${pattern} (\\S+)$`, "m").exec(metrics.body)?.[1];
+        assert.equal(line('llmcache_stream_operations_total\\{operation="update",code="OK"\\}'), "2");
+        assert.equal(line('llmcache_stream_operations_total\\{operation="lookup",code="OK"\\}'), "3");
+        assert.equal(line('llmcache_stream_operations_total\\{operation="lookup",code="RESOURCE_EXHAUSTED"\\}'), "1");
+        assert.match(metrics.body, /^# HELP llmcache_stream_operations_total Operations carried by Stream calls/m);
+      } finally {
+        await client.close();
+        await server.stop();
+      }
+    });
+
     it("exits on SIGTERM when the reader of its logs has gone", async () => {
       // pino's own destination retried a write that failed with EPIPE for
       // ever as the process exited: the server stopped listening and never exited.

@@ -100,7 +100,8 @@ export type WireOperation =
   | { id: number; kind: "release"; release: WireRelease }
   /** Stop the waiting lookup with this id. */
   | { id: number; kind: "cancel" }
-  | { id: number; kind: "invalid"; problem: DecodeError | LimitExceededError };
+  /** `of`: what it was meant to be, when that much could be read. */
+  | { id: number; kind: "invalid"; of?: StreamOperationKind; problem: DecodeError | LimitExceededError };
 
 /** The kinds of operation, by their field number in StreamOperation. */
 const KINDS_BY_NUMBER = new Map(Object.entries(OPERATION_KINDS).map(([kind, field]) => [field.number, kind as StreamOperationKind]));
@@ -150,7 +151,7 @@ function readOperation(bytes: Buffer, start: number, end: number, checks: Reques
         return { id, kind: "cancel" };
     }
   } catch (error) {
-    if (error instanceof DecodeError || error instanceof LimitExceededError) return { id, kind: "invalid", problem: error };
+    if (error instanceof DecodeError || error instanceof LimitExceededError) return { id, kind: "invalid", of: body.kind, problem: error };
     throw error;
   }
 }
