@@ -203,6 +203,10 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     address: hostPort(host, port),
     metricsPort: metricsServer?.port,
     reloadAuth() {
+      if (!authenticator.enabled) {
+        logger.info("no auth file to reload: the server runs without tokens (--auth-file)");
+        return 0;
+      }
       const tokens = authenticator.reload();
       logger.info({ tokens }, "auth file reloaded");
       return tokens;

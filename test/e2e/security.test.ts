@@ -178,6 +178,21 @@ describe("security", function () {
     }
   });
 
+  it("says on SIGHUP that there is no auth file to reload, when it runs without one", async () => {
+    // It logged "auth file reloaded" with 0 tokens, as if every token had been taken out.
+    const server = await startServerProcess();
+    const client = new CacheClient({ address: server.address, batching: false });
+    try {
+      server.child.kill("SIGHUP");
+      await waitFor(() => server.stderr().includes("no auth file to reload"));
+      assert.ok(!server.stderr().includes("auth file reloaded"));
+      assert.equal(await codeOf(() => client.alookup("p", "llm")), "OK", "it still serves everyone");
+    } finally {
+      await client.close();
+      await server.stop();
+    }
+  });
+
   describe("namespace names in the auth file, compared as text", () => {
     let server: ServerProcess;
     before(async () => {

@@ -55,6 +55,10 @@ tokens:
     ["a namespace list that is not a list", `tokens:\n  - name: a\n    sha256: ${hash("x")}\n    read: team`, /^f: tokens\[0\]\.read must be a list of namespaces/],
     ["a right that is not true or false", `tokens:\n  - name: a\n    sha256: ${hash("x")}\n    clear: yes please`, /^f: tokens\[0\]\.clear must be true or false$/],
     ["the same token twice", `tokens:\n  - {name: a, sha256: ${hash("x")}}\n  - {name: b, sha256: ${hash("x")}}`, /^f: tokens\[1\] has the same sha256 as an earlier token$/],
+    // Logs and errors name tokens: two of one name could not be told apart.
+    ["two tokens of one name", `tokens:\n  - {name: a, sha256: ${hash("x")}}\n  - {name: a, sha256: ${hash("y")}}`, /^f: tokens\[1\] has the same name as an earlier token, "a"$/],
+    // Dropped unseen, the misspelt right left the token without it.
+    ["a misspelt right", `tokens:\n  - name: a\n    sha256: ${hash("x")}\n    raed: ["*"]`, /^f: tokens\[0\] has "raed", not one of name, sha256, read, write, clear, stats$/],
   ];
   for (const [name, text, message] of problems) {
     it(`refuses ${name}, saying where`, () => {

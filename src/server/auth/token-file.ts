@@ -52,11 +52,15 @@ export class TokenFile {
     const tokens = (document as { tokens?: unknown } | null)?.tokens;
     if (!Array.isArray(tokens) || tokens.length === 0) throw new AuthFileError(`${source} must have a non-empty list "tokens"`);
     const seen = new Set<string>();
+    const names = new Set<string>();
     const entries = tokens.map((token, i) => {
       const entry = tokenEntry(token, `${source}: tokens[${i}]`);
       const hex = entry.sha256.toString("hex");
       if (seen.has(hex)) throw new AuthFileError(`${source}: tokens[${i}] has the same sha256 as an earlier token`);
+      // Logs and errors name a token by its name: two alike could not be told apart.
+      if (names.has(entry.principal.name)) throw new AuthFileError(`${source}: tokens[${i}] has the same name as an earlier token, "${entry.principal.name}"`);
       seen.add(hex);
+      names.add(entry.principal.name);
       return entry;
     });
     return new TokenFile(entries);
@@ -87,6 +91,9 @@ export function sha256(token: string): Buffer {
 
 function tokenEntry(value: unknown, where: string): TokenEntry {
   if (typeof value !== "object" || value === null) throw new AuthFileError(`${where} must be a mapping`);
+  // A misspelt right ("raed") would otherwise be dropped, and the token started without it.
+  const unknown = Object.keys(value).filter((key) => !TOKEN_FIELDS.includes(key));
+  if (unknown.length > 0) throw new AuthFileError(`${where} has ${unknown.map((key) => JSON.stringify(key)).join(", ")}, not one of ${TOKEN_FIELDS.join(", ")}`);
   const { name, sha256: hash, read = [], write = [], clear = false, stats = false } = value as Record<string, unknown>;
   if (typeof name !== "string" || name.length === 0) throw new AuthFileError(`${where}.name must be a non-empty string`);
   if (typeof hash !== "string" || !/^[0-9a-f]{64}$/i.test(hash)) {
@@ -101,6 +108,8 @@ function tokenEntry(value: unknown, where: string): TokenEntry {
   };
   return { sha256: Buffer.from(hash, "hex"), principal: principalOf(rights) };
 }
+
+const TOKEN_FIELDS = ["name", "sha256", "read", "write", "clear", "stats"];
 
 function namespaceList(value: unknown, where: string): string[] {
   if (!Array.isArray(value) || !value.every((name) => typeof name === "string")) {
