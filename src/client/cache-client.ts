@@ -116,6 +116,8 @@ interface Operation<R> {
   };
   /** How long the server may hold the call beyond its deadline's usual timeout: a lookup's wait for a lease's fill. */
   waitMs?: number;
+  /** A lease's fill or release: close() still sends it while calls it lets finish may wait for that lease. */
+  endsLease?: boolean;
 }
 
 /**
@@ -260,7 +262,9 @@ export class CacheClient implements BaseCache {
    * Refuses new calls, lets the calls already made finish (each within its
    * deadline: an update made just before close() is sent and answered, not
    * dropped), then closes the channels and stops the blocking methods'
-   * worker thread.
+   * worker thread. Meanwhile it still sends the calls that end a lease (an
+   * update with a leaseToken, releaseLease), which calls it waits for may
+   * be waiting for.
    */
   close(): Promise<void> {
     this.#closing ??= this.#drainAndClose();
@@ -268,7 +272,8 @@ export class CacheClient implements BaseCache {
   }
 
   async #drainAndClose(): Promise<void> {
-    await Promise.allSettled(this.#inFlight);
+    // A lease's fill may come while draining: one call ending may not be the last.
+    while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight]);
     this.#closed = true;
     for (const stream of this.#batching?.streams ?? []) stream?.close();
     this.#picker.close();
@@ -310,6 +315,7 @@ export class CacheClient implements BaseCache {
       request: encodeReleaseLeaseRequest(prompt, llmString, namespace, token),
       decode: decodeReleaseLeaseResponse,
       replayable: false,
+      endsLease: true,
       stream: { kind: "release", result: (outcome) => (outcome.kind === "release" ? outcome.released : undefined) },
     };
   }
@@ -329,6 +335,7 @@ export class CacheClient implements BaseCache {
       decode: decodeUpdateResponse,
       // A second updateIfAbsent could find what the first stored, and a second fill a lease the first ended.
       replayable: !onlyIfAbsent && fields.leaseToken === undefined,
+      endsLease: fields.leaseToken !== undefined,
       stream: { kind: "update", result: (outcome) => (outcome.kind === "update" ? outcome.stored : undefined) },
     };
   }
@@ -388,8 +395,8 @@ export class CacheClient implements BaseCache {
   }
 
   async #start<R>(operation: () => Operation<R>, options: CallOptions): Promise<R> {
-    this.#refuseIfClosing();
     const built = operation();
+    if (!(built.endsLease && !this.#closed)) this.#refuseIfClosing();
     const timeoutMs = this.#timeout(options) + (built.waitMs ?? 0);
     const first = this.#batched(built) ? this.#streamReplica() : undefined;
     const attempt = (replica: number, remainingMs: number) => this.#attempt(built, replica, remainingMs, options.signal);

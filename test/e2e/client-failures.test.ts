@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { setTimeout as sleep } from "node:timers/promises";
 import { CacheClient, startServer } from "../../src/index.js";
 import { isCacheError } from "../helpers/assertions.js";
 import { startServerProcess, type ServerProcess } from "../helpers/server-process.js";
@@ -166,6 +167,29 @@ describe("CacheClient failures", function () {
         assert.deepEqual(settled.map((outcome) => outcome.status), prompts.map(() => "fulfilled"));
         const stored = await client.alookupMany(prompts.map((prompt) => [prompt, "llm"] as const));
         assert.deepEqual(stored, prompts.map((prompt) => [{ text: prompt }]));
+      });
+    }
+
+    for (const batching of [true, false]) {
+      it(`still sends a lease's fill while close() waits for a call waiting on it (batching ${batching ? "on" : "off"})`, async () => {
+        // close() waits for the waiter; refused, the fill left it to wait out its 20 s.
+        const closing = new CacheClient({ address: server.address, batching, namespace: `close-lease-${batching}` });
+        let computing!: () => void;
+        const computeStarted = new Promise<void>((resolve) => (computing = resolve));
+        const holder = closing.getOrCompute("p", "llm", async () => {
+          computing();
+          await sleep(500);
+          return [{ text: "computed" }];
+        });
+        await computeStarted;
+        const waiter = closing.alookup("p", "llm", { lease: { leaseMs: 5_000, waitMs: 20_000 } });
+        await sleep(100); // the waiter's lookup waits on the server
+        const start = Date.now();
+        await closing.close();
+        assert.ok(Date.now() - start < 5_000, `closed after ${Date.now() - start} ms`);
+        assert.deepEqual(await holder, [{ text: "computed" }]);
+        assert.deepEqual((await waiter).generations, [{ text: "computed" }]);
+        await assert.rejects(closing.areleaseLease("p", "llm", "token"), isCacheError("FAILED_PRECONDITION", /^the client is closed$/), "refused once closed");
       });
     }
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import time
 from typing import TYPE_CHECKING
 
 import grpc.aio
@@ -213,3 +214,35 @@ async def test_aclose_lets_unary_calls_in_flight_finish(
     with pytest.raises(CacheError) as raised:
         await client.alookup("k", "l")
     assert raised.value.code == "FAILED_PRECONDITION"
+
+
+@pytest.mark.parametrize("mode", ["batching", "unary"])
+async def test_aclose_lets_a_lease_be_filled_for_the_calls_it_waits_for(
+    server: Server, namespace: str, mode: str
+) -> None:
+    # aclose() waits for the waiter, so it must still send the leaseholder's
+    # fill: refused, the waiter waited out its 20 s.
+    client = CacheClient(
+        server.address, namespace=namespace, batching=mode == "batching"
+    )
+    computing = asyncio.Event()
+
+    async def compute() -> list[Generation]:
+        computing.set()
+        await asyncio.sleep(0.5)
+        return [Generation(text="computed")]
+
+    async def waiter() -> list[Generation] | None:
+        await computing.wait()
+        found = await client.alookup("p", "l", lease_ms=5_000, wait_ms=20_000)
+        return found.generations
+
+    holder = asyncio.create_task(client.aget_or_compute("p", "l", compute))
+    waiting = asyncio.create_task(waiter())
+    await computing.wait()
+    await asyncio.sleep(0.1)  # the waiter's lookup waits on the server
+    start = time.monotonic()
+    await client.aclose()
+    assert time.monotonic() - start < 5
+    assert await holder == [Generation(text="computed")]
+    assert await waiting == [Generation(text="computed")]

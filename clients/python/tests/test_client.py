@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import pytest
 from conftest import start_server
 
-from llmcache import CacheClient, CacheError, CacheStats, Generation
+from llmcache import CacheClient, CacheError, CacheStats, Generation, LeasedLookup
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -297,6 +297,66 @@ def test_close_lets_calls_in_other_threads_finish(server: Server) -> None:
     assert len(outcomes) == 80
     assert set(outcomes) <= {True, "FAILED_PRECONDITION"}, set(outcomes)
     assert True in outcomes, "some lookups were in flight and answered"
+
+
+def test_close_lets_a_lease_be_filled_for_the_calls_it_waits_for(
+    server: Server,
+) -> None:
+    # One thread computes a pair's answer while another waits for it; the
+    # client is closed meanwhile. close() waits for the waiter, so it must
+    # still send the fill: refused, the waiter waited out its 20 s.
+    client = CacheClient(server.address, namespace="close-lease")
+    computing = threading.Event()
+    answers: list[object] = []
+
+    def compute() -> list[Generation]:
+        computing.set()
+        time.sleep(0.5)
+        return [Generation(text="computed")]
+
+    def leaseholder() -> None:
+        answers.append(client.get_or_compute("p", "l", compute))
+
+    def waiter() -> None:
+        computing.wait()
+        answers.append(client.lookup("p", "l", lease_ms=5_000, wait_ms=20_000))
+
+    threads = [threading.Thread(target=leaseholder), threading.Thread(target=waiter)]
+    for thread in threads:
+        thread.start()
+    computing.wait()
+    time.sleep(0.1)  # the waiter's lookup waits on the server
+    start = time.monotonic()
+    client.close()
+    for thread in threads:
+        thread.join()
+    assert time.monotonic() - start < 5
+    found = [a.generations if isinstance(a, LeasedLookup) else a for a in answers]
+    assert found == [[Generation(text="computed")]] * 2, answers
+    with pytest.raises(CacheError) as raised:
+        client.release_lease("p", "l", "token")
+    assert raised.value.code == "FAILED_PRECONDITION", "refused once closed"
+
+
+def test_close_from_a_signal_handler_during_a_call_does_not_wait_for_it(
+    server: Server,
+) -> None:
+    # The handler runs on the thread whose call is in flight: close() waited
+    # for that call, which cannot end until the handler returns.
+    holder = CacheClient(server.address, namespace="close-signal")
+    client = CacheClient(server.address, namespace="close-signal")
+    assert holder.lookup("p", "l", lease_ms=30_000).lease is not None
+    previous = signal.signal(signal.SIGALRM, lambda *_: client.close())
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.3)
+        start = time.monotonic()
+        with pytest.raises(CacheError):
+            client.lookup("p", "l", lease_ms=1_000, wait_ms=10_000)
+        assert time.monotonic() - start < 5, "the close ended the wait"
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        holder.close()
 
 
 def test_a_call_past_its_deadline_fails_with_deadline_exceeded() -> None:

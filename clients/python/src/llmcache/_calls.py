@@ -49,7 +49,9 @@ class Call(Generic[R]):
     did not: lookups, clear, stats, and updates that overwrite. Not an
     update only if absent (its retry could find what the first attempt
     stored, and answer that it stored nothing), a lease's fill (the first
-    attempt may have ended the lease) or a lease's release.
+    attempt may have ended the lease) or a lease's release. `ends_lease`:
+    a lease's fill or release, which a closing client still sends while
+    calls of its own may be waiting for that lease.
     """
 
     method: str
@@ -60,6 +62,7 @@ class Call(Generic[R]):
     wait: float = 0.0
     leased: bool = False
     retryable: bool = False
+    ends_lease: bool = False
 
     def result(self, reply: bytes) -> R:
         """What the caller gets from the reply; a malformed one is INTERNAL."""
@@ -156,6 +159,7 @@ def update(  # noqa: PLR0913 -- the entry, then its options
         _update_result,
         "update",
         retryable=not only_if_absent and not lease_token,
+        ends_lease=bool(lease_token),
     )
 
 
@@ -173,6 +177,7 @@ def release_lease(
         cache_pb2.ReleaseLeaseResponse,
         _release_result,
         "release_lease",
+        ends_lease=True,
     )
 
 

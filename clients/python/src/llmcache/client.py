@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import threading
 import weakref
+from collections import Counter
 from typing import TYPE_CHECKING, Any, NamedTuple, Self, TypeAlias, TypeVar, overload
 
 import grpc
@@ -166,12 +167,17 @@ class CacheClient:
         self._picker = Picker(len(self._settings.addresses))
         self._lock = threading.Lock()
         self._closed = False
-        # Blocking calls in flight, which close() lets finish: grpcio's
-        # close() would cancel them, or fail them with its own ValueError.
-        self._blocking_calls = 0
+        # Blocking calls in flight, by thread, which close() lets finish:
+        # grpcio's close() would cancel them, or fail them with its own
+        # ValueError. By thread, so that a close() made on a thread in the
+        # middle of a call (from a signal handler) does not wait for it.
+        self._blocking_calls: Counter[int] = Counter()
         self._blocking_calls_ended = threading.Condition(self._lock)
         self._blocking: _BlockingTransport | None = None
         self._async: dict[asyncio.AbstractEventLoop, _LoopTransport] = {}
+        # The transports aclose() is draining, which still take the calls
+        # that end a lease (see _async_transport).
+        self._draining: dict[asyncio.AbstractEventLoop, _LoopTransport] = {}
 
     @property
     def address(self) -> str:
@@ -473,17 +479,22 @@ class CacheClient:
 
         Waits for the blocking calls already made (in other threads) to
         end, each within its deadline, then closes the blocking channels.
-        The async channels are closed by aclose(), which waits for their
-        calls; close() only lets them go.
+        Meanwhile it still sends the calls that end a lease (an update with
+        `lease_token`, release_lease), which calls it waits for may be
+        waiting for. The async channels are closed by aclose(), which waits
+        for their calls; close() only lets them go.
         """
         with self._lock:
             self._closed = True
             self._async.clear()
-        self._close_blocking()
+        self._close_blocking(threading.get_ident())
 
-    def _close_blocking(self) -> None:
+    def _close_blocking(self, closer: int) -> None:
+        """Closes the blocking channels once only `closer` has calls in flight."""
         with self._lock:
-            while self._blocking_calls > 0:
+            while any(
+                n for thread, n in self._blocking_calls.items() if thread != closer
+            ):
                 self._blocking_calls_ended.wait()
             blocking, self._blocking = self._blocking, None
         if blocking is not None:
@@ -717,19 +728,27 @@ class CacheClient:
         end first, each within its deadline; then this loop's streams and
         channels are closed.
         """
+        loop = asyncio.get_running_loop()
         with self._lock:
             self._closed = True
-            current = self._async.pop(asyncio.get_running_loop(), None)
+            current = self._async.pop(loop, None)
             self._async.clear()
-        if self._blocking_calls > 0:  # in other threads: wait off this loop
-            await asyncio.to_thread(self._close_blocking)
+            if current is not None:
+                self._draining[loop] = current
+            others_calling = any(self._blocking_calls.values())
+        closer = threading.get_ident()
+        if others_calling:  # in other threads: wait off this loop
+            await asyncio.to_thread(self._close_blocking, closer)
         else:
-            self._close_blocking()
+            self._close_blocking(closer)
         if current is not None:
-            # A call may go on to another replica after UNAVAILABLE, so one
-            # ending may not be the last.
+            # A call may go on to another replica after UNAVAILABLE, and a
+            # lease's fill may come while draining, so one ending may not be
+            # the last.
             while current.calls:
                 await asyncio.wait(set(current.calls))
+            with self._lock:
+                self._draining.pop(loop, None)
             opened = [r.stream for r in current.replicas if r.stream is not None]
             channels = [replica.callables.channel for replica in current.replicas]
             try:
@@ -851,12 +870,15 @@ class CacheClient:
 
     def _send(self, call: Call[R], timeout: float | None) -> R:
         deadline = self._deadline(timeout) + call.wait
-        transport = self._begin_blocking_call()
+        transport = self._begin_blocking_call(ends_lease=call.ends_lease)
+        thread = threading.get_ident()
         try:
             return self._send_on(transport, call, deadline)
         finally:
             with self._lock:
-                self._blocking_calls -= 1
+                self._blocking_calls[thread] -= 1
+                if not self._blocking_calls[thread]:
+                    del self._blocking_calls[thread]
                 self._blocking_calls_ended.notify_all()
 
     def _send_on(
@@ -882,7 +904,7 @@ class CacheClient:
 
     async def _asend(self, call: Call[R], timeout: float | None) -> R:
         deadline = self._deadline(timeout) + call.wait
-        transport = self._async_transport()
+        transport = self._async_transport(ends_lease=call.ends_lease)
         ended = asyncio.get_running_loop().create_future()
         transport.calls.add(ended)
         try:
@@ -922,10 +944,14 @@ class CacheClient:
     def _deadline(self, timeout: float | None) -> float:
         return self._timeout if timeout is None else timeout_of(timeout)
 
-    def _begin_blocking_call(self) -> _BlockingTransport:
-        """The blocking transport, for a call that close() is to wait for."""
+    def _begin_blocking_call(self, *, ends_lease: bool) -> _BlockingTransport:
+        """The blocking transport, for a call that close() is to wait for.
+
+        Once closed, only a call that ends a lease, and only while close()
+        waits for other calls (the channels are open until then).
+        """
         with self._lock:
-            if self._closed:
+            if self._closed and not (ends_lease and self._blocking is not None):
                 raise closed_error()
             if self._blocking is None:
                 addresses = self._settings.addresses
@@ -942,16 +968,19 @@ class CacheClient:
                 # is collected), so a client never closed is closed in time.
                 close = weakref.finalize(self, _close_channels, replicas)
                 self._blocking = _BlockingTransport(replicas, health, close)
-            self._blocking_calls += 1
+            self._blocking_calls[threading.get_ident()] += 1
             return self._blocking
 
-    def _async_transport(self) -> _LoopTransport:
+    def _async_transport(self, *, ends_lease: bool) -> _LoopTransport:
         # A grpc.aio channel (and a call on it) works only on the event loop
         # it was made on, so there is one per replica and loop. One whose
         # loop has closed (an asyncio.run that returned) can no longer be
         # closed by awaiting; letting it go frees it with its loop.
         loop = asyncio.get_running_loop()
         with self._lock:
+            draining = self._draining.get(loop)
+            if self._closed and ends_lease and draining is not None:
+                return draining  # calls it drains may wait for this lease
             if self._closed:
                 raise closed_error()
             transport = self._async.get(loop)
