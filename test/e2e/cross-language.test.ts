@@ -6,13 +6,15 @@ import { promisify } from "node:util";
 import * as messages from "@langchain/core/messages";
 import type { BaseMessage } from "@langchain/core/messages";
 import type { ChatGeneration } from "@langchain/core/outputs";
-import { CacheClient } from "../../src/index.js";
+import { CacheClient, type Generation } from "../../src/index.js";
 import { LangChainCache } from "../../src/langchain/index.js";
+import { chatGenerations } from "../fixtures/generations.js";
 import { startServerProcess, type ServerProcess } from "../helpers/server-process.js";
 
 const REPO = fileURLToPath(new URL("../../../", import.meta.url));
 const PYTHON = `${REPO}.venv/bin/python`;
 const CROSS_LANGUAGE = `${REPO}test/python/cross_language.py`;
+const PLAIN_VALUES = `${REPO}test/python/plain_values.py`;
 /** Messages of every class, with every field, as both languages build them: {"class": "AIMessage", "fields": {...}}. */
 const SPEC = `${REPO}test/fixtures/cross-language-messages.json`;
 const LLM_STRING = "cross-language";
@@ -86,4 +88,30 @@ describe("one wire form for LangChain JS and LangChain Python", function () {
       assert.deepEqual(found![0]!.message.toDict(), expected.toDict(), `py:${index} (${spec.class})`);
     }
   });
+
+  // Plain data, through the clients without LangChain: every field either
+  // client keeps, such as the other fields of tool calls and of the usage.
+  describe("plain values, through CacheClient in both languages", () => {
+    const plainPython = (mode: "read" | "store", prompt: string, input?: string) =>
+      new Promise<string>((resolve, reject) => {
+        const child = execFile(PYTHON, [PLAIN_VALUES, mode, server.address, "plain", prompt], { timeout: 60_000 }, (error, stdout, stderr) =>
+          error ? reject(new Error(`plain_values.py ${mode}: ${error.message}; stderr: ${stderr}`)) : resolve(stdout),
+        );
+        child.stdin!.end(input ?? "");
+      });
+
+    for (const [name, generations] of Object.entries(chatGenerations)) {
+      it(`Python reads what TypeScript stored, and TypeScript what Python stored: ${name}`, async () => {
+        await client.aupdate(`ts:${name}`, "plain-values", generations, { namespace: "plain" });
+        assert.deepEqual(JSON.parse(await plainPython("read", `ts:${name}`)), toPython(generations), "Python reads TypeScript's");
+        await plainPython("store", `py:${name}`, JSON.stringify(toPython(generations)));
+        assert.deepEqual(await client.alookup(`py:${name}`, "plain-values", { namespace: "plain" }), generations, "TypeScript reads Python's");
+      });
+    }
+  });
 });
+
+/** Generations as the Python client names their fields: generation_info for generationInfo. */
+function toPython(generations: Generation[]): unknown[] {
+  return generations.map(({ generationInfo, ...rest }) => (generationInfo === undefined ? rest : { ...rest, generation_info: generationInfo }));
+}
