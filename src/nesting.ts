@@ -71,11 +71,11 @@ function messagePlaces(message: ChatMessage): [string, number][] {
   for (const [key, items, known] of lists) {
     items?.forEach((item, i) => {
       const other = otherFields(item, known);
-      if (other) places.push([`${key}[${i}] extra fields`, 1 + structLevels(other)]);
+      if (other) places.push([`${key}[${i}].extra fields`, 1 + structLevels(other)]);
     });
   }
   const usageExtra = message.usage_metadata && otherFields(message.usage_metadata, USAGE_FIELDS);
-  if (usageExtra) places.push(["usage_metadata extra fields", 1 + structLevels(usageExtra)]);
+  if (usageExtra) places.push(["usage_metadata.extra fields", 1 + structLevels(usageExtra)]);
   if (message.artifact !== undefined) places.push(["artifact", valueLevels(message.artifact)]);
   return places;
 }

@@ -1,7 +1,14 @@
 import { ScalarType, type DescField, type DescMessage } from "@bufbuild/protobuf";
 import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
 import { isUtf8 } from "node:buffer";
-import { ChatMessageSchema, GenerationSchema } from "../../../gen/llmcache/v1/cache_pb.js";
+import {
+  ChatMessageSchema,
+  GenerationSchema,
+  InvalidToolCallSchema,
+  ToolCallChunkSchema,
+  ToolCallSchema,
+  UsageMetadataSchema,
+} from "../../../gen/llmcache/v1/cache_pb.js";
 import { MAX_GENERATION_NESTING, nestingProblem } from "../../nesting.js";
 import { DecodeError, decodeProblem } from "../codec.js";
 import { scalarWireType, wrongWireType } from "./wire.js";
@@ -208,6 +215,10 @@ const GENERATION_NAMES = new Map<DescField, string>([
   [GenerationSchema.field.generationInfo, "generationInfo"],
   [ChatMessageSchema.field.blocks, "content"],
   [ChatMessageSchema.field.extra, "extra fields"],
+  [ToolCallSchema.field.extra, "extra fields"],
+  [InvalidToolCallSchema.field.extra, "extra fields"],
+  [ToolCallChunkSchema.field.extra, "extra fields"],
+  [UsageMetadataSchema.field.extra, "extra fields"],
 ]);
 
 const JSON_TYPES: Record<string, "lenient" | "strict"> = {

@@ -226,7 +226,7 @@ def _other_places(
 ) -> Places:
     """Fills the `extra` of a tool call or the usage, one level below the message."""
     levels = _fill_other_fields(wire, fields, known, path)
-    return [(f"{path.rsplit('.', 1)[-1]} extra fields", 1 + levels)] if levels else []
+    return [(f"{path.rsplit('.', 1)[-1]}.extra fields", 1 + levels)] if levels else []
 
 
 def _encode_usage(wire: Any, message: Mapping[Any, Any], path: str) -> Places:
