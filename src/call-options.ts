@@ -87,13 +87,21 @@ export interface CheckedClearOptions {
 }
 
 /**
- * Options every cache takes besides its own, for a remote one's calls:
- * an in-process cache has no use for them, so that code may use either.
+ * Options of a call that every cache takes besides its own, so that code
+ * may use either: a deadline (which an in-process cache, answering at
+ * once, has no use for) and a signal that stops the call.
  */
 const CALL_OPTIONS = ["timeoutMs", "signal"] as const;
 const LOOKUP_OPTIONS = ["namespace", "bypass", "lease", ...CALL_OPTIONS];
 const UPDATE_OPTIONS = ["namespace", "ttlMs", "noStore", "leaseToken", ...CALL_OPTIONS];
 const CLEAR_OPTIONS = ["namespace", "allNamespaces", ...CALL_OPTIONS];
+const LEASE_OPTIONS = ["leaseMs", "waitMs"];
+const GET_OR_COMPUTE_OPTIONS = ["namespace", "ttlMs", "leaseMs", "waitMs", ...CALL_OPTIONS];
+
+/** Refuses getOrCompute's options that it does not know (see optionsObject). */
+export function checkGetOrComputeOptions(options: unknown): void {
+  optionsObject(options as object | undefined, GET_OR_COMPUTE_OPTIONS);
+}
 
 export function checkLookupOptions(options: LookupOptions | undefined, defaultNamespace: string): CheckedLookupOptions {
   const given = optionsObject(options, LOOKUP_OPTIONS);
@@ -117,7 +125,7 @@ export function checkUpdateOptions(options: UpdateOptions | undefined, defaultNa
 
 export function checkLeaseOptions(lease: unknown): Required<LeaseOptions> {
   if (lease === null || typeof lease !== "object") throw new TypeError(`lease must be an object { leaseMs, waitMs? }, got ${describe(lease)}`);
-  const { leaseMs, waitMs = 0 } = lease as Partial<Record<keyof LeaseOptions, unknown>>;
+  const { leaseMs, waitMs = 0 } = optionsObject(lease as Partial<LeaseOptions>, LEASE_OPTIONS);
   return { leaseMs: leaseTime(leaseMs, "lease.leaseMs", 1), waitMs: leaseTime(waitMs, "lease.waitMs", 0) };
 }
 

@@ -1,5 +1,5 @@
 import type { BaseCache } from "./base-cache.js";
-import type { LookupOptions, UpdateOptions } from "./call-options.js";
+import { checkGetOrComputeOptions, type LookupOptions, type UpdateOptions } from "./call-options.js";
 import type { Generation } from "./generation.js";
 
 /** getOrCompute's lease and wait, unless its options say otherwise: model calls take seconds. */
@@ -31,6 +31,7 @@ export async function getOrCompute(
   options: GetOrComputeOptions = {},
 ): Promise<Generation[]> {
   if (typeof compute !== "function") throw new TypeError("compute must be a function that returns the generations");
+  checkGetOrComputeOptions(options);
   const { namespace, ttlMs, timeoutMs, signal } = options;
   const lease = { leaseMs: options.leaseMs ?? DEFAULT_LEASE_MS, waitMs: options.waitMs ?? DEFAULT_WAIT_MS };
   // Held in variables, not written in the calls: a cache takes the call options it knows (CacheClient: timeoutMs and signal).

@@ -419,5 +419,18 @@ describe("InMemoryCache's single flight", () => {
       await assert.rejects(cache.getOrCompute("p", LLM, "not a function" as never), { name: "TypeError", message: /compute must be a function/ });
       assert.equal(leases(cache).granted, 0);
     });
+
+    it("refuses options it does not know, its own and a lease's, rather than keep the default of a misspelt one", async () => {
+      const cache = new InMemoryCache();
+      await assert.rejects(cache.getOrCompute("p", LLM, () => ANSWER, { waitMS: 5_000 } as never), {
+        name: "TypeError",
+        message: "unknown option waitMS (the options are namespace, ttlMs, leaseMs, waitMs, timeoutMs, signal)",
+      });
+      await assert.rejects(cache.alookup("p", LLM, { lease: { leaseMs: 1_000, waitMS: 5_000 } as never }), {
+        name: "TypeError",
+        message: "unknown option waitMS (the options are leaseMs, waitMs)",
+      });
+      assert.equal(leases(cache).granted, 0, "nothing was looked up");
+    });
   });
 });
