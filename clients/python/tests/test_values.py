@@ -284,6 +284,18 @@ BAD_INPUT: list[tuple[str, dict[str, Any], type[Exception], str]] = [
         r"^generations\[0\]\.generation_info\.x is nan, which JSON cannot carry$",
     ),
     (
+        "NaN under a name with a dot, named unambiguously",
+        {"generations": [{"text": "", "generation_info": {"a.b": math.nan}}]},
+        ValueError,
+        r'^generations\[0\]\.generation_info\["a\.b"\] is nan',
+    ),
+    (
+        "a name with a lone surrogate, named printably",
+        {"generations": [{"text": "", "generation_info": {"a\udc00": 1}}]},
+        ValueError,
+        r'^the name of generations\[0\]\.generation_info\["a\\udc00"\] is not well-formed',
+    ),
+    (
         "infinity",
         {"generations": [{"text": "", "generation_info": {"x": [math.inf]}}]},
         ValueError,

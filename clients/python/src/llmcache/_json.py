@@ -16,7 +16,9 @@ that is integral and within ±2**53 becomes an int, as JavaScript reads JSON:
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -49,7 +51,7 @@ def fill_struct(target: Any, value: object, path: str, depth: int = 0) -> int:
         if not isinstance(key, str):
             message = f"{path} has the key {key!r}: JSON object keys must be str"
             raise TypeError(message)
-        member_path = f"{path}.{key}"
+        member_path = member_path_of(path, key)
         try:
             slot = target.fields[key]
         except UnicodeEncodeError:
@@ -57,6 +59,22 @@ def fill_struct(target: Any, value: object, path: str, depth: int = 0) -> int:
             raise ValueError(f"{message} (it has a lone surrogate)") from None
         deepest = max(deepest, 1 + fill_value(slot, member, member_path, depth + 1))
     return 1 + deepest
+
+
+def member_path_of(path: str, key: str) -> str:
+    """Where a member is, as an error names it, as the TypeScript client does.
+
+    `path.key` for a name that reads as an identifier, else `path["key"]`
+    quoted as JSON: a name with a dot or a space is then not ambiguous, and
+    one with a lone surrogate can still be printed.
+    """
+    if _IDENTIFIER.fullmatch(key):
+        return f"{path}.{key}"
+    quoted = json.dumps(key, ensure_ascii=False)  # leaves a lone surrogate raw
+    return f"{path}[{quoted.encode('utf-8', 'backslashreplace').decode()}]"
+
+
+_IDENTIFIER = re.compile(r"[A-Za-z_$][\w$]*", re.ASCII)
 
 
 def fill_list(target: Any, value: object, path: str, depth: int = 0) -> int:
