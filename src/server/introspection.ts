@@ -28,11 +28,16 @@ export const SNAPSHOTS_HEALTH_NAME = "llmcache.v1.Snapshots";
 export function addIntrospection(server: Server): {
   setServing(status: ServingStatus): void;
   setSnapshotsServing(status: ServingStatus): void;
-  /** Ends the open Watch calls (for a drain: a Watch never ends by itself, and would hold the shutdown for its whole grace). */
-  endWatches(): void;
+  /**
+   * For a drain: every name turns NOT_SERVING, its watchers are told, and
+   * their Watch calls end (a Watch never ends by itself, and would hold the
+   * shutdown for its whole grace).
+   */
+  drain(): void;
 } {
   const health = new HealthImplementation({ "": "NOT_SERVING", [CacheService.typeName]: "NOT_SERVING" });
   const watches = new Set<ServerWritableStream<unknown, unknown>>();
+  const known = new Set(["", CacheService.typeName]);
   // The implementation keeps its watches to itself: its service goes on the server through this, which notes them.
   const noting = {
     addService(service: ServiceDefinition, implementation: UntypedServiceImplementation) {
@@ -57,9 +62,14 @@ export function addIntrospection(server: Server): {
       health.setStatus(CacheService.typeName, status);
     },
     setSnapshotsServing(status) {
+      known.add(SNAPSHOTS_HEALTH_NAME);
       health.setStatus(SNAPSHOTS_HEALTH_NAME, status);
     },
-    endWatches() {
+    drain() {
+      for (const name of ["", CacheService.typeName, SNAPSHOTS_HEALTH_NAME]) {
+        // Only the names known: a Watch of an unknown name is told SERVICE_UNKNOWN, not this.
+        if (known.has(name)) health.setStatus(name, "NOT_SERVING");
+      }
       for (const call of watches) call.end();
       watches.clear();
     },

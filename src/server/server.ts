@@ -214,8 +214,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     snapshot,
     async shutdown(graceMs = DEFAULT_SHUTDOWN_GRACE_MS) {
       draining = true;
-      health.setServing("NOT_SERVING");
-      health.endWatches();
+      health.drain();
       logger.info({ openStreams: streams.size, leaseWaiters: backend.leaseWaiters }, "draining");
       // Lookups waiting for a fill would wait out the grace period: answer them now.
       backend.stopWaiting(new CacheError("UNAVAILABLE", "the server is shutting down; the lookup stopped waiting for the lease's fill"));

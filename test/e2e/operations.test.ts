@@ -63,6 +63,30 @@ describe("operations", function () {
     });
   });
 
+  describe("health of the snapshots", () => {
+    it("tells a watcher of llmcache.v1.Snapshots NOT_SERVING too when the server drains, then ends the watch", async () => {
+      const directory = mkdtempSync(join(tmpdir(), "llmcache-watch-"));
+      const server = await startServerProcess(["--snapshot", join(directory, "cache.snapshot"), "--shutdown-grace", "20s"]);
+      const channel = openChannel({ address: server.address });
+      try {
+        const name = Buffer.from("llmcache.v1.Snapshots");
+        const statuses: number[] = [];
+        const watch = channel.makeServerStreamRequest("/grpc.health.v1.Health/Watch", passBytes, passBytes, Buffer.from([0x0a, name.length, ...name]), new Metadata());
+        watch.on("data", (response: Buffer) => statuses.push(response[1]!));
+        const watchEnded = new Promise<number>((resolve) => watch.on("status", ({ code }: { code: number }) => resolve(code)));
+        watch.on("error", () => {});
+        while (statuses.length === 0) await sleep(10);
+        server.child.kill("SIGTERM");
+        assert.equal(await watchEnded, status.OK, "the watch ended");
+        assert.deepEqual(statuses.slice(0, 2), [1, 2], "SERVING, then NOT_SERVING before the end");
+        assert.equal((await server.exited()).code, 0);
+      } finally {
+        channel.close();
+        await server.stop();
+      }
+    });
+  });
+
   describe("reflection", () => {
     let server: ServerProcess;
     before(async () => {
