@@ -173,7 +173,7 @@ export function policyBehaviour(cacheWith: (settings: PolicySettings) => Promise
       message: "unknown options ttl, nostore (the options are namespace, ttlMs, noStore, leaseToken, timeoutMs, signal)",
     });
     await assert.rejects(cache.aclear({ all: true } as never), { name: "TypeError", message: /^unknown option all \(the options are namespace, allNamespaces, / });
-    assert.deepEqual(await cache.alookup("p", "llm", { timeoutMs: 1_000 } as never), [{ text: "stored" }], "the call options every cache takes (getOrCompute passes them)");
+    assert.deepEqual(await cache.alookup("p", "llm", { timeoutMs: 1_000 } as never), [{ text: "stored" }], "the call options every cache takes");
   });
 
   it("refuses a clear that names a namespace and asks for all of them, clearing nothing", async () => {

@@ -269,34 +269,38 @@ def test_close_can_be_called_twice(server: Server) -> None:
 def test_close_lets_calls_in_other_threads_finish(server: Server) -> None:
     # grpcio's close() cancels the calls on the channel, and a call that
     # starts on a closed channel raises grpcio's own ValueError: both leaked
-    # to callers of a client closed by another thread.
+    # to callers of a client closed by another thread. The calls here wait
+    # for a lease another client holds, so they are surely in flight.
+    holder = CacheClient(server.address, namespace="close-threads")
+    lease = holder.lookup("p", "l", lease_ms=30_000).lease
+    assert lease is not None
     client = CacheClient(server.address, namespace="close-threads")
-    big = [Generation(text="x" * 200_000)]
-    client.update("k", "l", big)
-    started = threading.Barrier(17)
     outcomes: list[object] = []
 
-    def look_up() -> None:
-        started.wait()
-        for _ in range(5):
-            try:
-                outcomes.append(client.lookup("k", "l") == big)
-            except CacheError as error:
-                outcomes.append(error.code)
-            except Exception as error:  # noqa: BLE001 -- what the test looks for
-                outcomes.append(repr(error))
+    def wait_for_the_fill() -> None:
+        try:
+            found = client.lookup("p", "l", lease_ms=1_000, wait_ms=20_000)
+            outcomes.append(found.generations)
+        except CacheError as error:
+            outcomes.append(error.code)
+        except Exception as error:  # noqa: BLE001 -- what the test looks for
+            outcomes.append(repr(error))
 
-    threads = [threading.Thread(target=look_up) for _ in range(16)]
+    threads = [threading.Thread(target=wait_for_the_fill) for _ in range(4)]
     for thread in threads:
         thread.start()
-    started.wait()
-    time.sleep(0.002)
-    client.close()
-    for thread in threads:
+    time.sleep(0.3)  # their lookups wait on the server
+    closing = threading.Thread(target=client.close)
+    closing.start()
+    time.sleep(0.1)
+    with pytest.raises(CacheError) as raised:
+        client.lookup("p", "l")
+    assert raised.value.code == "FAILED_PRECONDITION", "a call made after close()"
+    holder.update("p", "l", [Generation(text="filled")], lease_token=lease.token)
+    for thread in [*threads, closing]:
         thread.join()
-    assert len(outcomes) == 80
-    assert set(outcomes) <= {True, "FAILED_PRECONDITION"}, set(outcomes)
-    assert True in outcomes, "some lookups were in flight and answered"
+    holder.close()
+    assert outcomes == [[Generation(text="filled")]] * 4
 
 
 def test_close_lets_a_lease_be_filled_for_the_calls_it_waits_for(
