@@ -64,10 +64,13 @@ export interface UsageMetadata {
   [field: string]: unknown;
 }
 
-/** The fields of a tool call, an invalid one, a chunk and the usage with a place of their own on the wire. */
+// The fields of a tool call, an invalid one, a chunk and the usage that
+// have a place of their own on the wire; the others travel in its `extra`.
+const INVALID_TOOL_CALL_STRINGS = ["name", "args", "id", "error", "type"] as const;
+const TOOL_CALL_CHUNK_STRINGS = ["name", "args", "id", "type"] as const;
 export const TOOL_CALL_FIELDS: ReadonlySet<string> = new Set(["name", "args", "id", "type"]);
-export const INVALID_TOOL_CALL_FIELDS: ReadonlySet<string> = new Set(["name", "args", "id", "error", "type"]);
-export const TOOL_CALL_CHUNK_FIELDS: ReadonlySet<string> = new Set(["name", "args", "id", "index", "type"]);
+export const INVALID_TOOL_CALL_FIELDS: ReadonlySet<string> = new Set(INVALID_TOOL_CALL_STRINGS);
+export const TOOL_CALL_CHUNK_FIELDS: ReadonlySet<string> = new Set([...TOOL_CALL_CHUNK_STRINGS, "index"]);
 export const USAGE_FIELDS: ReadonlySet<string> = new Set(["input_tokens", "output_tokens", "total_tokens", "input_token_details", "output_token_details"]);
 
 export type ToolCallListField = "tool_calls" | "invalid_tool_calls" | "tool_call_chunks";
@@ -170,12 +173,12 @@ function copyToolCall(value: unknown, path: string): ToolCall {
 
 function copyInvalidToolCall(value: unknown, path: string): InvalidToolCall {
   const call = objectAt(value, path);
-  return copyOtherFields(call, INVALID_TOOL_CALL_FIELDS, optionalStrings(call, path, ["name", "args", "id", "error", "type"]), path);
+  return copyOtherFields(call, INVALID_TOOL_CALL_FIELDS, optionalStrings(call, path, INVALID_TOOL_CALL_STRINGS), path);
 }
 
 function copyToolCallChunk(value: unknown, path: string): ToolCallChunk {
   const chunk = objectAt(value, path);
-  const copy: ToolCallChunk = optionalStrings(chunk, path, ["name", "args", "id", "type"]);
+  const copy: ToolCallChunk = optionalStrings(chunk, path, TOOL_CALL_CHUNK_STRINGS);
   if (chunk.index !== undefined && chunk.index !== null) copy.index = integerAt(chunk.index, `${path}.index`);
   return copyOtherFields(chunk, TOOL_CALL_CHUNK_FIELDS, copy, path);
 }

@@ -351,7 +351,7 @@ export class CacheClient implements BaseCache {
     const fields = checkLookupOptions(options, this.namespace);
     if (fields.lease) throw new TypeError("lease is not allowed in alookupMany: a batch is answered at once (use alookup)");
     const lookups = keys.map((key, i) => {
-      const [prompt, llmString] = tupleAt(key, `keys[${i}]`, "[prompt, llmString]");
+      const [prompt, llmString] = tupleAt(key, 2, `keys[${i}]`, "[prompt, llmString]");
       checkKey(prompt, llmString);
       return encodeLookupRequest(prompt as string, llmString as string, fields);
     });
@@ -373,7 +373,7 @@ export class CacheClient implements BaseCache {
     if (!Array.isArray(entries)) throw new TypeError("entries must be an array of [prompt, llmString, generations]");
     const fields = { ...checkUpdateOptions(options, this.namespace), onlyIfAbsent: false };
     const updates = entries.map((entry, i) => {
-      const [prompt, llmString, generations] = tupleAt(entry, `entries[${i}]`, "[prompt, llmString, generations]");
+      const [prompt, llmString, generations] = tupleAt(entry, 3, `entries[${i}]`, "[prompt, llmString, generations]");
       checkKey(prompt, llmString);
       return encodeUpdateRequest(prompt as string, llmString as string, copyGenerations(generations, `entries[${i}].generations`), fields);
     });
@@ -504,9 +504,8 @@ function decodeReply<R>(method: DescMethod, decode: (reply: Buffer) => R, reply:
   }
 }
 
-/** An item of a batch: an array of exactly the items `shape` names ("[prompt, llmString]"). */
-function tupleAt(item: unknown, path: string, shape: string): unknown[] {
-  const size = shape.split(",").length;
+/** An item of a batch: an array of exactly `size` items, which `shape` names for the error ("[prompt, llmString]"). */
+function tupleAt(item: unknown, size: number, path: string, shape: string): unknown[] {
   if (!Array.isArray(item) || item.length !== size) {
     const got = Array.isArray(item) ? `an array of ${item.length} item${item.length === 1 ? "" : "s"}` : describe(item);
     throw new TypeError(`${path} must be ${shape}, got ${got}`);

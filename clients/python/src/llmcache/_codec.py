@@ -55,7 +55,8 @@ KNOWN_MESSAGE_FIELDS = frozenset(
 )
 _OPTIONAL_STRINGS = ("id", "name", "tool_call_id", "role", "status")
 _TOOL_CALL_FIELDS = frozenset({"name", "args", "id", "type"})
-_INVALID_TOOL_CALL_FIELDS = ("name", "args", "id", "error", "type")
+_INVALID_TOOL_CALL_STRINGS = ("name", "args", "id", "error", "type")
+_INVALID_TOOL_CALL_FIELDS = frozenset(_INVALID_TOOL_CALL_STRINGS)
 _TOOL_CALL_CHUNK_STRINGS = ("name", "args", "id", "type")
 _TOOL_CALL_CHUNK_FIELDS = frozenset((*_TOOL_CALL_CHUNK_STRINGS, "index"))
 _TOKEN_COUNTS = ("input_tokens", "output_tokens", "total_tokens")
@@ -177,13 +178,13 @@ def _encode_message(wire: Any, message: object, path: str) -> Places:
         )
     places += _encode_tool_calls(wire, message, path)
     places += _encode_usage(wire, message, path)
-    levels = _fill_other_fields(wire, message, KNOWN_MESSAGE_FIELDS, path)
+    levels = _fill_extra(wire, message, KNOWN_MESSAGE_FIELDS, path)
     if levels:
         places.append(("extra fields", levels))
     return places
 
 
-def _fill_other_fields(
+def _fill_extra(
     wire: Any, fields: Mapping[Any, Any], known: frozenset[str], path: str
 ) -> int:
     """Fills wire.extra with the fields not `known`; its levels (0: none)."""
@@ -202,14 +203,13 @@ def _encode_tool_calls(wire: Any, message: Mapping[Any, Any], path: str) -> Plac
         levels = fill_struct(item.args, fields.get("args"), f"{call_path}.args")
         places.append((f"tool_calls[{i}].args", 1 + levels))
         _set_strings(item, fields, ("id", "type"), call_path)
-        places += _other_places(item, fields, _TOOL_CALL_FIELDS, call_path)
+        places += _fill_extra_places(item, fields, _TOOL_CALL_FIELDS, call_path)
     for i, call in enumerate(_list_at(message, "invalid_tool_calls", path)):
         call_path = f"{path}.invalid_tool_calls[{i}]"
         fields = _object_at(call, call_path)
         item = wire.invalid_tool_calls.add()
-        _set_strings(item, fields, _INVALID_TOOL_CALL_FIELDS, call_path)
-        known = frozenset(_INVALID_TOOL_CALL_FIELDS)
-        places += _other_places(item, fields, known, call_path)
+        _set_strings(item, fields, _INVALID_TOOL_CALL_STRINGS, call_path)
+        places += _fill_extra_places(item, fields, _INVALID_TOOL_CALL_FIELDS, call_path)
     for i, chunk in enumerate(_list_at(message, "tool_call_chunks", path)):
         chunk_path = f"{path}.tool_call_chunks[{i}]"
         fields = _object_at(chunk, chunk_path)
@@ -217,15 +217,15 @@ def _encode_tool_calls(wire: Any, message: Mapping[Any, Any], path: str) -> Plac
         _set_strings(item, fields, _TOOL_CALL_CHUNK_STRINGS, chunk_path)
         if fields.get("index") is not None:
             item.index = _int64(fields["index"], f"{chunk_path}.index")
-        places += _other_places(item, fields, _TOOL_CALL_CHUNK_FIELDS, chunk_path)
+        places += _fill_extra_places(item, fields, _TOOL_CALL_CHUNK_FIELDS, chunk_path)
     return places
 
 
-def _other_places(
+def _fill_extra_places(
     wire: Any, fields: Mapping[Any, Any], known: frozenset[str], path: str
 ) -> Places:
     """Fills the `extra` of a tool call or the usage, one level below the message."""
-    levels = _fill_other_fields(wire, fields, known, path)
+    levels = _fill_extra(wire, fields, known, path)
     return [(f"{path.rsplit('.', 1)[-1]}.extra fields", 1 + levels)] if levels else []
 
 
@@ -246,7 +246,7 @@ def _encode_usage(wire: Any, message: Mapping[Any, Any], path: str) -> Places:
                 getattr(target, key), fields[key], f"{usage_path}.{key}"
             )
             places.append((f"usage_metadata.{key}", 1 + levels))
-    return places + _other_places(target, fields, _USAGE_FIELDS, usage_path)
+    return places + _fill_extra_places(target, fields, _USAGE_FIELDS, usage_path)
 
 
 def _decode_generation(wire: Any) -> Generation:
@@ -264,7 +264,7 @@ def _decode_message(wire: Any) -> ChatMessage:
         "type": wire.type,
         "content": read_list(wire.blocks) if content_kind == "blocks" else wire.text,
     }
-    message.update(_other_fields(wire, KNOWN_MESSAGE_FIELDS))
+    message.update(_read_extra(wire, KNOWN_MESSAGE_FIELDS))
     for key in ("additional_kwargs", "response_metadata"):
         if wire.HasField(key):
             message[key] = read_struct(getattr(wire, key))
@@ -274,14 +274,14 @@ def _decode_message(wire: Any) -> ChatMessage:
                 "name": call.name,
                 "args": read_struct(call.args),
                 **_strings_of(call, ("id", "type")),
-                **_other_fields(call, _TOOL_CALL_FIELDS),
+                **_read_extra(call, _TOOL_CALL_FIELDS),
             }
             for call in wire.tool_calls
         ],
         "invalid_tool_calls": [
             {
-                **_strings_of(call, _INVALID_TOOL_CALL_FIELDS),
-                **_other_fields(call, frozenset(_INVALID_TOOL_CALL_FIELDS)),
+                **_strings_of(call, _INVALID_TOOL_CALL_STRINGS),
+                **_read_extra(call, _INVALID_TOOL_CALL_FIELDS),
             }
             for call in wire.invalid_tool_calls
         ],
@@ -289,7 +289,7 @@ def _decode_message(wire: Any) -> ChatMessage:
             {
                 **_strings_of(chunk, _TOOL_CALL_CHUNK_STRINGS),
                 **({"index": chunk.index} if chunk.HasField("index") else {}),
-                **_other_fields(chunk, _TOOL_CALL_CHUNK_FIELDS),
+                **_read_extra(chunk, _TOOL_CALL_CHUNK_FIELDS),
             }
             for chunk in wire.tool_call_chunks
         ],
@@ -307,7 +307,7 @@ def _decode_message(wire: Any) -> ChatMessage:
                 for key in _TOKEN_DETAILS
                 if usage.HasField(key)
             },
-            **_other_fields(usage, _USAGE_FIELDS),
+            **_read_extra(usage, _USAGE_FIELDS),
         }
     message.update(_strings_of(wire, _OPTIONAL_STRINGS))
     if wire.HasField("artifact"):
@@ -330,7 +330,7 @@ def _object_at(value: object, path: str) -> Mapping[Any, Any]:
     return value
 
 
-def _other_fields(wire: Any, known: frozenset[str]) -> dict[str, Any]:
+def _read_extra(wire: Any, known: frozenset[str]) -> dict[str, Any]:
     """The members of wire.extra that are not fields of its own."""
     if not wire.HasField("extra"):
         return {}
