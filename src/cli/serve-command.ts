@@ -1,7 +1,7 @@
 import { logVerbosity, setLogVerbosity } from "@grpc/grpc-js";
 import { parseArgs } from "node:util";
 import { checkMaxsize, checkPolicy, type Limits } from "../engine/limits.js";
-import { checkLogLevel, createLogger, dropUnwritableLine } from "../server/logger.js";
+import { checkLogLevel, createLogger, dropLinesNoOneReads } from "../server/logger.js";
 import { RedisRefusedError } from "../redis/redis-connection.js";
 import { parseStoreUrl } from "../redis/store-url.js";
 import { DEFAULT_HOST, DEFAULT_PORT, startServer, StoreSettingError, type ServerOptions } from "../server/server.js";
@@ -227,7 +227,7 @@ export async function serveCommand(args: string[]): Promise<void> {
       logger.error({ err: error }, "auth file not reloaded: the tokens in force stay");
     }
   });
-  if (!process.stdout.listeners("error").includes(dropUnwritableLine)) process.stdout.on("error", dropUnwritableLine);
+  dropLinesNoOneReads(process.stdout);
   // Printed last: whoever waits for this line may signal at once.
   console.log(`llmcache listening on ${server.address}${server.metricsPort === undefined ? "" : ` (metrics on port ${server.metricsPort})`}`);
 }

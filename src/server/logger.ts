@@ -15,16 +15,20 @@ export function createLogger(level: LevelWithSilent = "info"): Logger {
   // one synchronously, retrying a failed write for ever, so a server whose
   // log reader had gone (EPIPE) never exited. Writes to a pipe are
   // synchronous in Node all the same.
-  if (!process.stderr.listeners("error").includes(dropUnwritableLine)) process.stderr.on("error", dropUnwritableLine);
+  dropLinesNoOneReads(process.stderr);
   return pino({ level, base: { service: "llmcache" } }, process.stderr);
 }
 
 /**
  * A line for stdout or stderr that cannot be written (its reader has gone)
- * is lost; the cache goes on. Without a listener the stream's error would
- * kill the process.
+ * is lost, and the cache goes on: without a listener, the stream's error
+ * would kill the process.
  */
-export function dropUnwritableLine(): void {}
+export function dropLinesNoOneReads(stream: NodeJS.WriteStream): void {
+  if (!stream.listeners("error").includes(dropLine)) stream.on("error", dropLine);
+}
+
+function dropLine(): void {}
 
 export function checkLogLevel(level: unknown): LevelWithSilent {
   if (!LOG_LEVELS.includes(level as LevelWithSilent)) {
