@@ -35,7 +35,11 @@ const DEADLINE_MARGIN_MS = 20;
 export interface CacheServiceOptions {
   /** Where unexpected failures go (see toFailure). */
   logFailure?: (path: string, error: unknown) => void;
-  /** Told of every operation of a stream once answered: its kind ("lookup", "update", "release_lease", "invalid") and status. */
+  /**
+   * Told of every operation of a stream once answered: its kind, named as
+   * StreamOperation's field ("lookup", "update", "release_lease", "cancel";
+   * "invalid" when not even that could be read), and its status.
+   */
   operationEnded?: (operation: string, code: status) => void;
 }
 

@@ -37,6 +37,7 @@ export function addIntrospection(server: Server): {
 } {
   const health = new HealthImplementation({ "": "NOT_SERVING", [CacheService.typeName]: "NOT_SERVING" });
   const watches = new Set<ServerWritableStream<unknown, unknown>>();
+  /** The names with a status (a Watch of any other is told SERVICE_UNKNOWN). */
   const known = new Set(["", CacheService.typeName]);
   // The implementation keeps its watches to itself: its service goes on the server through this, which notes them.
   const noting = {
@@ -66,10 +67,7 @@ export function addIntrospection(server: Server): {
       health.setStatus(SNAPSHOTS_HEALTH_NAME, status);
     },
     drain() {
-      for (const name of ["", CacheService.typeName, SNAPSHOTS_HEALTH_NAME]) {
-        // Only the names known: a Watch of an unknown name is told SERVICE_UNKNOWN, not this.
-        if (known.has(name)) health.setStatus(name, "NOT_SERVING");
-      }
+      for (const name of known) health.setStatus(name, "NOT_SERVING");
       for (const call of watches) call.end();
       watches.clear();
     },
