@@ -190,7 +190,8 @@ export class CacheClient implements BaseCache {
     compute: () => Generation[] | Promise<Generation[]>,
     options?: GetOrComputeOptions,
   ): Promise<Generation[]> {
-    return getOrCompute(this, prompt, llmString, compute, options);
+    // A call of its own for close(), compute included: closed under it, its fill (and its release) would be refused.
+    return this.#track(getOrCompute(this, prompt, llmString, compute, options));
   }
 
   aupdate(prompt: string, llmString: string, generations: Generation[], options?: UpdateOptions & CallOptions): Promise<void> {
@@ -387,7 +388,11 @@ export class CacheClient implements BaseCache {
 
   /** Makes the call, counted among those close() lets finish: the promise the caller gets. */
   #call<R>(operation: () => Operation<R>, options: CallOptions = {}): Promise<R> {
-    const call = this.#start(operation, options);
+    return this.#track(this.#start(operation, options));
+  }
+
+  /** Counts a call among those close() lets finish, until it settles. */
+  #track<R>(call: Promise<R>): Promise<R> {
     this.#inFlight.add(call);
     const settled = () => this.#inFlight.delete(call);
     call.then(settled, settled);
@@ -444,8 +449,8 @@ export class CacheClient implements BaseCache {
     return this.#turnReplica;
   }
 
-  #callBlocking<R>({ method, request, decode, replayable, waitMs = 0 }: Operation<R>, options: CallOptions = {}): R {
-    this.#refuseIfClosing();
+  #callBlocking<R>({ method, request, decode, replayable, waitMs = 0, endsLease }: Operation<R>, options: CallOptions = {}): R {
+    if (!(endsLease && !this.#closed)) this.#refuseIfClosing();
     const timeoutMs = this.#timeout(options) + waitMs;
     try {
       const reply = this.#blocking.call(methodPath(method), request, timeoutMs, replayable);

@@ -193,6 +193,36 @@ describe("CacheClient failures", function () {
       });
     }
 
+    it("still takes a blocking lease's fill while close() waits for a call waiting on it", async () => {
+      const closing = new CacheClient({ address: server.address, namespace: "close-blocking-fill" });
+      const { lease } = closing.lookup("p", "llm", { lease: { leaseMs: 5_000 } });
+      assert.ok(lease, "granted");
+      const waiter = closing.alookup("p", "llm", { lease: { leaseMs: 5_000, waitMs: 20_000 } });
+      await sleep(100); // the waiter's lookup waits on the server
+      const start = Date.now();
+      const closed = closing.close();
+      closing.update("p", "llm", [{ text: "filled" }], { leaseToken: lease.token });
+      assert.deepEqual((await waiter).generations, [{ text: "filled" }]);
+      await closed;
+      assert.ok(Date.now() - start < 5_000, `closed after ${Date.now() - start} ms`);
+    });
+
+    it("lets a getOrCompute made before close() compute and store its answer, with no other call in flight", async () => {
+      // Closed under its compute, its fill and its release were refused: nothing stored, the lease held to its end.
+      const closing = new CacheClient({ address: server.address, namespace: "close-get-or-compute" });
+      let computing!: () => void;
+      const computeStarted = new Promise<void>((resolve) => (computing = resolve));
+      const answer = closing.getOrCompute("p", "llm", async () => {
+        computing();
+        await sleep(300);
+        return [{ text: "computed" }];
+      });
+      await computeStarted;
+      await closing.close();
+      assert.deepEqual(await answer, [{ text: "computed" }]);
+      assert.deepEqual(await client.alookup("p", "llm", { namespace: "close-get-or-compute" }), [{ text: "computed" }]);
+    });
+
     it("refuses calls after close", async () => {
       const closing = new CacheClient({ address: server.address });
       await closing.aclear();
