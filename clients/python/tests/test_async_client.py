@@ -8,7 +8,9 @@ namespaces' counts of entries) on `server` or `limited_server`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
+import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -246,3 +248,73 @@ async def test_aclose_lets_a_lease_be_filled_for_the_calls_it_waits_for(
     assert time.monotonic() - start < 5
     assert await holder == [Generation(text="computed")]
     assert await waiting == [Generation(text="computed")]
+
+
+async def test_a_second_aclose_waits_as_the_first_does(
+    server: Server, namespace: str
+) -> None:
+    # The second returned at once, its loop's calls still in flight.
+    holder = CacheClient(server.address, namespace=namespace)
+    lease = (await holder.alookup("p", "l", lease_ms=30_000)).lease
+    assert lease is not None
+    client = CacheClient(server.address, namespace=namespace)
+    waiter = asyncio.create_task(
+        client.alookup("p", "l", lease_ms=1_000, wait_ms=20_000)
+    )
+    await asyncio.sleep(0.2)  # it waits on the server
+    first = asyncio.create_task(client.aclose())
+    second = asyncio.create_task(client.aclose())
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(asyncio.shield(second), 0.3)
+    assert not second.done(), "the second aclose() waits for the waiter too"
+    await holder.aupdate("p", "l", [{"text": "filled"}], lease_token=lease.token)
+    assert (await waiter).generations == [{"text": "filled"}]
+    await asyncio.gather(first, second)
+    await holder.aclose()
+
+
+async def test_aclose_takes_a_fill_from_another_threads_get_or_compute(
+    server: Server, namespace: str
+) -> None:
+    # aclose() closed the blocking channels before it drained this loop's
+    # calls: the fill from another thread was refused, the waiter missed.
+    client = CacheClient(server.address, namespace=namespace)
+    computing = threading.Event()
+
+    def compute() -> list[Generation]:
+        computing.set()
+        time.sleep(0.5)
+        return [Generation(text="computed")]
+
+    holder = asyncio.get_running_loop().run_in_executor(
+        None, lambda: client.get_or_compute("p", "l", compute)
+    )
+    await asyncio.to_thread(computing.wait)
+    found = asyncio.create_task(
+        client.alookup("p", "l", lease_ms=1_000, wait_ms=20_000)
+    )
+    await asyncio.sleep(0.1)
+    start = time.monotonic()
+    await client.aclose()
+    assert time.monotonic() - start < 5
+    assert (await found).generations == [Generation(text="computed")]
+    assert await holder == [Generation(text="computed")]
+
+
+async def test_aget_or_compute_made_before_aclose_stores_its_answer(
+    server: Server, namespace: str
+) -> None:
+    # With no other call in flight, aclose() closed under the compute: the
+    # fill was refused and the lease held to its end.
+    client = CacheClient(server.address, namespace=namespace)
+
+    async def compute() -> list[Generation]:
+        await asyncio.sleep(0.3)
+        return [Generation(text="computed")]
+
+    answer = asyncio.create_task(client.aget_or_compute("p", "l", compute))
+    await asyncio.sleep(0.1)
+    await client.aclose()
+    assert await answer == [Generation(text="computed")]
+    async with CacheClient(server.address, namespace=namespace) as other:
+        assert await other.alookup("p", "l") == [Generation(text="computed")]

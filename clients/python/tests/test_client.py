@@ -342,6 +342,30 @@ def test_close_lets_a_lease_be_filled_for_the_calls_it_waits_for(
     assert raised.value.code == "FAILED_PRECONDITION", "refused once closed"
 
 
+def test_get_or_compute_made_before_close_stores_its_answer(server: Server) -> None:
+    # With no other call in flight, close() closed under the compute: the
+    # fill was refused and the lease held to its end.
+    client = CacheClient(server.address, namespace="close-compute")
+    computing = threading.Event()
+
+    def compute() -> list[Generation]:
+        computing.set()
+        time.sleep(0.3)
+        return [Generation(text="computed")]
+
+    answers: list[object] = []
+    thread = threading.Thread(
+        target=lambda: answers.append(client.get_or_compute("p", "l", compute))
+    )
+    thread.start()
+    computing.wait()
+    client.close()
+    thread.join()
+    assert answers == [[Generation(text="computed")]]
+    with CacheClient(server.address, namespace="close-compute") as other:
+        assert other.lookup("p", "l") == [Generation(text="computed")]
+
+
 def test_close_from_a_signal_handler_during_a_call_does_not_wait_for_it(
     server: Server,
 ) -> None:

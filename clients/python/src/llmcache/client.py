@@ -22,7 +22,14 @@ from ._replicas import Attempts, BlockingHealth, Picker, always_healthy, async_h
 from ._stream import OperationStream, streams
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+    from collections.abc import (
+        Awaitable,
+        Callable,
+        Iterable,
+        Iterator,
+        Mapping,
+        Sequence,
+    )
     from types import TracebackType
 
     from ._calls import Call
@@ -165,7 +172,9 @@ class CacheClient:
         self._timeout = timeout_of(timeout)
         self._batching = flag(batching, "batching")
         self._picker = Picker(len(self._settings.addresses))
-        self._lock = threading.Lock()
+        # Reentrant: close() may run in a signal handler on a thread that
+        # holds the lock, in the middle of a call.
+        self._lock = threading.RLock()
         self._closed = False
         # Blocking calls in flight, by thread, which close() lets finish:
         # grpcio's close() would cancel them, or fail them with its own
@@ -174,10 +183,12 @@ class CacheClient:
         self._blocking_calls: Counter[int] = Counter()
         self._blocking_calls_ended = threading.Condition(self._lock)
         self._blocking: _BlockingTransport | None = None
+        self._blocking_closed = False
+        # Kept once the client is closed, until their loop's aclose() closes
+        # them: the calls that end a lease still use them (_async_transport).
         self._async: dict[asyncio.AbstractEventLoop, _LoopTransport] = {}
-        # The transports aclose() is draining, which still take the calls
-        # that end a lease (see _async_transport).
-        self._draining: dict[asyncio.AbstractEventLoop, _LoopTransport] = {}
+        # Each loop's aclose(), which a second aclose() waits for too.
+        self._aclosing: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
 
     @property
     def address(self) -> str:
@@ -387,39 +398,42 @@ class CacheClient:
         Asking for a lease needs the right to write the namespace.
         """
         options = self._computing(compute, namespace, ttl, never_expires)
-        found = self.lookup(
-            prompt,
-            llm_string,
-            namespace=options.namespace,
-            lease_ms=lease_ms,
-            wait_ms=wait_ms,
-            timeout=timeout,
-        )
-        if found.generations is not None:
-            return found.generations
-        token = "" if found.lease is None else found.lease.token
-        try:
-            call = _calls.update(
+        # A call of its own for close(), compute included: closed under it,
+        # its fill (and its release) would be refused.
+        with self._blocking_call():
+            found = self.lookup(
                 prompt,
                 llm_string,
-                compute(),
-                options,
-                only_if_absent=False,
-                lease_token=token,
+                namespace=options.namespace,
+                lease_ms=lease_ms,
+                wait_ms=wait_ms,
+                timeout=timeout,
             )
-            self._send(call, timeout)
-        except BaseException:
-            if token:
-                with contextlib.suppress(Exception):  # it expires then
-                    self.release_lease(
-                        prompt,
-                        llm_string,
-                        token,
-                        namespace=options.namespace,
-                        timeout=timeout,
-                    )
-            raise
-        return _calls.stored_generations(call)
+            if found.generations is not None:
+                return found.generations
+            token = "" if found.lease is None else found.lease.token
+            try:
+                call = _calls.update(
+                    prompt,
+                    llm_string,
+                    compute(),
+                    options,
+                    only_if_absent=False,
+                    lease_token=token,
+                )
+                self._send(call, timeout)
+            except BaseException:
+                if token:
+                    with contextlib.suppress(Exception):  # it expires then
+                        self.release_lease(
+                            prompt,
+                            llm_string,
+                            token,
+                            namespace=options.namespace,
+                            timeout=timeout,
+                        )
+                raise
+            return _calls.stored_generations(call)
 
     def clear(
         self,
@@ -486,19 +500,21 @@ class CacheClient:
         """
         with self._lock:
             self._closed = True
-            self._async.clear()
         self._close_blocking(threading.get_ident())
 
     def _close_blocking(self, closer: int) -> None:
         """Closes the blocking channels once only `closer` has calls in flight."""
         with self._lock:
-            while any(
-                n for thread, n in self._blocking_calls.items() if thread != closer
-            ):
+            while self._blocking_calls_besides(closer):
                 self._blocking_calls_ended.wait()
             blocking, self._blocking = self._blocking, None
+            self._blocking_closed = True
         if blocking is not None:
             blocking.close()
+
+    def _blocking_calls_besides(self, thread: int) -> bool:
+        calls = self._blocking_calls
+        return any(n for caller, n in calls.items() if caller != thread)
 
     def __enter__(self) -> Self:
         """Returns the client, closed by the `with` block's end."""
@@ -647,39 +663,40 @@ class CacheClient:
         runs.
         """
         options = self._computing(compute, namespace, ttl, never_expires)
-        found = await self.alookup(
-            prompt,
-            llm_string,
-            namespace=options.namespace,
-            lease_ms=lease_ms,
-            wait_ms=wait_ms,
-            timeout=timeout,
-        )
-        if found.generations is not None:
-            return found.generations
-        token = "" if found.lease is None else found.lease.token
-        try:
-            call = _calls.update(
+        with self._async_call():  # as get_or_compute's
+            found = await self.alookup(
                 prompt,
                 llm_string,
-                await compute(),
-                options,
-                only_if_absent=False,
-                lease_token=token,
+                namespace=options.namespace,
+                lease_ms=lease_ms,
+                wait_ms=wait_ms,
+                timeout=timeout,
             )
-            await self._asend(call, timeout)
-        except BaseException:
-            if token:
-                with contextlib.suppress(Exception):  # it expires then
-                    await self.arelease_lease(
-                        prompt,
-                        llm_string,
-                        token,
-                        namespace=options.namespace,
-                        timeout=timeout,
-                    )
-            raise
-        return _calls.stored_generations(call)
+            if found.generations is not None:
+                return found.generations
+            token = "" if found.lease is None else found.lease.token
+            try:
+                call = _calls.update(
+                    prompt,
+                    llm_string,
+                    await compute(),
+                    options,
+                    only_if_absent=False,
+                    lease_token=token,
+                )
+                await self._asend(call, timeout)
+            except BaseException:
+                if token:
+                    with contextlib.suppress(Exception):  # it expires then
+                        await self.arelease_lease(
+                            prompt,
+                            llm_string,
+                            token,
+                            namespace=options.namespace,
+                            timeout=timeout,
+                        )
+                raise
+            return _calls.stored_generations(call)
 
     async def aclear(
         self,
@@ -731,31 +748,34 @@ class CacheClient:
         loop = asyncio.get_running_loop()
         with self._lock:
             self._closed = True
-            current = self._async.pop(loop, None)
-            self._async.clear()
-            if current is not None:
-                self._draining[loop] = current
-            others_calling = any(self._blocking_calls.values())
+            closing = self._aclosing.get(loop)
+            if closing is None:
+                closing = self._aclosing[loop] = loop.create_task(self._drain(loop))
+        # Shielded: an aclose() given up (a timeout) leaves the drain to end.
+        await asyncio.shield(closing)
+
+    async def _drain(self, loop: asyncio.AbstractEventLoop) -> None:
+        """aclose()'s work: this loop's calls end, and the blocking ones; then close."""
+        transport = self._async.get(loop)
+        await _calls_ended(transport)
         closer = threading.get_ident()
-        if others_calling:  # in other threads: wait off this loop
+        if self._blocking_calls_besides(closer):  # wait off this loop
             await asyncio.to_thread(self._close_blocking, closer)
         else:
             self._close_blocking(closer)
-        if current is not None:
-            # A call may go on to another replica after UNAVAILABLE, and a
-            # lease's fill may come while draining, so one ending may not be
-            # the last.
-            while current.calls:
-                await asyncio.wait(set(current.calls))
-            with self._lock:
-                self._draining.pop(loop, None)
-            opened = [r.stream for r in current.replicas if r.stream is not None]
-            channels = [replica.callables.channel for replica in current.replicas]
-            try:
-                await asyncio.gather(*(stream.aclose() for stream in opened))
-            finally:
-                # A stream that fails to close must not keep the channels open.
-                await asyncio.gather(*(channel.close() for channel in channels))
+        if transport is None:
+            return
+        # A lease's fill may have come from this loop meanwhile.
+        await _calls_ended(transport)
+        with self._lock:
+            del self._async[loop]
+        opened = [r.stream for r in transport.replicas if r.stream is not None]
+        channels = [replica.callables.channel for replica in transport.replicas]
+        try:
+            await asyncio.gather(*(stream.aclose() for stream in opened))
+        finally:
+            # A stream that fails to close must not keep the channels open.
+            await asyncio.gather(*(channel.close() for channel in channels))
 
     async def __aenter__(self) -> Self:
         """Returns the client, closed by the `async with` block's end."""
@@ -870,16 +890,36 @@ class CacheClient:
 
     def _send(self, call: Call[R], timeout: float | None) -> R:
         deadline = self._deadline(timeout) + call.wait
-        transport = self._begin_blocking_call(ends_lease=call.ends_lease)
+        with self._blocking_call(ends_lease=call.ends_lease) as transport:
+            return self._send_on(transport, call, deadline)
+
+    @contextlib.contextmanager
+    def _blocking_call(
+        self, *, ends_lease: bool = False
+    ) -> Iterator[_BlockingTransport]:
+        """The blocking transport, for a call close() waits for."""
+        transport = self._begin_blocking_call(ends_lease=ends_lease)
         thread = threading.get_ident()
         try:
-            return self._send_on(transport, call, deadline)
+            yield transport
         finally:
             with self._lock:
                 self._blocking_calls[thread] -= 1
                 if not self._blocking_calls[thread]:
                     del self._blocking_calls[thread]
                 self._blocking_calls_ended.notify_all()
+
+    @contextlib.contextmanager
+    def _async_call(self, *, ends_lease: bool = False) -> Iterator[_LoopTransport]:
+        """The running loop's transport, for a call aclose() waits for."""
+        transport = self._async_transport(ends_lease=ends_lease)
+        ended = asyncio.get_running_loop().create_future()
+        transport.calls.add(ended)
+        try:
+            yield transport
+        finally:
+            transport.calls.discard(ended)
+            ended.set_result(None)
 
     def _send_on(
         self, transport: _BlockingTransport, call: Call[R], deadline: float
@@ -900,14 +940,17 @@ class CacheClient:
                 if attempts.retry(failure):
                     continue
                 raise failure from error
+            except ValueError as error:
+                # grpcio's own, for a channel closed under the call (by a
+                # close() in a signal handler on this thread).
+                if self._blocking_closed:
+                    raise closed_error() from error
+                raise
             return call.result(reply)
 
     async def _asend(self, call: Call[R], timeout: float | None) -> R:
         deadline = self._deadline(timeout) + call.wait
-        transport = self._async_transport(ends_lease=call.ends_lease)
-        ended = asyncio.get_running_loop().create_future()
-        transport.calls.add(ended)
-        try:
+        with self._async_call(ends_lease=call.ends_lease) as transport:
             attempts = Attempts(
                 self._picker, transport.health, deadline, retryable=call.retryable
             )
@@ -918,9 +961,6 @@ class CacheClient:
                 except CacheError as error:
                     if not attempts.retry(error):
                         raise
-        finally:
-            transport.calls.discard(ended)
-            ended.set_result(None)
 
     async def _asend_to(
         self, replica: _AsyncReplica, call: Call[R], timeout: float
@@ -947,11 +987,11 @@ class CacheClient:
     def _begin_blocking_call(self, *, ends_lease: bool) -> _BlockingTransport:
         """The blocking transport, for a call that close() is to wait for.
 
-        Once closed, only a call that ends a lease, and only while close()
-        waits for other calls (the channels are open until then).
+        Once closed, only a call that ends a lease, and only until the
+        blocking channels are closed (close() waits for other calls first).
         """
         with self._lock:
-            if self._closed and not (ends_lease and self._blocking is not None):
+            if self._closed and not (ends_lease and not self._blocking_closed):
                 raise closed_error()
             if self._blocking is None:
                 addresses = self._settings.addresses
@@ -978,12 +1018,12 @@ class CacheClient:
         # closed by awaiting; letting it go frees it with its loop.
         loop = asyncio.get_running_loop()
         with self._lock:
-            draining = self._draining.get(loop)
-            if self._closed and ends_lease and draining is not None:
-                return draining  # calls it drains may wait for this lease
-            if self._closed:
-                raise closed_error()
             transport = self._async.get(loop)
+            if self._closed:
+                # Calls still in flight may wait for the lease this ends.
+                if ends_lease and transport is not None:
+                    return transport
+                raise closed_error()
             if transport is None:
                 for stale in [other for other in self._async if other.is_closed()]:
                     del self._async[stale]
@@ -998,3 +1038,13 @@ class CacheClient:
                 transport = _LoopTransport(replicas, health, set())
                 self._async[loop] = transport
             return transport
+
+
+async def _calls_ended(transport: _LoopTransport | None) -> None:
+    """Waits until the transport carries no call.
+
+    A call may go on to another replica after UNAVAILABLE, and a lease's
+    fill may come while draining: one ending may not be the last.
+    """
+    while transport is not None and transport.calls:
+        await asyncio.wait(set(transport.calls))
