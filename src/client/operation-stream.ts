@@ -33,6 +33,8 @@ export const MAX_STREAM_MESSAGE_BYTES = 1024 * 1024;
 const MAX_OPERATIONS_PER_MESSAGE = 24;
 /** An idle stream is ended after this long, so that it does not keep the process alive. */
 const IDLE_STREAM_MS = 1_000;
+/** How long a closed stream may wait for the server to end it before it is cancelled. */
+const CLOSE_GRACE_MS = 1_000;
 
 const PATH = methodPath(CacheService.method.stream);
 const NOTHING = new Uint8Array(0);
@@ -131,11 +133,17 @@ export class OperationStream {
     });
   }
 
-  /** Sends what is waiting, then ends the stream once its results are in. */
+  /**
+   * Sends what is waiting, then ends the stream once its results are in,
+   * or cancels it CLOSE_GRACE_MS later: a server that never answers
+   * operations whose deadline passed would otherwise hold the stream, and
+   * the process, open.
+   */
   close(): void {
     this.#flush();
-    this.#call?.end();
+    const call = this.#call;
     this.#call = undefined;
+    if (call) endWithin(call, CLOSE_GRACE_MS);
   }
 
   #nextId(): number {
@@ -198,7 +206,6 @@ export class OperationStream {
       if (operation?.sentOn === call) this.#settle(operation, result);
       else this.#lateResult(call, result);
     }
-    if (this.#operations.size === 0) this.#endWhenIdle(call);
   }
 
   /**
@@ -246,6 +253,8 @@ export class OperationStream {
     if (operation.onAbort) operation.signal!.removeEventListener("abort", operation.onAbort);
     const { resolve, reject } = operation;
     forget(operation);
+    // The last one settled by its deadline or its signal, not by a result: the stream is idle all the same.
+    if (this.#operations.size === 0 && this.#call) this.#endWhenIdle(this.#call);
     if (outcome instanceof Error) reject(outcome);
     else resolve(outcome);
   }
@@ -278,11 +287,19 @@ export class OperationStream {
     this.#idleTimer = setTimeout(() => {
       if (this.#call === call && this.#operations.size === 0) {
         this.#call = undefined;
-        call.end();
+        endWithin(call, CLOSE_GRACE_MS);
       }
     }, IDLE_STREAM_MS);
     this.#idleTimer.unref();
   }
+}
+
+/** Ends a stream, and cancels it if the server has not ended it within `graceMs`. */
+function endWithin(call: ClientDuplexStream<Buffer, Buffer>, graceMs: number): void {
+  call.end();
+  const giveUp = setTimeout(() => call.cancel(), graceMs);
+  giveUp.unref();
+  call.on("status", () => clearTimeout(giveUp));
 }
 
 const SETTLED = () => {};

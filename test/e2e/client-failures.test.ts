@@ -1,8 +1,10 @@
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
 import { setTimeout as sleep } from "node:timers/promises";
+import { promisify } from "node:util";
 import { CacheClient, startServer } from "../../src/index.js";
 import { isCacheError } from "../helpers/assertions.js";
-import { startServerProcess, type ServerProcess } from "../helpers/server-process.js";
+import { runCli, startServerProcess, type ServerProcess } from "../helpers/server-process.js";
 import { closedPort, startSilentListener, startStalledGrpcServer } from "../helpers/stalled-server.js";
 
 async function elapsedMs(run: () => unknown): Promise<number> {
@@ -45,6 +47,38 @@ describe("CacheClient failures", function () {
         assert.ok(took >= 250 && took < 3_000, `took ${took} ms`);
       } finally {
         await client.close();
+        stalled.stop();
+      }
+    });
+
+    // The stream stayed half-closed, waiting for results the server never
+    // sent: the process lived on until it did (599 s behind a frozen Redis).
+    it("lets the CLI exit soon after a deadline passes, though the server never answers", async () => {
+      const stalled = await startStalledGrpcServer();
+      try {
+        const started = Date.now();
+        const run = await runCli(["lookup", "--address", stalled.address, "--timeout-ms", "500", "p", "llm"], {}, 15_000);
+        assert.equal(run.code, 1, run.stderr);
+        assert.match(run.stderr, /^llmcache: Lookup failed: DEADLINE_EXCEEDED: no result within 500 ms$/m);
+        assert.ok(Date.now() - started < 5_000, `exited after ${Date.now() - started} ms`);
+      } finally {
+        stalled.stop();
+      }
+    });
+
+    it("lets a script that never closes its client exit soon after a deadline passes, though the server never answers", async () => {
+      const stalled = await startStalledGrpcServer();
+      const script = [
+        `import { CacheClient } from ${JSON.stringify(new URL("../../src/index.js", import.meta.url).href)};`,
+        `const client = new CacheClient({ address: ${JSON.stringify(stalled.address)}, timeoutMs: 300 });`,
+        `await client.alookup("p", "llm").catch((error) => console.log(error.code));`,
+      ].join("\n");
+      try {
+        const started = Date.now();
+        const { stdout } = await promisify(execFile)(process.execPath, ["--input-type=module", "-e", script], { timeout: 15_000 });
+        assert.equal(stdout.trim(), "DEADLINE_EXCEEDED");
+        assert.ok(Date.now() - started < 5_000, `exited after ${Date.now() - started} ms`);
+      } finally {
         stalled.stop();
       }
     });
