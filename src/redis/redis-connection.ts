@@ -1,4 +1,5 @@
 import { createClient, createCluster, ErrorReply, RESP_TYPES, type RedisArgument } from "@redis/client";
+import { setTimeout as sleep } from "node:timers/promises";
 import { BackendUnavailableError } from "../engine/cache-backend.js";
 import { ClusterNodeSockets } from "./cluster-node-sockets.js";
 import { InvalidationListener } from "./invalidation-listener.js";
@@ -269,11 +270,31 @@ async function openCluster(
   });
   cluster.on("error", onError);
   cluster.on("node-ready", ({ host, port }: { host: string; port: number }) => sockets.ready(`${host}:${port}`));
+  // node-redis tries each root node once and gives up: while none answers
+  // (Redis starting after its replicas), try again, as a single Redis's
+  // client does by itself, until connectOrExplain's time is up.
+  let gaveUp = false;
+  let lastTry: unknown;
   await connectOrExplain(
-    () => cluster.connect(),
-    () => cluster.destroy(),
+    async () => {
+      for (;;) {
+        try {
+          return await cluster.connect();
+        } catch (error) {
+          if (gaveUp || isRefusal(error)) throw error;
+          lastTry = error;
+        }
+        await sleep(CLUSTER_CONNECT_RETRY_MS);
+        // Given up meanwhile: a connect now would open what no one closes.
+        if (gaveUp) throw lastTry;
+      }
+    },
+    () => {
+      gaveUp = true;
+      return cluster.destroy();
+    },
     location.display,
-    lastError,
+    () => lastError() ?? lastTry,
     refused,
   );
   return new RedisConnection(location.display, {
@@ -307,6 +328,8 @@ function askForSlotMap(cluster: object): Promise<unknown> | undefined {
 
 /** How long a server waits for Redis at start before it gives up: a wrong address should fail the start, not hang it. */
 const START_TIMEOUT_MS = 10_000;
+/** How often a Cluster none of whose nodes answers is tried again at start. */
+const CLUSTER_CONNECT_RETRY_MS = 250;
 
 async function connectOrExplain(
   connect: () => Promise<unknown>,

@@ -3,7 +3,7 @@ import { createClient } from "@redis/client";
 import { CacheClient, CacheError, type Generation } from "../../src/index.js";
 import { cacheBehaviour, through, type MethodFamily } from "../helpers/cache-behaviour.js";
 import { healthOf } from "../helpers/raw-grpc.js";
-import { redisServers, startRedis } from "../helpers/redis-servers.js";
+import { freePort, redisServers, startRedis } from "../helpers/redis-servers.js";
 import { runCli, startServerProcess, type ServerProcess } from "../helpers/server-process.js";
 import { grantedLease, MetricsScraper, waitFor, watch } from "../helpers/single-flight.js";
 
@@ -244,6 +244,19 @@ describe("llmcache serve --store with settings a Redis store cannot honour", fun
     const run = await runCli(["serve", "--port", "0", "--store", redis.url, "--log-level", "silent"], {}, 20_000);
     assert.equal(run.code, 1, run.stderr);
     assert.match(run.stderr, /cannot connect to Redis at redis:\/\/127\.0\.0\.1:\d+: .*ECONNREFUSED/);
+  });
+
+  it("waits its 10 s for a Redis Cluster none of whose nodes answers, then fails to start, exit 1", async () => {
+    // node-redis tries each root node once: the start failed at once, where a
+    // single Redis is waited for (replicas may start before their Redis).
+    const ports = await Promise.all([freePort(), freePort(), freePort()]);
+    const store = `redis-cluster://${ports.map((port) => `127.0.0.1:${port}`).join(",")}`;
+    const started = performance.now();
+    const run = await runCli(["serve", "--port", "0", "--store", store, "--log-level", "silent"], {}, 30_000);
+    const elapsed = performance.now() - started;
+    assert.equal(run.code, 1, run.stderr);
+    assert.match(run.stderr, /cannot connect to Redis at redis-cluster:\/\/127\.0\.0\.1:\d+,.*ECONNREFUSED/);
+    assert.ok(elapsed >= 9_000, `gave up after ${Math.round(elapsed)} ms, not 10 s`);
   });
 
   describe("fails to start at once, exit 2, when Redis refuses what the store's address asks", () => {
