@@ -24,7 +24,7 @@ export interface GetOrComputeOptions extends Pick<LookupOptions, "namespace">, P
  * the holder's lease, whose later fill is then refused as stale.
  */
 export async function getOrCompute(
-  cache: BaseCache,
+  cache: Pick<BaseCache, "alookup" | "aupdate" | "areleaseLease">,
   prompt: string,
   llmString: string,
   compute: () => Generation[] | Promise<Generation[]>,

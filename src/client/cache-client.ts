@@ -190,8 +190,23 @@ export class CacheClient implements BaseCache {
     compute: () => Generation[] | Promise<Generation[]>,
     options?: GetOrComputeOptions,
   ): Promise<Generation[]> {
-    // A call of its own for close(), compute included: closed under it, its fill (and its release) would be refused.
-    return this.#track(getOrCompute(this, prompt, llmString, compute, options));
+    if (this.#closing) return Promise.reject(new CacheError("FAILED_PRECONDITION", "the client is closed"));
+    // A call of its own for close(), compute included, whose calls close() lets
+    // through: closed under it, its store (and its release) would be refused.
+    return this.#track(getOrCompute(this.#admittedCalls(), prompt, llmString, compute, options));
+  }
+
+  /** The async calls getOrCompute makes, sent even while close() waits for it. */
+  #admittedCalls(): Pick<BaseCache, "alookup" | "aupdate" | "areleaseLease"> {
+    const admitted = true;
+    return {
+      alookup: ((prompt: string, llmString: string, options?: LookupOptions & CallOptions) =>
+        this.#call(() => this.#lookup(prompt, llmString, options), options, admitted)) as BaseCache["alookup"],
+      aupdate: (prompt, llmString, generations, options?: UpdateOptions & CallOptions) =>
+        this.#call(() => this.#update(prompt, llmString, generations, options, false), options, admitted).then(() => {}),
+      areleaseLease: (prompt, llmString, token, options?: Pick<LookupOptions, "namespace"> & CallOptions) =>
+        this.#call(() => this.#releaseLease(prompt, llmString, token, options), options, admitted),
+    };
   }
 
   aupdate(prompt: string, llmString: string, generations: Generation[], options?: UpdateOptions & CallOptions): Promise<void> {
@@ -295,7 +310,8 @@ export class CacheClient implements BaseCache {
     const abandoned = (outcome: StreamOutcome, replica: number) => {
       if (outcome.kind !== "lookup" || !outcome.lease || this.#closed) return;
       const release = this.#releaseLease(prompt, llmString, outcome.lease.token, { namespace: fields.namespace });
-      this.#attempt(release, replica, this.timeoutMs, undefined).catch(() => {});
+      // Counted, so that close() does not close the channel under it.
+      this.#track(this.#attempt(release, replica, this.timeoutMs, undefined)).catch(() => {});
     };
     return {
       method,
@@ -387,8 +403,8 @@ export class CacheClient implements BaseCache {
   }
 
   /** Makes the call, counted among those close() lets finish: the promise the caller gets. */
-  #call<R>(operation: () => Operation<R>, options: CallOptions = {}): Promise<R> {
-    return this.#track(this.#start(operation, options));
+  #call<R>(operation: () => Operation<R>, options: CallOptions = {}, admitted = false): Promise<R> {
+    return this.#track(this.#start(operation, options, admitted));
   }
 
   /** Counts a call among those close() lets finish, until it settles. */
@@ -399,9 +415,10 @@ export class CacheClient implements BaseCache {
     return call;
   }
 
-  async #start<R>(operation: () => Operation<R>, options: CallOptions): Promise<R> {
+  /** `admitted`: sent while the client closes (see getOrCompute), as a lease's fill or release is. */
+  async #start<R>(operation: () => Operation<R>, options: CallOptions, admitted: boolean): Promise<R> {
     const built = operation();
-    if (!(built.endsLease && !this.#closed)) this.#refuseIfClosing();
+    if (this.#closed || !(admitted || built.endsLease)) this.#refuseIfClosing();
     const timeoutMs = this.#timeout(options) + (built.waitMs ?? 0);
     const first = this.#batched(built) ? this.#streamReplica() : undefined;
     const attempt = (replica: number, remainingMs: number) => this.#attempt(built, replica, remainingMs, options.signal);

@@ -35,6 +35,8 @@ const MAX_OPERATIONS_PER_MESSAGE = 24;
 const IDLE_STREAM_MS = 1_000;
 /** How long a closed stream may wait for the server to end it before it is cancelled. */
 const CLOSE_GRACE_MS = 1_000;
+/** As CLOSE_GRACE_MS, while a lookup given up may still be granted a lease (a slow Redis). */
+const LATE_RESULT_GRACE_MS = 10_000;
 
 const PATH = methodPath(CacheService.method.stream);
 const NOTHING = new Uint8Array(0);
@@ -143,7 +145,17 @@ export class OperationStream {
     this.#flush();
     const call = this.#call;
     this.#call = undefined;
-    if (call) endWithin(call, CLOSE_GRACE_MS);
+    if (call) this.#end(call);
+  }
+
+  /**
+   * Ends a stream, and cancels it if the server has not ended it soon after:
+   * a second, or longer while a lease may still come for a lookup given up
+   * (see submit), which the caller would release.
+   */
+  #end(call: ClientDuplexStream<Buffer, Buffer>): void {
+    const owed = [...this.#abandoned.values()].some((operation) => operation.sentOn === call);
+    endWithin(call, owed ? LATE_RESULT_GRACE_MS : CLOSE_GRACE_MS);
   }
 
   #nextId(): number {
@@ -287,7 +299,7 @@ export class OperationStream {
     this.#idleTimer = setTimeout(() => {
       if (this.#call === call && this.#operations.size === 0) {
         this.#call = undefined;
-        endWithin(call, CLOSE_GRACE_MS);
+        this.#end(call);
       }
     }, IDLE_STREAM_MS);
     this.#idleTimer.unref();

@@ -257,6 +257,26 @@ describe("CacheClient failures", function () {
       assert.deepEqual(await client.alookup("p", "llm", { namespace: "close-get-or-compute" }), [{ text: "computed" }]);
     });
 
+    it("lets a getOrCompute whose wait ran out store what it computed while close() waits for it", async () => {
+      // Its store carries no token (it holds no lease): refused as a new call once closing.
+      const namespace = "close-compute-no-lease";
+      const holder = new CacheClient({ address: server.address, namespace });
+      const closing = new CacheClient({ address: server.address, namespace });
+      try {
+        assert.ok((await holder.alookup("p", "llm", { lease: { leaseMs: 30_000 } })).lease, "another caller's lease, never filled");
+        const answer = closing.getOrCompute("p", "llm", async () => {
+          await sleep(500);
+          return [{ text: "computed" }];
+        }, { waitMs: 300 });
+        await sleep(400); // the wait has run out; compute runs
+        await closing.close();
+        assert.deepEqual(await answer, [{ text: "computed" }]);
+        assert.deepEqual(await holder.alookup("p", "llm"), [{ text: "computed" }]);
+      } finally {
+        await holder.close();
+      }
+    });
+
     it("refuses calls after close", async () => {
       const closing = new CacheClient({ address: server.address });
       await closing.aclear();
