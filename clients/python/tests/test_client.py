@@ -366,6 +366,33 @@ def test_get_or_compute_made_before_close_stores_its_answer(server: Server) -> N
         assert other.lookup("p", "l") == [Generation(text="computed")]
 
 
+def test_get_or_compute_whose_wait_ran_out_stores_while_close_waits(
+    server: Server,
+) -> None:
+    # Its store carries no token (it holds no lease): refused as a new call.
+    holder = CacheClient(server.address, namespace="close-no-lease")
+    assert holder.lookup("p", "l", lease_ms=30_000).lease is not None
+    client = CacheClient(server.address, namespace="close-no-lease")
+
+    def compute() -> list[Generation]:
+        time.sleep(0.5)
+        return [Generation(text="computed")]
+
+    answers: list[object] = []
+    thread = threading.Thread(
+        target=lambda: answers.append(
+            client.get_or_compute("p", "l", compute, wait_ms=300)
+        )
+    )
+    thread.start()
+    time.sleep(0.4)  # the wait has run out; compute runs
+    client.close()
+    thread.join()
+    assert answers == [[Generation(text="computed")]]
+    assert holder.lookup("p", "l") == [Generation(text="computed")]
+    holder.close()
+
+
 def test_close_from_a_signal_handler_during_a_call_does_not_wait_for_it(
     server: Server,
 ) -> None:

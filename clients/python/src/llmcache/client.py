@@ -401,14 +401,15 @@ class CacheClient:
         # A call of its own for close(), compute included: closed under it,
         # its fill (and its release) would be refused.
         with self._blocking_call():
-            found = self.lookup(
+            lookup = self._leased_lookup(
                 prompt,
                 llm_string,
-                namespace=options.namespace,
+                options.namespace,
+                bypass=False,
                 lease_ms=lease_ms,
                 wait_ms=wait_ms,
-                timeout=timeout,
             )
+            found = self._send(lookup, timeout, admitted=True)
             if found.generations is not None:
                 return found.generations
             token = "" if found.lease is None else found.lease.token
@@ -421,17 +422,14 @@ class CacheClient:
                     only_if_absent=False,
                     lease_token=token,
                 )
-                self._send(call, timeout)
+                self._send(call, timeout, admitted=True)
             except BaseException:
                 if token:
+                    release = self._release(
+                        prompt, llm_string, token, options.namespace
+                    )
                     with contextlib.suppress(Exception):  # it expires then
-                        self.release_lease(
-                            prompt,
-                            llm_string,
-                            token,
-                            namespace=options.namespace,
-                            timeout=timeout,
-                        )
+                        self._send(release, timeout, admitted=True)
                 raise
             return _calls.stored_generations(call)
 
@@ -500,10 +498,16 @@ class CacheClient:
         """
         with self._lock:
             self._closed = True
+            for stale in [loop for loop in self._async if loop.is_closed()]:
+                del self._async[stale]
         self._close_blocking(threading.get_ident())
 
-    def _close_blocking(self, closer: int) -> None:
-        """Closes the blocking channels once only `closer` has calls in flight."""
+    def _close_blocking(self, closer: int | None) -> None:
+        """Closes the blocking channels once no thread but `closer` has calls.
+
+        `closer` is the thread close() runs on: a close() in a signal handler
+        must not wait for the call it interrupted.
+        """
         with self._lock:
             while self._blocking_calls_besides(closer):
                 self._blocking_calls_ended.wait()
@@ -512,7 +516,7 @@ class CacheClient:
         if blocking is not None:
             blocking.close()
 
-    def _blocking_calls_besides(self, thread: int) -> bool:
+    def _blocking_calls_besides(self, thread: int | None) -> bool:
         calls = self._blocking_calls
         return any(n for caller, n in calls.items() if caller != thread)
 
@@ -664,14 +668,15 @@ class CacheClient:
         """
         options = self._computing(compute, namespace, ttl, never_expires)
         with self._async_call():  # as get_or_compute's
-            found = await self.alookup(
+            lookup = self._leased_lookup(
                 prompt,
                 llm_string,
-                namespace=options.namespace,
+                options.namespace,
+                bypass=False,
                 lease_ms=lease_ms,
                 wait_ms=wait_ms,
-                timeout=timeout,
             )
+            found = await self._asend(lookup, timeout, admitted=True)
             if found.generations is not None:
                 return found.generations
             token = "" if found.lease is None else found.lease.token
@@ -684,17 +689,14 @@ class CacheClient:
                     only_if_absent=False,
                     lease_token=token,
                 )
-                await self._asend(call, timeout)
+                await self._asend(call, timeout, admitted=True)
             except BaseException:
                 if token:
+                    release = self._release(
+                        prompt, llm_string, token, options.namespace
+                    )
                     with contextlib.suppress(Exception):  # it expires then
-                        await self.arelease_lease(
-                            prompt,
-                            llm_string,
-                            token,
-                            namespace=options.namespace,
-                            timeout=timeout,
-                        )
+                        await self._asend(release, timeout, admitted=True)
                 raise
             return _calls.stored_generations(call)
 
@@ -758,11 +760,9 @@ class CacheClient:
         """aclose()'s work: this loop's calls end, and the blocking ones; then close."""
         transport = self._async.get(loop)
         await _calls_ended(transport)
-        closer = threading.get_ident()
-        if self._blocking_calls_besides(closer):  # wait off this loop
-            await asyncio.to_thread(self._close_blocking, closer)
-        else:
-            self._close_blocking(closer)
+        # Off this loop, whose calls (a lease's fill) may be what the
+        # blocking calls wait for; and on another thread, so none is spared.
+        await asyncio.to_thread(self._close_blocking, None)
         if transport is None:
             return
         # A lease's fill may have come from this loop meanwhile.
@@ -888,17 +888,26 @@ class CacheClient:
 
     # -- the two transports ---------------------------------------------------
 
-    def _send(self, call: Call[R], timeout: float | None) -> R:
+    def _send(
+        self, call: Call[R], timeout: float | None, *, admitted: bool = False
+    ) -> R:
+        """Makes a blocking call.
+
+        `admitted`: sent while the client closes, as a lease's fill or
+        release is: a call get_or_compute makes, which close() waits for.
+        """
         deadline = self._deadline(timeout) + call.wait
-        with self._blocking_call(ends_lease=call.ends_lease) as transport:
+        with self._blocking_call(
+            while_closing=call.ends_lease or admitted
+        ) as transport:
             return self._send_on(transport, call, deadline)
 
     @contextlib.contextmanager
     def _blocking_call(
-        self, *, ends_lease: bool = False
+        self, *, while_closing: bool = False
     ) -> Iterator[_BlockingTransport]:
         """The blocking transport, for a call close() waits for."""
-        transport = self._begin_blocking_call(ends_lease=ends_lease)
+        transport = self._begin_blocking_call(while_closing=while_closing)
         thread = threading.get_ident()
         try:
             yield transport
@@ -910,9 +919,9 @@ class CacheClient:
                 self._blocking_calls_ended.notify_all()
 
     @contextlib.contextmanager
-    def _async_call(self, *, ends_lease: bool = False) -> Iterator[_LoopTransport]:
+    def _async_call(self, *, while_closing: bool = False) -> Iterator[_LoopTransport]:
         """The running loop's transport, for a call aclose() waits for."""
-        transport = self._async_transport(ends_lease=ends_lease)
+        transport = self._async_transport(while_closing=while_closing)
         ended = asyncio.get_running_loop().create_future()
         transport.calls.add(ended)
         try:
@@ -948,9 +957,12 @@ class CacheClient:
                 raise
             return call.result(reply)
 
-    async def _asend(self, call: Call[R], timeout: float | None) -> R:
+    async def _asend(
+        self, call: Call[R], timeout: float | None, *, admitted: bool = False
+    ) -> R:
+        """As _send(), on this loop's transport."""
         deadline = self._deadline(timeout) + call.wait
-        with self._async_call(ends_lease=call.ends_lease) as transport:
+        with self._async_call(while_closing=call.ends_lease or admitted) as transport:
             attempts = Attempts(
                 self._picker, transport.health, deadline, retryable=call.retryable
             )
@@ -984,14 +996,14 @@ class CacheClient:
     def _deadline(self, timeout: float | None) -> float:
         return self._timeout if timeout is None else timeout_of(timeout)
 
-    def _begin_blocking_call(self, *, ends_lease: bool) -> _BlockingTransport:
+    def _begin_blocking_call(self, *, while_closing: bool) -> _BlockingTransport:
         """The blocking transport, for a call that close() is to wait for.
 
         Once closed, only a call that ends a lease, and only until the
         blocking channels are closed (close() waits for other calls first).
         """
         with self._lock:
-            if self._closed and not (ends_lease and not self._blocking_closed):
+            if self._closed and not (while_closing and not self._blocking_closed):
                 raise closed_error()
             if self._blocking is None:
                 addresses = self._settings.addresses
@@ -1011,7 +1023,7 @@ class CacheClient:
             self._blocking_calls[threading.get_ident()] += 1
             return self._blocking
 
-    def _async_transport(self, *, ends_lease: bool) -> _LoopTransport:
+    def _async_transport(self, *, while_closing: bool) -> _LoopTransport:
         # A grpc.aio channel (and a call on it) works only on the event loop
         # it was made on, so there is one per replica and loop. One whose
         # loop has closed (an asyncio.run that returned) can no longer be
@@ -1021,7 +1033,7 @@ class CacheClient:
             transport = self._async.get(loop)
             if self._closed:
                 # Calls still in flight may wait for the lease this ends.
-                if ends_lease and transport is not None:
+                if while_closing and transport is not None:
                     return transport
                 raise closed_error()
             if transport is None:
