@@ -493,7 +493,8 @@ class CacheClient:
         end, each within its deadline, then closes the blocking channels.
         Meanwhile it still sends the calls that end a lease (an update with
         `lease_token`, release_lease), which calls it waits for may be
-        waiting for. The async channels are closed by aclose(), which waits
+        waiting for, and those of a get_or_compute made before, which counts
+        as one call. The async channels are closed by aclose(), which waits
         for their calls; close() only lets them go.
         """
         with self._lock:
@@ -758,6 +759,13 @@ class CacheClient:
 
     async def _drain(self, loop: asyncio.AbstractEventLoop) -> None:
         """aclose()'s work: this loop's calls end, and the blocking ones; then close."""
+        try:
+            await self._drain_transport(loop)
+        finally:
+            with self._lock:  # done: a later aclose() finds nothing left
+                self._aclosing.pop(loop, None)
+
+    async def _drain_transport(self, loop: asyncio.AbstractEventLoop) -> None:
         transport = self._async.get(loop)
         await _calls_ended(transport)
         # Off this loop, whose calls (a lease's fill) may be what the
