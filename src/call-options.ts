@@ -153,11 +153,16 @@ export function checkNamespace(namespace: unknown): string {
 function optionsObject<T extends object>(options: T | undefined, known: readonly string[]): Partial<T> & Record<string, unknown> {
   if (options === undefined || options === null) return {};
   if (typeof options !== "object") throw new TypeError(`options must be an object, got ${describe(options)}`);
+  refuseUnknownOptions(options, known);
+  return options as Partial<T> & Record<string, unknown>;
+}
+
+/** Throws a TypeError naming the members of `options` that are not `known`, and the known ones. */
+export function refuseUnknownOptions(options: object, known: readonly string[]): void {
   const unknown = Object.keys(options).filter((key) => !known.includes(key));
   if (unknown.length > 0) {
     throw new TypeError(`unknown option${unknown.length > 1 ? "s" : ""} ${unknown.join(", ")} (the options are ${known.join(", ")})`);
   }
-  return options as Partial<T> & Record<string, unknown>;
 }
 
 function namespaceOf(options: { namespace?: unknown }, defaultNamespace: string): string {

@@ -7,6 +7,7 @@ import {
   checkLookupOptions,
   checkNamespace,
   checkUpdateOptions,
+  refuseUnknownOptions,
   type ClearOptions,
   type LeasedLookup,
   type LeaseOptions,
@@ -418,7 +419,7 @@ export class CacheClient implements BaseCache {
   /** `admitted`: sent while the client closes (see getOrCompute), as a lease's fill or release is. */
   async #start<R>(operation: () => Operation<R>, options: CallOptions, admitted: boolean): Promise<R> {
     const built = operation();
-    if (this.#closed || !(admitted || built.endsLease)) this.#refuseIfClosing();
+    this.#refuseIfClosing(admitted || built.endsLease === true);
     const timeoutMs = this.#timeout(options) + (built.waitMs ?? 0);
     const first = this.#batched(built) ? this.#streamReplica() : undefined;
     const attempt = (replica: number, remainingMs: number) => this.#attempt(built, replica, remainingMs, options.signal);
@@ -467,7 +468,7 @@ export class CacheClient implements BaseCache {
   }
 
   #callBlocking<R>({ method, request, decode, replayable, waitMs = 0, endsLease }: Operation<R>, options: CallOptions = {}): R {
-    if (!(endsLease && !this.#closed)) this.#refuseIfClosing();
+    this.#refuseIfClosing(endsLease === true);
     const timeoutMs = this.#timeout(options) + waitMs;
     try {
       const reply = this.#blocking.call(methodPath(method), request, timeoutMs, replayable);
@@ -492,8 +493,9 @@ export class CacheClient implements BaseCache {
     if (this.#closed) throw new CacheError("FAILED_PRECONDITION", "the client is closed");
   }
 
-  #refuseIfClosing(): void {
-    if (this.#closing) throw new CacheError("FAILED_PRECONDITION", "the client is closed");
+  /** Once close() is called, refuses a new call; one `admitted` (see #start) only once the channels are closed. */
+  #refuseIfClosing(admitted: boolean): void {
+    if (this.#closing && (this.#closed || !admitted)) throw new CacheError("FAILED_PRECONDITION", "the client is closed");
   }
 }
 
@@ -550,8 +552,7 @@ const CLIENT_OPTIONS: readonly (keyof CacheClientOptions)[] = ["address", "token
  */
 function checkClientOptions(options: unknown): void {
   if (options === null || typeof options !== "object") throw new TypeError(`options must be an object, got ${describe(options)}`);
-  const unknown = Object.keys(options).filter((name) => !(CLIENT_OPTIONS as readonly string[]).includes(name));
-  if (unknown.length > 0) throw new TypeError(`unknown option${unknown.length > 1 ? "s" : ""} ${unknown.join(", ")} (the options are ${CLIENT_OPTIONS.join(", ")})`);
+  refuseUnknownOptions(options, CLIENT_OPTIONS);
   const { tls, batching } = options as Record<string, unknown>;
   if (tls !== undefined && typeof tls !== "boolean" && (tls === null || typeof tls !== "object")) {
     throw new TypeError(`tls must be a boolean or { ca?, cert?, key?, serverName? }, got ${describe(tls)}`);
