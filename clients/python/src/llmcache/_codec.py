@@ -203,13 +203,17 @@ def _encode_tool_calls(wire: Any, message: Mapping[Any, Any], path: str) -> Plac
         levels = fill_struct(item.args, fields.get("args"), f"{call_path}.args")
         places.append((f"tool_calls[{i}].args", 1 + levels))
         _set_strings(item, fields, ("id", "type"), call_path)
-        places += _fill_extra_places(item, fields, _TOOL_CALL_FIELDS, call_path)
+        places += _fill_extra_places(
+            item, fields, _TOOL_CALL_FIELDS, path, f"tool_calls[{i}]"
+        )
     for i, call in enumerate(_list_at(message, "invalid_tool_calls", path)):
         call_path = f"{path}.invalid_tool_calls[{i}]"
         fields = _object_at(call, call_path)
         item = wire.invalid_tool_calls.add()
         _set_strings(item, fields, _INVALID_TOOL_CALL_STRINGS, call_path)
-        places += _fill_extra_places(item, fields, _INVALID_TOOL_CALL_FIELDS, call_path)
+        places += _fill_extra_places(
+            item, fields, _INVALID_TOOL_CALL_FIELDS, path, f"invalid_tool_calls[{i}]"
+        )
     for i, chunk in enumerate(_list_at(message, "tool_call_chunks", path)):
         chunk_path = f"{path}.tool_call_chunks[{i}]"
         fields = _object_at(chunk, chunk_path)
@@ -217,16 +221,21 @@ def _encode_tool_calls(wire: Any, message: Mapping[Any, Any], path: str) -> Plac
         _set_strings(item, fields, _TOOL_CALL_CHUNK_STRINGS, chunk_path)
         if fields.get("index") is not None:
             item.index = _int64(fields["index"], f"{chunk_path}.index")
-        places += _fill_extra_places(item, fields, _TOOL_CALL_CHUNK_FIELDS, chunk_path)
+        places += _fill_extra_places(
+            item, fields, _TOOL_CALL_CHUNK_FIELDS, path, f"tool_call_chunks[{i}]"
+        )
     return places
 
 
 def _fill_extra_places(
-    wire: Any, fields: Mapping[Any, Any], known: frozenset[str], path: str
+    wire: Any, fields: Mapping[Any, Any], known: frozenset[str], path: str, place: str
 ) -> Places:
-    """Fills the `extra` of a tool call or the usage, one level below the message."""
-    levels = _fill_extra(wire, fields, known, path)
-    return [(f"{path.rsplit('.', 1)[-1]}.extra fields", 1 + levels)] if levels else []
+    """Fills the `extra` of a tool call or the usage at `place` in the message.
+
+    `path` is the message's; the place is one level below it.
+    """
+    levels = _fill_extra(wire, fields, known, f"{path}.{place}")
+    return [(f"{place}.extra fields", 1 + levels)] if levels else []
 
 
 def _encode_usage(wire: Any, message: Mapping[Any, Any], path: str) -> Places:
@@ -246,7 +255,9 @@ def _encode_usage(wire: Any, message: Mapping[Any, Any], path: str) -> Places:
                 getattr(target, key), fields[key], f"{usage_path}.{key}"
             )
             places.append((f"usage_metadata.{key}", 1 + levels))
-    return places + _fill_extra_places(target, fields, _USAGE_FIELDS, usage_path)
+    return places + _fill_extra_places(
+        target, fields, _USAGE_FIELDS, path, "usage_metadata"
+    )
 
 
 def _decode_generation(wire: Any) -> Generation:
