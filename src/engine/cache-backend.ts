@@ -50,6 +50,35 @@ export interface NearCacheGauges {
   readonly counts: { hits: number; invalidations: number };
 }
 
+/** An entry that changed: its key (as NearLeave names it) and its namespace. */
+export interface EntryChange {
+  key: string;
+  namespace: string;
+}
+
+/** Leave to keep a hit near the caller until `key` changes, or for `ttlMs` (0: no expiry). */
+export interface NearLeave {
+  /** ASCII. */
+  key: string;
+  ttlMs: number;
+}
+
+/**
+ * A backend that hears of every change to its entries, wherever made (a
+ * near cache fed by Redis's invalidations), and so can let callers keep
+ * hits near them.
+ */
+export interface ChangeFeed<V> {
+  /** `listener` hears every change from now on (null: everything may have changed); returns what stops it. */
+  watch(listener: (change: EntryChange | null) => void): () => void;
+  /**
+   * Leave to keep `value`, just read for the pair: given only while it is
+   * what the backend itself keeps, so that the next change of it is sure
+   * to reach the listeners.
+   */
+  leave(namespace: string, prompt: string, llmString: string, value: V): NearLeave | undefined;
+}
+
 /**
  * What the server's methods run on: a cache of values keyed by
  * (namespace, prompt, llm_string), with single flight's leases, counting
@@ -90,6 +119,8 @@ export interface CacheBackend<V> extends BackendGauges {
   onAvailabilityChange(listener: (available: boolean) => void): void;
   /** Ends every lease and fails every waiter with `error`, for shutdown; later lookups that would wait throw it. */
   stopWaiting(error: Error): void;
+  /** Where the backend can tell of changes; undefined where it cannot. */
+  readonly changes?: ChangeFeed<V> | undefined;
   /** Lets go of what the backend holds open (connections, timers). */
   close(): Promise<void>;
 }

@@ -41,6 +41,11 @@ export function scanPattern(namespace?: string): string {
   return namespace === undefined ? `${KEY_PREFIX}[el]:*` : `${KEY_PREFIX}[el]:${namespaceHex(namespace)}:*`;
 }
 
+/** The namespace an entry's key (see pairKeys) belongs to. */
+export function entryNamespace(entryKey: string): string {
+  return namespaceFromHex(entryKey.slice(ENTRY_PREFIX.length, entryKey.indexOf(":", ENTRY_PREFIX.length)));
+}
+
 export function namespaceHex(namespace: string): string {
   return Buffer.from(namespace, "latin1").toString("hex");
 }

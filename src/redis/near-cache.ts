@@ -14,6 +14,11 @@
  *
  * The budget counts keys and values, and evicts the least recently used.
  *
+ * Whoever listens (onChange) hears every change this cache hears of, so
+ * that clients of this replica may keep hits nearer still (see
+ * WatchChanges in the contract); peek() says whether a value is what this
+ * cache holds, which is when a change to it is sure to be heard of.
+ *
  * Hits here never reach Redis, so to Redis's LRU (or LFU) a key this cache
  * serves looks unused, and Redis would evict the hottest entries first:
  * the keys served are remembered until takeServed(), for the replica to
@@ -38,6 +43,8 @@ export class NearCache {
   #invalidations = 0;
   /** Keys served since takeServed() last ran. */
   readonly #served = new Set<string>();
+  /** Told of each key that changed, or null when everything may have. */
+  readonly #listeners = new Set<(key: string | null) => void>();
 
   /** `now`: a clock in ms that never goes back. */
   constructor(maxBytes: number, readonly now: () => number = () => performance.now()) {
@@ -73,6 +80,22 @@ export class NearCache {
     this.#hits++;
     this.#served.add(key);
     return entry.value;
+  }
+
+  /**
+   * What is kept for `key` now, if anything, and when it expires: not
+   * counted as a hit, nor as a use.
+   */
+  peek(key: string): { value: Buffer; expiresAt: number } | undefined {
+    if (this.#suspendedFor.size > 0) return undefined;
+    const entry = this.#entries.get(key);
+    return entry === undefined || entry.expiresAt <= this.now() ? undefined : entry;
+  }
+
+  /** `listener` hears every change from now on: a key, or null for everything. Returns what stops it. */
+  onChange(listener: (key: string | null) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
   }
 
   /** The keys served since the last call (see the class's comment). */
@@ -121,6 +144,7 @@ export class NearCache {
     }
     const entry = this.#entries.get(key);
     if (entry) this.#remove(key, entry);
+    for (const listener of this.#listeners) listener(key);
   }
 
   /** Drops everything: Redis flushed, or invalidations may have been lost. */
@@ -130,6 +154,7 @@ export class NearCache {
     this.#entries.clear();
     this.#reads.clear();
     this.#bytes = 0;
+    for (const listener of this.#listeners) listener(null);
   }
 
   /** Invalidations may be missed, for `reason`, until resume(reason): drops everything and keeps nothing meanwhile. */

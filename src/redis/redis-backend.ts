@@ -1,12 +1,12 @@
 import { randomBytes } from "node:crypto";
 import type { RedisArgument } from "@redis/client";
-import type { BackendLookup, BackendPair, CacheBackend } from "../engine/cache-backend.js";
+import type { BackendLookup, BackendPair, CacheBackend, ChangeFeed } from "../engine/cache-backend.js";
 import type { LeasedUpdate } from "../engine/leased-update.js";
 import { DEFAULT_WAITER_LIMITS, type LeasedLookup, type WaiterLimits } from "../engine/leases.js";
 import { checkTtl } from "../engine/limits.js";
 import { newCounters, toStats, type CacheStats } from "../engine/stats.js";
 import { STATS_NAMESPACES_LISTED, type StatsReport } from "../engine/store.js";
-import { ALL_LEASES, LEASES_CHANNEL, pairKeys, scanPattern } from "./keys.js";
+import { ALL_LEASES, entryNamespace, LEASES_CHANNEL, pairKeys, scanPattern } from "./keys.js";
 import { LeaseWaits, type LeaseCheck } from "./lease-waits.js";
 import { NearCache } from "./near-cache.js";
 import { RedisConnection } from "./redis-connection.js";
@@ -65,6 +65,7 @@ export class RedisBackend implements CacheBackend<Buffer> {
   constructor(redis: RedisConnection, options: RedisBackendOptions, onError: (error: unknown) => void, near?: NearCache) {
     this.#redis = redis;
     this.#near = near;
+    this.changes = near && changeFeedOf(near);
     // A Redis that does not answer the probe may also be holding back word of changes made through other replicas.
     redis.onAvailabilityChange((available) => (available ? near?.resume(REDIS_SILENT) : near?.suspend(REDIS_SILENT)));
     this.#counters = new SharedCounters(redis, options.statsFlushMs ?? 1_000, onError);
@@ -96,6 +97,10 @@ export class RedisBackend implements CacheBackend<Buffer> {
   get nearCache(): NearCache | undefined {
     return this.#near;
   }
+
+  /** Changes as the near cache hears of them: without one, a replica hears of none. */
+  readonly changes: ChangeFeed<Buffer> | undefined;
+
 
   async lookup(namespace: string, prompt: string, llmString: string, { bypass, leaseMs, waitMs, signal }: BackendLookup): Promise<LeasedLookup<Buffer>> {
     const keys = pairKeys(namespace, prompt, llmString);
@@ -388,4 +393,17 @@ export async function openRedisBackend(
 function infoField(info: string, name: string): number {
   const match = new RegExp(`^${name}:(\\d+)`, "m").exec(info);
   return match ? Number(match[1]) : 0;
+}
+
+function changeFeedOf(near: NearCache): ChangeFeed<Buffer> {
+  return {
+    watch: (listener) => near.onChange((key) => listener(key === null ? null : { key, namespace: entryNamespace(key) })),
+    leave: (namespace, prompt, llmString, value) => {
+      const key = pairKeys(namespace, prompt, llmString).entry;
+      const kept = near.peek(key);
+      // Equal bytes are enough: whichever write left them, they are what a change would be told against.
+      if (kept === undefined || !kept.value.equals(value)) return undefined;
+      return { key, ttlMs: kept.expiresAt === Infinity ? 0 : Math.max(1, Math.floor(kept.expiresAt - near.now())) };
+    },
+  };
 }

@@ -1,6 +1,6 @@
 import { status, type UntypedServiceImplementation } from "@grpc/grpc-js";
 import { CacheService } from "../../gen/llmcache/v1/cache_pb.js";
-import { allOf, andThen, type CacheBackend, type MaybePromise } from "../engine/cache-backend.js";
+import { allOf, andThen, type CacheBackend, type MaybePromise, type NearLeave } from "../engine/cache-backend.js";
 import type { LeasedLookup } from "../engine/leases.js";
 import { batchLookupResultSize, readBatchLookupRequest, writeBatchLookupResponse } from "../rpc/codec/batch-lookup.js";
 import { readBatchUpdateRequest, writeBatchUpdateResponse } from "../rpc/codec/batch-update.js";
@@ -62,6 +62,7 @@ const OPERATION_LABELS: Record<WireOperation["kind"], string> = {
   cancel: "cancel",
   update: "update",
   release: "release_lease",
+  watch: "watch",
   invalid: "invalid",
 };
 
@@ -100,6 +101,8 @@ export function cacheServiceMethods(
   const streamPath = methodPath(stream);
   const { logFailure, operationEnded } = options;
   const checks = requestChecks(limits);
+  /** The streams that watch (see WatchChanges), each with its watch's id. */
+  const watches = new WeakMap<CallScope, number>();
   /** Stored bytes of the caller's own, for a reply written after the backend may have changed. */
   const copyOf = (stored: StoredGenerations | undefined) => (stored && backend.lendsValues ? Buffer.from(stored) : stored);
 
@@ -165,6 +168,35 @@ export function cacheServiceMethods(
     return answer.finally(done);
   }
 
+  /**
+   * Tells the stream of every change its caller may see, as Invalidation
+   * results with the watch's id, written as soon as the change is heard of:
+   * so an update's own change is written before the update's result.
+   */
+  function watch(id: number, call: CallScope): void {
+    const feed = backend.changes;
+    const stream = call.stream;
+    if (!feed || !stream) {
+      throw new CacheError("FAILED_PRECONDITION", "this server cannot tell of changes: it keeps no near cache of its own (see llmcache serve --near-cache)");
+    }
+    const watching = watches.get(call);
+    if (watching !== undefined) throw new CacheError("FAILED_PRECONDITION", `the stream already watches (operation ${watching})`);
+    watches.set(call, id);
+    const tell = (keys: string[], all: boolean) => stream.push(writeStreamResponses([{ id, kind: "invalidation", keys, all }], limits.maxReplyBytes));
+    const stop = feed.watch((change) => {
+      if (change === null) tell([], true);
+      else if (stream.principal()?.canRead(change.namespace)) tell([change.key], false);
+    });
+    stream.onEnd(stop);
+    // What the client keeps was read with rights it may have lost.
+    stream.onRightsChange(() => tell([], true));
+  }
+
+  /** Leave for a watching stream's client to keep the hit it is answered (see NearGrant). */
+  function nearLeave(call: CallScope, { namespace, prompt, llmString }: WireLookup, stored: StoredGenerations | undefined): NearLeave | undefined {
+    return stored === undefined || !watches.has(call) ? undefined : backend.changes?.leave(namespace, prompt, llmString, stored);
+  }
+
   /** `updatesFollow`: an update comes later in the same message. */
   function execute(operation: WireOperation, principal: Principal, call: CallScope, updatesFollow: boolean): MaybePromise<WireResult> | undefined {
     const result = answer(operation, principal, call, updatesFollow);
@@ -188,10 +220,19 @@ export function cacheServiceMethods(
           const answer = lookupOnStream(id, operation.lookup, principal, call);
           // An answer that waited is written on its own, whenever it comes.
           const mayBeOverwritten = updatesFollow || answer instanceof Promise;
-          return answered(answer, ({ stored, lease }) => ({ id, kind: "lookup", stored: mayBeOverwritten ? copyOf(stored) : stored, lease }));
+          return answered(answer, ({ stored, lease }) => ({
+            id,
+            kind: "lookup",
+            stored: mayBeOverwritten ? copyOf(stored) : stored,
+            lease,
+            near: nearLeave(call, operation.lookup, stored),
+          }));
         }
         case "cancel":
           call.waiting?.get(id)?.abort(new CacheError("CANCELLED", `operation ${id} was cancelled by the client`));
+          return undefined;
+        case "watch":
+          watch(id, call);
           return undefined;
         case "update":
           return answered(set(operation.update, principal), (stored) => ({ id, kind: "update", stored }));

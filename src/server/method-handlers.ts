@@ -22,6 +22,24 @@ export interface CallScope {
   readonly signal: AbortSignal;
   /** A stream's operations that wait now, by id, each with what cancels it alone (see CancelOperation). */
   readonly waiting?: Map<number, AbortController>;
+  /** A stream's: what an operation that answers more than once needs (see WatchChanges). */
+  readonly stream?: StreamScope;
+}
+
+/** What a stream offers an operation that goes on after its message is answered. */
+export interface StreamScope {
+  /** Writes these messages now, after every message written before; nothing once the stream has ended. */
+  push(messages: Buffer[]): void;
+  /**
+   * The caller's rights now: checked again after a reload of the auth file.
+   * Undefined once the token is no longer valid (the stream fails at its
+   * next message).
+   */
+  principal(): Principal | undefined;
+  /** `listener` runs once, when the stream ends, however it ends. */
+  onEnd(listener: () => void): void;
+  /** `listener` runs whenever the caller's rights may have changed (the auth file was reloaded), until the stream ends. */
+  onRightsChange(listener: () => void): void;
 }
 
 /** A unary method's work on its request message, for a caller with these rights: its reply, now or later. */
@@ -94,9 +112,12 @@ class GrpcCallScope implements CallScope {
   #controller: AbortController | undefined;
   readonly waiting: Map<number, AbortController> | undefined;
 
-  constructor(call: ServerSurfaceCall, stream = false) {
+  readonly stream: StreamScope | undefined;
+
+  constructor(call: ServerSurfaceCall, stream?: StreamScope) {
     this.#call = call;
     this.waiting = stream ? new Map() : undefined;
+    this.stream = stream;
   }
 
   remainingMs(): number {
@@ -136,11 +157,13 @@ export function streamHandler(method: DescMethod, implementation: StreamImplemen
     let owed = 0;
     let ending = false;
     const open: OpenStream = { drain: () => finish() };
+    const endListeners: (() => void)[] = [];
     const end = (code: status) => {
       if (ended) return;
       ended = true;
       context.streams.delete(open);
       context.observer.callEnded(method.name, code, (performance.now() - started) / 1000);
+      for (const listener of endListeners) listener();
     };
     const finish = () => {
       ending = true;
@@ -161,7 +184,30 @@ export function streamHandler(method: DescMethod, implementation: StreamImplemen
         });
       }
     };
-    const scope = new GrpcCallScope(call, true);
+    /** The principal, checked again if the auth file was reloaded since it was found; throws if the token is no longer valid. */
+    const currentPrincipal = () => {
+      if (authenticatedAt !== context.authenticator.version) {
+        authenticatedAt = context.authenticator.version;
+        principal = context.authenticator.authenticate(call.metadata);
+      }
+      return principal;
+    };
+    const scope = new GrpcCallScope(call, {
+      push: (messages) => {
+        if (!ended) write(messages);
+      },
+      principal: () => {
+        try {
+          return currentPrincipal();
+        } catch {
+          return undefined;
+        }
+      },
+      onEnd: (listener) => (ended ? listener() : endListeners.push(listener)),
+      onRightsChange: (listener) => {
+        if (!ended) endListeners.push(context.authenticator.onReload(listener));
+      },
+    });
     const fail = (error: unknown) => {
       const failure = toStatus(toFailure(path, error, context.observer.failed));
       end(failure.code);
@@ -187,11 +233,7 @@ export function streamHandler(method: DescMethod, implementation: StreamImplemen
       try {
         // A stream outlives reloads of the auth file: the token is checked
         // again against the rights now in force, so revoking it ends the stream.
-        if (authenticatedAt !== context.authenticator.version) {
-          authenticatedAt = context.authenticator.version;
-          principal = context.authenticator.authenticate(call.metadata);
-        }
-        responses = implementation(request, principal, scope);
+        responses = implementation(request, currentPrincipal(), scope);
       } catch (error) {
         fail(error);
         return;

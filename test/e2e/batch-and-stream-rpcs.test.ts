@@ -1,19 +1,11 @@
 import assert from "node:assert/strict";
-import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { Metadata, status, type ClientDuplexStream } from "@grpc/grpc-js";
-import {
-  BatchUpdateRequestSchema,
-  CacheService,
-  StreamRequestSchema,
-  StreamResponseSchema,
-  UpdateRequestSchema,
-  type StreamResponse,
-} from "../../gen/llmcache/v1/cache_pb.js";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { status } from "@grpc/grpc-js";
+import { BatchUpdateRequestSchema, CacheService, UpdateRequestSchema } from "../../gen/llmcache/v1/cache_pb.js";
 import { CacheClient, CacheError, type Generation } from "../../src/index.js";
-import { passBytes } from "../../src/rpc/codec.js";
-import { openChannel } from "../../src/rpc/channel.js";
 import { methodPath } from "../../src/rpc/service-definition.js";
 import { grpcFrame, rawCall } from "../helpers/raw-grpc.js";
+import { openRawStream } from "../helpers/raw-stream.js";
 import { startServerProcess, type ServerProcess } from "../helpers/server-process.js";
 
 describe("BatchLookup, BatchUpdate and Stream", function () {
@@ -109,36 +101,12 @@ describe("BatchLookup, BatchUpdate and Stream", function () {
   });
 
   describe("the stream", () => {
-    function openStream(): { call: ClientDuplexStream<Buffer, Buffer>; next(): Promise<StreamResponse>; close(): void } {
-      const channel = openChannel({ address: server.address });
-      const call = channel.makeBidiStreamRequest(methodPath(CacheService.method.stream), passBytes, passBytes, new Metadata());
-      const responses: StreamResponse[] = [];
-      const waiting: ((response: StreamResponse) => void)[] = [];
-      call.on("data", (bytes: Buffer) => {
-        const response = fromBinary(StreamResponseSchema, bytes);
-        const waiter = waiting.shift();
-        if (waiter) waiter(response);
-        else responses.push(response);
-      });
-      call.on("error", () => {});
-      return {
-        call,
-        next: () => (responses.length > 0 ? Promise.resolve(responses.shift()!) : new Promise((resolve) => waiting.push(resolve))),
-        close: () => {
-          call.end();
-          channel.close();
-        },
-      };
-    }
-
-    function send(call: ClientDuplexStream<Buffer, Buffer>, operations: Parameters<typeof create<typeof StreamRequestSchema>>[1]) {
-      call.write(Buffer.from(toBinary(StreamRequestSchema, create(StreamRequestSchema, operations))));
-    }
+    const openStream = () => openRawStream(server.address);
 
     it("answers every operation of a message with its id, and keeps order within the message", async () => {
       const stream = openStream();
       try {
-        send(stream.call, {
+        stream.send({
           operations: [
             { id: 7, operation: { case: "update", value: { prompt: "p", llmString: "l", generations: [{ text: "x" }] } } },
             { id: 9, operation: { case: "lookup", value: { prompt: "p", llmString: "l" } } },
@@ -173,11 +141,11 @@ describe("BatchLookup, BatchUpdate and Stream", function () {
           [
             [1, "lookup", undefined],
             [2, "error", [status.INVALID_ARGUMENT, "cannot decode llmcache.v1.LookupRequest: prompt is not valid UTF-8"]],
-            [4, "error", [status.INVALID_ARGUMENT, "operation 4 has no lookup, update, release_lease or cancel"]],
+            [4, "error", [status.INVALID_ARGUMENT, "operation 4 has no lookup, update, release_lease, cancel or watch"]],
             [5, "lookup", undefined],
           ],
         );
-        send(stream.call, { operations: [{ id: 6, operation: { case: "lookup", value: { prompt: "a", llmString: "" } } }] });
+        stream.send({ operations: [{ id: 6, operation: { case: "lookup", value: { prompt: "a", llmString: "" } } }] });
         assert.deepEqual((await stream.next()).results.map((r) => r.id), [6]);
       } finally {
         stream.close();

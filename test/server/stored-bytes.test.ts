@@ -43,13 +43,13 @@ describe("a stream's lookup followed by updates in the same message", () => {
 
   it("answers the value the lookup found, not what the updates wrote over its bytes", () => {
     const outcomes = send([lookup(1, "a"), ...overwriting(2)]);
-    assert.deepEqual(outcomes.get(1), { id: 1, kind: "lookup", generations: text("a"), lease: null });
+    assert.deepEqual(outcomes.get(1), { id: 1, kind: "lookup", generations: text("a"), lease: null, near: null });
   });
 
   it("between updates too, and a lookup after the last update answers what they wrote", () => {
     const before: StreamOperation = { id: 1, kind: "update", request: update("b", text("b")) };
     const outcomes = send([before, lookup(2, "a"), ...overwriting(3), lookup(99, "a")]);
-    assert.deepEqual(outcomes.get(2), { id: 2, kind: "lookup", generations: text("a"), lease: null });
-    assert.deepEqual(outcomes.get(99), { id: 99, kind: "lookup", generations: text("z"), lease: null });
+    assert.deepEqual(outcomes.get(2), { id: 2, kind: "lookup", generations: text("a"), lease: null, near: null });
+    assert.deepEqual(outcomes.get(99), { id: 99, kind: "lookup", generations: text("z"), lease: null, near: null });
   });
 });

@@ -1,11 +1,13 @@
 import assert from "node:assert/strict";
-import { create, toBinary } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import {
   BatchLookupRequestSchema,
   BatchLookupResponseSchema,
   BatchUpdateRequestSchema,
   LookupRequestSchema,
   LookupResponseSchema,
+  StreamOperationSchema,
+  StreamRequestSchema,
   StreamResponseSchema,
   UpdateRequestSchema,
 } from "../../gen/llmcache/v1/cache_pb.js";
@@ -15,7 +17,8 @@ import { decodeBatchLookupResponse, encodeBatchLookupRequest } from "../../src/r
 import { encodeBatchUpdateRequest } from "../../src/rpc/codec/batch-update.js";
 import { toWireGeneration } from "../../src/rpc/codec/generation-objects.js";
 import { decodeLookupResponse, encodeLookupRequest } from "../../src/rpc/codec/lookup.js";
-import { decodeStreamResponse } from "../../src/rpc/codec/stream.js";
+import { decodeStreamResponse, encodeStreamRequest, readStreamRequest, streamOperationSize, writeStreamResponse } from "../../src/rpc/codec/stream.js";
+import { DEFAULT_REQUEST_LIMITS, requestChecks } from "../../src/server/request-limits.js";
 import { encodeUpdateRequest } from "../../src/rpc/codec/update.js";
 import { chatGenerations } from "../fixtures/generations.js";
 
@@ -130,7 +133,7 @@ describe("the client's hand-written codec", () => {
         }),
       );
       assert.deepEqual(decodeStreamResponse(Buffer.concat([Buffer.from(stream), unknownField])), [
-        { id: 3, kind: "lookup", generations: [{ text: "b" }], lease: null },
+        { id: 3, kind: "lookup", generations: [{ text: "b" }], lease: null, near: null },
         { id: 4, kind: "update", stored: true },
         { id: 5, kind: "error", code: 8, message: "too big", reason: "entry_too_large" },
         { id: 7, kind: "update", stored: false },
@@ -160,6 +163,60 @@ describe("the client's hand-written codec", () => {
         name: "DecodeError",
         message: "cannot decode llmcache.v1.StreamResponse: premature EOF",
       });
+    });
+  });
+
+  describe("a near cache's messages (WatchChanges, NearGrant, Invalidation)", () => {
+    const KEY = "llmc:e:6e73:{digest}";
+
+    it("writes a watch as protobuf-es does, and the server reads it back", () => {
+      const watch = { id: 9, kind: "watch" as const, request: new Uint8Array(0) };
+      const bytes = encodeStreamRequest([watch], streamOperationSize(watch));
+      const expected = create(StreamRequestSchema, { operations: [create(StreamOperationSchema, { id: 9, operation: { case: "watch", value: {} } })] });
+      assert.deepEqual(bytes, Buffer.from(toBinary(StreamRequestSchema, expected)));
+      assert.deepEqual(readStreamRequest(bytes, requestChecks(DEFAULT_REQUEST_LIMITS)), [{ id: 9, kind: "watch" }]);
+    });
+
+    it("reads a grant and an invalidation as protobuf-es writes them, with the hit's own bytes to keep", () => {
+      const hit = { hit: true, generations: [{ text: "b" }], near: { key: KEY, ttlMs: 1_500n } };
+      const stream = toBinary(
+        StreamResponseSchema,
+        create(StreamResponseSchema, {
+          results: [
+            { id: 3, result: { case: "lookup", value: hit } },
+            { id: 1, result: { case: "invalidation", value: { keys: [KEY, "other"] } } },
+            { id: 1, result: { case: "invalidation", value: { all: true } } },
+          ],
+        }),
+      );
+      const [lookup, some, all] = decodeStreamResponse(Buffer.from(stream));
+      assert.ok(lookup?.kind === "lookup" && lookup.near);
+      assert.deepEqual(lookup.generations, [{ text: "b" }]);
+      assert.deepEqual({ key: lookup.near.key, ttlMs: lookup.near.ttlMs }, { key: KEY, ttlMs: 1_500 });
+      assert.deepEqual(decodeLookupResponse(lookup.near.response), [{ text: "b" }]);
+      assert.deepEqual(some, { id: 1, kind: "invalidation", keys: [KEY, "other"], all: false });
+      assert.deepEqual(all, { id: 1, kind: "invalidation", keys: [], all: true });
+    });
+
+    it("has the server write grants and invalidations that protobuf-es reads", () => {
+      const stored = Buffer.from(toBinary(LookupResponseSchema, create(LookupResponseSchema, { generations: [{ text: "g" }] })));
+      const bytes = writeStreamResponse([
+        { id: 4, kind: "lookup", stored: stored as never, near: { key: KEY, ttlMs: 0 } },
+        { id: 5, kind: "lookup", stored: stored as never, near: { key: KEY, ttlMs: 300 } },
+        { id: 1, kind: "invalidation", keys: [KEY], all: false },
+        { id: 1, kind: "invalidation", keys: [], all: true },
+      ]);
+      const { results } = fromBinary(StreamResponseSchema, bytes);
+      const [forever, shortLived, some, all] = results;
+      assert.ok(forever?.result.case === "lookup" && shortLived?.result.case === "lookup");
+      assert.equal(forever.result.value.hit, true);
+      assert.deepEqual(forever.result.value.generations.map((generation) => generation.text), ["g"]);
+      assert.equal(forever.result.value.near?.key, KEY);
+      assert.equal(forever.result.value.near?.ttlMs, 0n);
+      assert.equal(shortLived.result.value.near?.ttlMs, 300n);
+      assert.ok(some?.result.case === "invalidation" && all?.result.case === "invalidation");
+      assert.deepEqual([some.result.value.keys, some.result.value.all], [[KEY], false]);
+      assert.deepEqual([all.result.value.keys, all.result.value.all], [[], true]);
     });
   });
 });

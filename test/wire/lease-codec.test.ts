@@ -272,8 +272,8 @@ describe("single flight on the wire", () => {
       );
       assert.equal(more.length, 0);
       assert.deepEqual(decodeStreamResponse(message!), [
-        { id: 1, kind: "lookup", generations: null, lease: { token: TOKEN, leaseMs: 1_500 } },
-        { id: 2, kind: "lookup", generations: null, lease: null },
+        { id: 1, kind: "lookup", generations: null, lease: { token: TOKEN, leaseMs: 1_500 }, near: null },
+        { id: 2, kind: "lookup", generations: null, lease: null, near: null },
         { id: 3, kind: "release", released: true },
         { id: 4, kind: "release", released: false },
       ]);

@@ -266,9 +266,9 @@ describe("each message, from its writer to its reader", () => {
         { id: 8, kind: "error", code: 3, message: "", reason: "" },
       ];
       const expected = [
-        ...generationLists.map((generations, i) => ({ id: 10 + i, kind: "lookup", generations, lease: null })),
-        { id: 2, kind: "lookup", generations: null, lease: null },
-        { id: 3, kind: "lookup", generations: null, lease: { token: "t0k.1", leaseMs: 5 } },
+        ...generationLists.map((generations, i) => ({ id: 10 + i, kind: "lookup", generations, lease: null, near: null })),
+        { id: 2, kind: "lookup", generations: null, lease: null, near: null },
+        { id: 3, kind: "lookup", generations: null, lease: { token: "t0k.1", leaseMs: 5 }, near: null },
         { id: 4, kind: "update", stored: true },
         { id: 5, kind: "update", stored: false },
         { id: 6, kind: "release", released: true },

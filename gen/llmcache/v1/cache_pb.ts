@@ -26,7 +26,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file llmcache/v1/cache.proto.
  */
 export const file_llmcache_v1_cache: GenFile = /*@__PURE__*/
-  fileDesc("ChdsbG1jYWNoZS92MS9jYWNoZS5wcm90bxILbGxtY2FjaGUudjEieQoNTG9va3VwUmVxdWVzdBIOCgZwcm9tcHQYASABKAkSEgoKbGxtX3N0cmluZxgCIAEoCRIRCgluYW1lc3BhY2UYAyABKAkSDgoGYnlwYXNzGAQgASgIEhAKCGxlYXNlX21zGAUgASgEEg8KB3dhaXRfbXMYBiABKAQibgoOTG9va3VwUmVzcG9uc2USCwoDaGl0GAEgASgIEiwKC2dlbmVyYXRpb25zGAIgAygLMhcubGxtY2FjaGUudjEuR2VuZXJhdGlvbhIhCgVsZWFzZRgDIAEoCzISLmxsbWNhY2hlLnYxLkxlYXNlIigKBUxlYXNlEg0KBXRva2VuGAEgASgJEhAKCGxlYXNlX21zGAIgASgEItoBCg1VcGRhdGVSZXF1ZXN0Eg4KBnByb21wdBgBIAEoCRISCgpsbG1fc3RyaW5nGAIgASgJEiwKC2dlbmVyYXRpb25zGAMgAygLMhcubGxtY2FjaGUudjEuR2VuZXJhdGlvbhIRCgluYW1lc3BhY2UYBCABKAkSDgoGdHRsX21zGAUgASgEEhUKDW5ldmVyX2V4cGlyZXMYBiABKAgSEAoIbm9fc3RvcmUYByABKAgSFgoOb25seV9pZl9hYnNlbnQYCCABKAgSEwoLbGVhc2VfdG9rZW4YCSABKAkiIAoOVXBkYXRlUmVzcG9uc2USDgoGc3RvcmVkGAEgASgIImEKE1JlbGVhc2VMZWFzZVJlcXVlc3QSDgoGcHJvbXB0GAEgASgJEhIKCmxsbV9zdHJpbmcYAiABKAkSEQoJbmFtZXNwYWNlGAMgASgJEhMKC2xlYXNlX3Rva2VuGAQgASgJIigKFFJlbGVhc2VMZWFzZVJlc3BvbnNlEhAKCHJlbGVhc2VkGAEgASgIIjkKDENsZWFyUmVxdWVzdBIRCgluYW1lc3BhY2UYASABKAkSFgoOYWxsX25hbWVzcGFjZXMYAiABKAgiDwoNQ2xlYXJSZXNwb25zZSJBChJCYXRjaExvb2t1cFJlcXVlc3QSKwoHbG9va3VwcxgBIAMoCzIaLmxsbWNhY2hlLnYxLkxvb2t1cFJlcXVlc3QiQwoTQmF0Y2hMb29rdXBSZXNwb25zZRIsCgdyZXN1bHRzGAEgAygLMhsubGxtY2FjaGUudjEuTG9va3VwUmVzcG9uc2UiQQoSQmF0Y2hVcGRhdGVSZXF1ZXN0EisKB3VwZGF0ZXMYASADKAsyGi5sbG1jYWNoZS52MS5VcGRhdGVSZXF1ZXN0IhUKE0JhdGNoVXBkYXRlUmVzcG9uc2UiQQoNU3RyZWFtUmVxdWVzdBIwCgpvcGVyYXRpb25zGAEgAygLMhwubGxtY2FjaGUudjEuU3RyZWFtT3BlcmF0aW9uIvEBCg9TdHJlYW1PcGVyYXRpb24SCgoCaWQYASABKA0SLAoGbG9va3VwGAIgASgLMhoubGxtY2FjaGUudjEuTG9va3VwUmVxdWVzdEgAEiwKBnVwZGF0ZRgDIAEoCzIaLmxsbWNhY2hlLnYxLlVwZGF0ZVJlcXVlc3RIABI5Cg1yZWxlYXNlX2xlYXNlGAQgASgLMiAubGxtY2FjaGUudjEuUmVsZWFzZUxlYXNlUmVxdWVzdEgAEi4KBmNhbmNlbBgFIAEoCzIcLmxsbWNhY2hlLnYxLkNhbmNlbE9wZXJhdGlvbkgAQgsKCW9wZXJhdGlvbiIRCg9DYW5jZWxPcGVyYXRpb24iPAoOU3RyZWFtUmVzcG9uc2USKgoHcmVzdWx0cxgBIAMoCzIZLmxsbWNhY2hlLnYxLlN0cmVhbVJlc3VsdCLsAQoMU3RyZWFtUmVzdWx0EgoKAmlkGAEgASgNEi0KBmxvb2t1cBgCIAEoCzIbLmxsbWNhY2hlLnYxLkxvb2t1cFJlc3BvbnNlSAASLQoGdXBkYXRlGAMgASgLMhsubGxtY2FjaGUudjEuVXBkYXRlUmVzcG9uc2VIABIsCgVlcnJvchgEIAEoCzIbLmxsbWNhY2hlLnYxLk9wZXJhdGlvbkVycm9ySAASOgoNcmVsZWFzZV9sZWFzZRgFIAEoCzIhLmxsbWNhY2hlLnYxLlJlbGVhc2VMZWFzZVJlc3BvbnNlSABCCAoGcmVzdWx0Ij8KDk9wZXJhdGlvbkVycm9yEgwKBGNvZGUYASABKAUSDwoHbWVzc2FnZRgCIAEoCRIOCgZyZWFzb24YAyABKAkiDgoMU3RhdHNSZXF1ZXN0IuIBCg1TdGF0c1Jlc3BvbnNlEiYKBXRvdGFsGAEgASgLMhcubGxtY2FjaGUudjEuQ2FjaGVTdGF0cxI+CgpuYW1lc3BhY2VzGAIgAygLMioubGxtY2FjaGUudjEuU3RhdHNSZXNwb25zZS5OYW1lc3BhY2VzRW50cnkSHQoVbmFtZXNwYWNlc19ub3RfbGlzdGVkGAMgASgEGkoKD05hbWVzcGFjZXNFbnRyeRILCgNrZXkYASABKAkSJgoFdmFsdWUYAiABKAsyFy5sbG1jYWNoZS52MS5DYWNoZVN0YXRzOgI4ASL0AQoKQ2FjaGVTdGF0cxIPCgdlbnRyaWVzGAEgASgEEg0KBWJ5dGVzGAIgASgEEgwKBGhpdHMYAyABKAQSDgoGbWlzc2VzGAQgASgEEhAKCGJ5cGFzc2VzGAUgASgEEhEKCWhpdF9yYXRpbxgGIAEoARIpCglldmljdGlvbnMYByABKAsyFi5sbG1jYWNoZS52MS5FdmljdGlvbnMSEwoLZXhwaXJhdGlvbnMYCCABKAQSGgoSdXBkYXRlc19ub3Rfc3RvcmVkGAkgASgEEicKBmxlYXNlcxgKIAEoCzIXLmxsbWNhY2hlLnYxLkxlYXNlU3RhdHMinAEKCkxlYXNlU3RhdHMSDwoHZ3JhbnRlZBgBIAEoBBIOCgZmaWxsZWQYAiABKAQSFAoMd2FpdHNfc2VydmVkGAMgASgEEhcKD3dhaXRzX3RpbWVkX291dBgEIAEoBBIPCgdleHBpcmVkGAUgASgEEhAKCHJlbGVhc2VkGAYgASgEEhsKE3N0YWxlX2ZpbGxzX3JlZnVzZWQYByABKAQiNQoJRXZpY3Rpb25zEgwKBHNpemUYASABKAQSDQoFYnl0ZXMYAiABKAQSCwoDdHRsGAMgASgEIncKCkdlbmVyYXRpb24SDAoEdGV4dBgBIAEoCRIwCg9nZW5lcmF0aW9uX2luZm8YAiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EikKB21lc3NhZ2UYAyABKAsyGC5sbG1jYWNoZS52MS5DaGF0TWVzc2FnZSKJBQoLQ2hhdE1lc3NhZ2USDAoEdHlwZRgBIAEoCRIOCgR0ZXh0GAIgASgJSAASLAoGYmxvY2tzGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLkxpc3RWYWx1ZUgAEjIKEWFkZGl0aW9uYWxfa3dhcmdzGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIyChFyZXNwb25zZV9tZXRhZGF0YRgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSKQoKdG9vbF9jYWxscxgGIAMoCzIVLmxsbWNhY2hlLnYxLlRvb2xDYWxsEjgKEmludmFsaWRfdG9vbF9jYWxscxgHIAMoCzIcLmxsbWNhY2hlLnYxLkludmFsaWRUb29sQ2FsbBIyCg51c2FnZV9tZXRhZGF0YRgIIAEoCzIaLmxsbWNhY2hlLnYxLlVzYWdlTWV0YWRhdGESDwoCaWQYCSABKAlIAYgBARIRCgRuYW1lGAogASgJSAKIAQESGQoMdG9vbF9jYWxsX2lkGAsgASgJSAOIAQESEQoEcm9sZRgMIAEoCUgEiAEBEhMKBnN0YXR1cxgNIAEoCUgFiAEBEigKCGFydGlmYWN0GA4gASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEjQKEHRvb2xfY2FsbF9jaHVua3MYDyADKAsyGi5sbG1jYWNoZS52MS5Ub29sQ2FsbENodW5rEiYKBWV4dHJhGBAgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdEIJCgdjb250ZW50QgUKA19pZEIHCgVfbmFtZUIPCg1fdG9vbF9jYWxsX2lkQgcKBV9yb2xlQgkKB19zdGF0dXMimwEKCFRvb2xDYWxsEgwKBG5hbWUYASABKAkSJQoEYXJncxgCIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSDwoCaWQYAyABKAlIAIgBARIRCgR0eXBlGAQgASgJSAGIAQESJgoFZXh0cmEYBSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0QgUKA19pZEIHCgVfdHlwZSLDAQoPSW52YWxpZFRvb2xDYWxsEhEKBG5hbWUYASABKAlIAIgBARIRCgRhcmdzGAIgASgJSAGIAQESDwoCaWQYAyABKAlIAogBARISCgVlcnJvchgEIAEoCUgDiAEBEhEKBHR5cGUYBSABKAlIBIgBARImCgVleHRyYRgGIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3RCBwoFX25hbWVCBwoFX2FyZ3NCBQoDX2lkQggKBl9lcnJvckIHCgVfdHlwZSLBAQoNVG9vbENhbGxDaHVuaxIRCgRuYW1lGAEgASgJSACIAQESEQoEYXJncxgCIAEoCUgBiAEBEg8KAmlkGAMgASgJSAKIAQESEgoFaW5kZXgYBCABKANIA4gBARIRCgR0eXBlGAUgASgJSASIAQESJgoFZXh0cmEYBiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0QgcKBV9uYW1lQgcKBV9hcmdzQgUKA19pZEIICgZfaW5kZXhCBwoFX3R5cGUi5wEKDVVzYWdlTWV0YWRhdGESFAoMaW5wdXRfdG9rZW5zGAEgASgDEhUKDW91dHB1dF90b2tlbnMYAiABKAMSFAoMdG90YWxfdG9rZW5zGAMgASgDEjQKE2lucHV0X3Rva2VuX2RldGFpbHMYBCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EjUKFG91dHB1dF90b2tlbl9kZXRhaWxzGAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBImCgVleHRyYRgGIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3Qy1AQKDENhY2hlU2VydmljZRJBCgZMb29rdXASGi5sbG1jYWNoZS52MS5Mb29rdXBSZXF1ZXN0GhsubGxtY2FjaGUudjEuTG9va3VwUmVzcG9uc2USQQoGVXBkYXRlEhoubGxtY2FjaGUudjEuVXBkYXRlUmVxdWVzdBobLmxsbWNhY2hlLnYxLlVwZGF0ZVJlc3BvbnNlEj4KBUNsZWFyEhkubGxtY2FjaGUudjEuQ2xlYXJSZXF1ZXN0GhoubGxtY2FjaGUudjEuQ2xlYXJSZXNwb25zZRJQCgtCYXRjaExvb2t1cBIfLmxsbWNhY2hlLnYxLkJhdGNoTG9va3VwUmVxdWVzdBogLmxsbWNhY2hlLnYxLkJhdGNoTG9va3VwUmVzcG9uc2USUAoLQmF0Y2hVcGRhdGUSHy5sbG1jYWNoZS52MS5CYXRjaFVwZGF0ZVJlcXVlc3QaIC5sbG1jYWNoZS52MS5CYXRjaFVwZGF0ZVJlc3BvbnNlEkUKBlN0cmVhbRIaLmxsbWNhY2hlLnYxLlN0cmVhbVJlcXVlc3QaGy5sbG1jYWNoZS52MS5TdHJlYW1SZXNwb25zZSgBMAESPgoFU3RhdHMSGS5sbG1jYWNoZS52MS5TdGF0c1JlcXVlc3QaGi5sbG1jYWNoZS52MS5TdGF0c1Jlc3BvbnNlElMKDFJlbGVhc2VMZWFzZRIgLmxsbWNhY2hlLnYxLlJlbGVhc2VMZWFzZVJlcXVlc3QaIS5sbG1jYWNoZS52MS5SZWxlYXNlTGVhc2VSZXNwb25zZUJVCg9kZXYubGxtY2FjaGUudjFCCkNhY2hlUHJvdG9QAVombGxtY2FjaGUuZGV2L2dvL2xsbWNhY2hlL3YxO2xsbWNhY2hldjGqAgtMbG1jYWNoZS5WMWIGcHJvdG8z", [file_google_protobuf_struct]);
+  fileDesc("ChdsbG1jYWNoZS92MS9jYWNoZS5wcm90bxILbGxtY2FjaGUudjEieQoNTG9va3VwUmVxdWVzdBIOCgZwcm9tcHQYASABKAkSEgoKbGxtX3N0cmluZxgCIAEoCRIRCgluYW1lc3BhY2UYAyABKAkSDgoGYnlwYXNzGAQgASgIEhAKCGxlYXNlX21zGAUgASgEEg8KB3dhaXRfbXMYBiABKAQilAEKDkxvb2t1cFJlc3BvbnNlEgsKA2hpdBgBIAEoCBIsCgtnZW5lcmF0aW9ucxgCIAMoCzIXLmxsbWNhY2hlLnYxLkdlbmVyYXRpb24SIQoFbGVhc2UYAyABKAsyEi5sbG1jYWNoZS52MS5MZWFzZRIkCgRuZWFyGAQgASgLMhYubGxtY2FjaGUudjEuTmVhckdyYW50IigKCU5lYXJHcmFudBILCgNrZXkYASABKAkSDgoGdHRsX21zGAIgASgEIigKBUxlYXNlEg0KBXRva2VuGAEgASgJEhAKCGxlYXNlX21zGAIgASgEItoBCg1VcGRhdGVSZXF1ZXN0Eg4KBnByb21wdBgBIAEoCRISCgpsbG1fc3RyaW5nGAIgASgJEiwKC2dlbmVyYXRpb25zGAMgAygLMhcubGxtY2FjaGUudjEuR2VuZXJhdGlvbhIRCgluYW1lc3BhY2UYBCABKAkSDgoGdHRsX21zGAUgASgEEhUKDW5ldmVyX2V4cGlyZXMYBiABKAgSEAoIbm9fc3RvcmUYByABKAgSFgoOb25seV9pZl9hYnNlbnQYCCABKAgSEwoLbGVhc2VfdG9rZW4YCSABKAkiIAoOVXBkYXRlUmVzcG9uc2USDgoGc3RvcmVkGAEgASgIImEKE1JlbGVhc2VMZWFzZVJlcXVlc3QSDgoGcHJvbXB0GAEgASgJEhIKCmxsbV9zdHJpbmcYAiABKAkSEQoJbmFtZXNwYWNlGAMgASgJEhMKC2xlYXNlX3Rva2VuGAQgASgJIigKFFJlbGVhc2VMZWFzZVJlc3BvbnNlEhAKCHJlbGVhc2VkGAEgASgIIjkKDENsZWFyUmVxdWVzdBIRCgluYW1lc3BhY2UYASABKAkSFgoOYWxsX25hbWVzcGFjZXMYAiABKAgiDwoNQ2xlYXJSZXNwb25zZSJBChJCYXRjaExvb2t1cFJlcXVlc3QSKwoHbG9va3VwcxgBIAMoCzIaLmxsbWNhY2hlLnYxLkxvb2t1cFJlcXVlc3QiQwoTQmF0Y2hMb29rdXBSZXNwb25zZRIsCgdyZXN1bHRzGAEgAygLMhsubGxtY2FjaGUudjEuTG9va3VwUmVzcG9uc2UiQQoSQmF0Y2hVcGRhdGVSZXF1ZXN0EisKB3VwZGF0ZXMYASADKAsyGi5sbG1jYWNoZS52MS5VcGRhdGVSZXF1ZXN0IhUKE0JhdGNoVXBkYXRlUmVzcG9uc2UiQQoNU3RyZWFtUmVxdWVzdBIwCgpvcGVyYXRpb25zGAEgAygLMhwubGxtY2FjaGUudjEuU3RyZWFtT3BlcmF0aW9uIp0CCg9TdHJlYW1PcGVyYXRpb24SCgoCaWQYASABKA0SLAoGbG9va3VwGAIgASgLMhoubGxtY2FjaGUudjEuTG9va3VwUmVxdWVzdEgAEiwKBnVwZGF0ZRgDIAEoCzIaLmxsbWNhY2hlLnYxLlVwZGF0ZVJlcXVlc3RIABI5Cg1yZWxlYXNlX2xlYXNlGAQgASgLMiAubGxtY2FjaGUudjEuUmVsZWFzZUxlYXNlUmVxdWVzdEgAEi4KBmNhbmNlbBgFIAEoCzIcLmxsbWNhY2hlLnYxLkNhbmNlbE9wZXJhdGlvbkgAEioKBXdhdGNoGAYgASgLMhkubGxtY2FjaGUudjEuV2F0Y2hDaGFuZ2VzSABCCwoJb3BlcmF0aW9uIhEKD0NhbmNlbE9wZXJhdGlvbiIOCgxXYXRjaENoYW5nZXMiKQoMSW52YWxpZGF0aW9uEgwKBGtleXMYASADKAkSCwoDYWxsGAIgASgIIjwKDlN0cmVhbVJlc3BvbnNlEioKB3Jlc3VsdHMYASADKAsyGS5sbG1jYWNoZS52MS5TdHJlYW1SZXN1bHQinwIKDFN0cmVhbVJlc3VsdBIKCgJpZBgBIAEoDRItCgZsb29rdXAYAiABKAsyGy5sbG1jYWNoZS52MS5Mb29rdXBSZXNwb25zZUgAEi0KBnVwZGF0ZRgDIAEoCzIbLmxsbWNhY2hlLnYxLlVwZGF0ZVJlc3BvbnNlSAASLAoFZXJyb3IYBCABKAsyGy5sbG1jYWNoZS52MS5PcGVyYXRpb25FcnJvckgAEjoKDXJlbGVhc2VfbGVhc2UYBSABKAsyIS5sbG1jYWNoZS52MS5SZWxlYXNlTGVhc2VSZXNwb25zZUgAEjEKDGludmFsaWRhdGlvbhgGIAEoCzIZLmxsbWNhY2hlLnYxLkludmFsaWRhdGlvbkgAQggKBnJlc3VsdCI/Cg5PcGVyYXRpb25FcnJvchIMCgRjb2RlGAEgASgFEg8KB21lc3NhZ2UYAiABKAkSDgoGcmVhc29uGAMgASgJIg4KDFN0YXRzUmVxdWVzdCLiAQoNU3RhdHNSZXNwb25zZRImCgV0b3RhbBgBIAEoCzIXLmxsbWNhY2hlLnYxLkNhY2hlU3RhdHMSPgoKbmFtZXNwYWNlcxgCIAMoCzIqLmxsbWNhY2hlLnYxLlN0YXRzUmVzcG9uc2UuTmFtZXNwYWNlc0VudHJ5Eh0KFW5hbWVzcGFjZXNfbm90X2xpc3RlZBgDIAEoBBpKCg9OYW1lc3BhY2VzRW50cnkSCwoDa2V5GAEgASgJEiYKBXZhbHVlGAIgASgLMhcubGxtY2FjaGUudjEuQ2FjaGVTdGF0czoCOAEi9AEKCkNhY2hlU3RhdHMSDwoHZW50cmllcxgBIAEoBBINCgVieXRlcxgCIAEoBBIMCgRoaXRzGAMgASgEEg4KBm1pc3NlcxgEIAEoBBIQCghieXBhc3NlcxgFIAEoBBIRCgloaXRfcmF0aW8YBiABKAESKQoJZXZpY3Rpb25zGAcgASgLMhYubGxtY2FjaGUudjEuRXZpY3Rpb25zEhMKC2V4cGlyYXRpb25zGAggASgEEhoKEnVwZGF0ZXNfbm90X3N0b3JlZBgJIAEoBBInCgZsZWFzZXMYCiABKAsyFy5sbG1jYWNoZS52MS5MZWFzZVN0YXRzIpwBCgpMZWFzZVN0YXRzEg8KB2dyYW50ZWQYASABKAQSDgoGZmlsbGVkGAIgASgEEhQKDHdhaXRzX3NlcnZlZBgDIAEoBBIXCg93YWl0c190aW1lZF9vdXQYBCABKAQSDwoHZXhwaXJlZBgFIAEoBBIQCghyZWxlYXNlZBgGIAEoBBIbChNzdGFsZV9maWxsc19yZWZ1c2VkGAcgASgEIjUKCUV2aWN0aW9ucxIMCgRzaXplGAEgASgEEg0KBWJ5dGVzGAIgASgEEgsKA3R0bBgDIAEoBCJ3CgpHZW5lcmF0aW9uEgwKBHRleHQYASABKAkSMAoPZ2VuZXJhdGlvbl9pbmZvGAIgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIpCgdtZXNzYWdlGAMgASgLMhgubGxtY2FjaGUudjEuQ2hhdE1lc3NhZ2UiiQUKC0NoYXRNZXNzYWdlEgwKBHR5cGUYASABKAkSDgoEdGV4dBgCIAEoCUgAEiwKBmJsb2NrcxgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5MaXN0VmFsdWVIABIyChFhZGRpdGlvbmFsX2t3YXJncxgEIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSMgoRcmVzcG9uc2VfbWV0YWRhdGEYBSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EikKCnRvb2xfY2FsbHMYBiADKAsyFS5sbG1jYWNoZS52MS5Ub29sQ2FsbBI4ChJpbnZhbGlkX3Rvb2xfY2FsbHMYByADKAsyHC5sbG1jYWNoZS52MS5JbnZhbGlkVG9vbENhbGwSMgoOdXNhZ2VfbWV0YWRhdGEYCCABKAsyGi5sbG1jYWNoZS52MS5Vc2FnZU1ldGFkYXRhEg8KAmlkGAkgASgJSAGIAQESEQoEbmFtZRgKIAEoCUgCiAEBEhkKDHRvb2xfY2FsbF9pZBgLIAEoCUgDiAEBEhEKBHJvbGUYDCABKAlIBIgBARITCgZzdGF0dXMYDSABKAlIBYgBARIoCghhcnRpZmFjdBgOIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRI0ChB0b29sX2NhbGxfY2h1bmtzGA8gAygLMhoubGxtY2FjaGUudjEuVG9vbENhbGxDaHVuaxImCgVleHRyYRgQIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3RCCQoHY29udGVudEIFCgNfaWRCBwoFX25hbWVCDwoNX3Rvb2xfY2FsbF9pZEIHCgVfcm9sZUIJCgdfc3RhdHVzIpsBCghUb29sQ2FsbBIMCgRuYW1lGAEgASgJEiUKBGFyZ3MYAiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Eg8KAmlkGAMgASgJSACIAQESEQoEdHlwZRgEIAEoCUgBiAEBEiYKBWV4dHJhGAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdEIFCgNfaWRCBwoFX3R5cGUiwwEKD0ludmFsaWRUb29sQ2FsbBIRCgRuYW1lGAEgASgJSACIAQESEQoEYXJncxgCIAEoCUgBiAEBEg8KAmlkGAMgASgJSAKIAQESEgoFZXJyb3IYBCABKAlIA4gBARIRCgR0eXBlGAUgASgJSASIAQESJgoFZXh0cmEYBiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0QgcKBV9uYW1lQgcKBV9hcmdzQgUKA19pZEIICgZfZXJyb3JCBwoFX3R5cGUiwQEKDVRvb2xDYWxsQ2h1bmsSEQoEbmFtZRgBIAEoCUgAiAEBEhEKBGFyZ3MYAiABKAlIAYgBARIPCgJpZBgDIAEoCUgCiAEBEhIKBWluZGV4GAQgASgDSAOIAQESEQoEdHlwZRgFIAEoCUgEiAEBEiYKBWV4dHJhGAYgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdEIHCgVfbmFtZUIHCgVfYXJnc0IFCgNfaWRCCAoGX2luZGV4QgcKBV90eXBlIucBCg1Vc2FnZU1ldGFkYXRhEhQKDGlucHV0X3Rva2VucxgBIAEoAxIVCg1vdXRwdXRfdG9rZW5zGAIgASgDEhQKDHRvdGFsX3Rva2VucxgDIAEoAxI0ChNpbnB1dF90b2tlbl9kZXRhaWxzGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBI1ChRvdXRwdXRfdG9rZW5fZGV0YWlscxgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSJgoFZXh0cmEYBiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0MtQECgxDYWNoZVNlcnZpY2USQQoGTG9va3VwEhoubGxtY2FjaGUudjEuTG9va3VwUmVxdWVzdBobLmxsbWNhY2hlLnYxLkxvb2t1cFJlc3BvbnNlEkEKBlVwZGF0ZRIaLmxsbWNhY2hlLnYxLlVwZGF0ZVJlcXVlc3QaGy5sbG1jYWNoZS52MS5VcGRhdGVSZXNwb25zZRI+CgVDbGVhchIZLmxsbWNhY2hlLnYxLkNsZWFyUmVxdWVzdBoaLmxsbWNhY2hlLnYxLkNsZWFyUmVzcG9uc2USUAoLQmF0Y2hMb29rdXASHy5sbG1jYWNoZS52MS5CYXRjaExvb2t1cFJlcXVlc3QaIC5sbG1jYWNoZS52MS5CYXRjaExvb2t1cFJlc3BvbnNlElAKC0JhdGNoVXBkYXRlEh8ubGxtY2FjaGUudjEuQmF0Y2hVcGRhdGVSZXF1ZXN0GiAubGxtY2FjaGUudjEuQmF0Y2hVcGRhdGVSZXNwb25zZRJFCgZTdHJlYW0SGi5sbG1jYWNoZS52MS5TdHJlYW1SZXF1ZXN0GhsubGxtY2FjaGUudjEuU3RyZWFtUmVzcG9uc2UoATABEj4KBVN0YXRzEhkubGxtY2FjaGUudjEuU3RhdHNSZXF1ZXN0GhoubGxtY2FjaGUudjEuU3RhdHNSZXNwb25zZRJTCgxSZWxlYXNlTGVhc2USIC5sbG1jYWNoZS52MS5SZWxlYXNlTGVhc2VSZXF1ZXN0GiEubGxtY2FjaGUudjEuUmVsZWFzZUxlYXNlUmVzcG9uc2VCVQoPZGV2LmxsbWNhY2hlLnYxQgpDYWNoZVByb3RvUAFaJmxsbWNhY2hlLmRldi9nby9sbG1jYWNoZS92MTtsbG1jYWNoZXYxqgILTGxtY2FjaGUuVjFiBnByb3RvMw", [file_google_protobuf_struct]);
 
 /**
  * @generated from message llmcache.v1.LookupRequest
@@ -110,6 +110,16 @@ export type LookupResponse = Message<"llmcache.v1.LookupResponse"> & {
    * @generated from field: llmcache.v1.Lease lease = 3;
    */
   lease?: Lease | undefined;
+
+  /**
+   * Set only on a hit answered on a Stream that watches (see
+   * WatchChanges): the client may keep this hit in its own memory and
+   * answer it again itself until the stream carries an Invalidation that
+   * names near.key (or all), the stream ends, or near.ttl_ms passes.
+   *
+   * @generated from field: llmcache.v1.NearGrant near = 4;
+   */
+  near?: NearGrant | undefined;
 };
 
 /**
@@ -118,6 +128,36 @@ export type LookupResponse = Message<"llmcache.v1.LookupResponse"> & {
  */
 export const LookupResponseSchema: GenMessage<LookupResponse> = /*@__PURE__*/
   messageDesc(file_llmcache_v1_cache, 1);
+
+/**
+ * The server's leave to keep a hit near the caller (see
+ * LookupResponse.near).
+ *
+ * @generated from message llmcache.v1.NearGrant
+ */
+export type NearGrant = Message<"llmcache.v1.NearGrant"> & {
+  /**
+   * Opaque: the name Invalidations give the entry.
+   *
+   * @generated from field: string key = 1;
+   */
+  key: string;
+
+  /**
+   * How long the entry has left to live, in milliseconds, from when the
+   * reply was written; 0: it has no expiry.
+   *
+   * @generated from field: uint64 ttl_ms = 2;
+   */
+  ttlMs: bigint;
+};
+
+/**
+ * Describes the message llmcache.v1.NearGrant.
+ * Use `create(NearGrantSchema)` to create a new message.
+ */
+export const NearGrantSchema: GenMessage<NearGrant> = /*@__PURE__*/
+  messageDesc(file_llmcache_v1_cache, 2);
 
 /**
  * The right, for a while, to fill a pair that others wait for: memcache's
@@ -153,7 +193,7 @@ export type Lease = Message<"llmcache.v1.Lease"> & {
  * Use `create(LeaseSchema)` to create a new message.
  */
 export const LeaseSchema: GenMessage<Lease> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 2);
+  messageDesc(file_llmcache_v1_cache, 3);
 
 /**
  * @generated from message llmcache.v1.UpdateRequest
@@ -229,7 +269,7 @@ export type UpdateRequest = Message<"llmcache.v1.UpdateRequest"> & {
  * Use `create(UpdateRequestSchema)` to create a new message.
  */
 export const UpdateRequestSchema: GenMessage<UpdateRequest> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 3);
+  messageDesc(file_llmcache_v1_cache, 4);
 
 /**
  * @generated from message llmcache.v1.UpdateResponse
@@ -249,7 +289,7 @@ export type UpdateResponse = Message<"llmcache.v1.UpdateResponse"> & {
  * Use `create(UpdateResponseSchema)` to create a new message.
  */
 export const UpdateResponseSchema: GenMessage<UpdateResponse> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 4);
+  messageDesc(file_llmcache_v1_cache, 5);
 
 /**
  * @generated from message llmcache.v1.ReleaseLeaseRequest
@@ -281,7 +321,7 @@ export type ReleaseLeaseRequest = Message<"llmcache.v1.ReleaseLeaseRequest"> & {
  * Use `create(ReleaseLeaseRequestSchema)` to create a new message.
  */
 export const ReleaseLeaseRequestSchema: GenMessage<ReleaseLeaseRequest> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 5);
+  messageDesc(file_llmcache_v1_cache, 6);
 
 /**
  * @generated from message llmcache.v1.ReleaseLeaseResponse
@@ -300,7 +340,7 @@ export type ReleaseLeaseResponse = Message<"llmcache.v1.ReleaseLeaseResponse"> &
  * Use `create(ReleaseLeaseResponseSchema)` to create a new message.
  */
 export const ReleaseLeaseResponseSchema: GenMessage<ReleaseLeaseResponse> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 6);
+  messageDesc(file_llmcache_v1_cache, 7);
 
 /**
  * @generated from message llmcache.v1.ClearRequest
@@ -324,7 +364,7 @@ export type ClearRequest = Message<"llmcache.v1.ClearRequest"> & {
  * Use `create(ClearRequestSchema)` to create a new message.
  */
 export const ClearRequestSchema: GenMessage<ClearRequest> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 7);
+  messageDesc(file_llmcache_v1_cache, 8);
 
 /**
  * @generated from message llmcache.v1.ClearResponse
@@ -337,7 +377,7 @@ export type ClearResponse = Message<"llmcache.v1.ClearResponse"> & {
  * Use `create(ClearResponseSchema)` to create a new message.
  */
 export const ClearResponseSchema: GenMessage<ClearResponse> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 8);
+  messageDesc(file_llmcache_v1_cache, 9);
 
 /**
  * @generated from message llmcache.v1.BatchLookupRequest
@@ -354,7 +394,7 @@ export type BatchLookupRequest = Message<"llmcache.v1.BatchLookupRequest"> & {
  * Use `create(BatchLookupRequestSchema)` to create a new message.
  */
 export const BatchLookupRequestSchema: GenMessage<BatchLookupRequest> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 9);
+  messageDesc(file_llmcache_v1_cache, 10);
 
 /**
  * @generated from message llmcache.v1.BatchLookupResponse
@@ -373,7 +413,7 @@ export type BatchLookupResponse = Message<"llmcache.v1.BatchLookupResponse"> & {
  * Use `create(BatchLookupResponseSchema)` to create a new message.
  */
 export const BatchLookupResponseSchema: GenMessage<BatchLookupResponse> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 10);
+  messageDesc(file_llmcache_v1_cache, 11);
 
 /**
  * @generated from message llmcache.v1.BatchUpdateRequest
@@ -390,7 +430,7 @@ export type BatchUpdateRequest = Message<"llmcache.v1.BatchUpdateRequest"> & {
  * Use `create(BatchUpdateRequestSchema)` to create a new message.
  */
 export const BatchUpdateRequestSchema: GenMessage<BatchUpdateRequest> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 11);
+  messageDesc(file_llmcache_v1_cache, 12);
 
 /**
  * @generated from message llmcache.v1.BatchUpdateResponse
@@ -403,7 +443,7 @@ export type BatchUpdateResponse = Message<"llmcache.v1.BatchUpdateResponse"> & {
  * Use `create(BatchUpdateResponseSchema)` to create a new message.
  */
 export const BatchUpdateResponseSchema: GenMessage<BatchUpdateResponse> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 12);
+  messageDesc(file_llmcache_v1_cache, 13);
 
 /**
  * @generated from message llmcache.v1.StreamRequest
@@ -420,7 +460,7 @@ export type StreamRequest = Message<"llmcache.v1.StreamRequest"> & {
  * Use `create(StreamRequestSchema)` to create a new message.
  */
 export const StreamRequestSchema: GenMessage<StreamRequest> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 13);
+  messageDesc(file_llmcache_v1_cache, 14);
 
 /**
  * @generated from message llmcache.v1.StreamOperation
@@ -466,6 +506,25 @@ export type StreamOperation = Message<"llmcache.v1.StreamOperation"> & {
      */
     value: CancelOperation;
     case: "cancel";
+  } | {
+    /**
+     * Tell this stream of every change to an entry the caller may read,
+     * from now until the stream ends, and grant its hits to be kept (see
+     * LookupResponse.near): a client-side near cache, as Redis's
+     * client-side caching in broadcast mode. Each change comes as an
+     * Invalidation result with this operation's id, in order with the
+     * stream's other results: a result written after an Invalidation never
+     * carries the value that Invalidation withdrew. An Invalidation may
+     * also come for an entry the client never read, or after a change that
+     * left the same value. A server that cannot tell of changes (one
+     * without a near cache of its own, see `llmcache serve --near-cache`)
+     * answers an OperationError with code FAILED_PRECONDITION and grants
+     * nothing.
+     *
+     * @generated from field: llmcache.v1.WatchChanges watch = 6;
+     */
+    value: WatchChanges;
+    case: "watch";
   } | { case: undefined; value?: undefined };
 };
 
@@ -474,7 +533,7 @@ export type StreamOperation = Message<"llmcache.v1.StreamOperation"> & {
  * Use `create(StreamOperationSchema)` to create a new message.
  */
 export const StreamOperationSchema: GenMessage<StreamOperation> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 14);
+  messageDesc(file_llmcache_v1_cache, 15);
 
 /**
  * @generated from message llmcache.v1.CancelOperation
@@ -487,7 +546,46 @@ export type CancelOperation = Message<"llmcache.v1.CancelOperation"> & {
  * Use `create(CancelOperationSchema)` to create a new message.
  */
 export const CancelOperationSchema: GenMessage<CancelOperation> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 15);
+  messageDesc(file_llmcache_v1_cache, 16);
+
+/**
+ * @generated from message llmcache.v1.WatchChanges
+ */
+export type WatchChanges = Message<"llmcache.v1.WatchChanges"> & {
+};
+
+/**
+ * Describes the message llmcache.v1.WatchChanges.
+ * Use `create(WatchChangesSchema)` to create a new message.
+ */
+export const WatchChangesSchema: GenMessage<WatchChanges> = /*@__PURE__*/
+  messageDesc(file_llmcache_v1_cache, 17);
+
+/**
+ * Entries that changed (were written, cleared, evicted or expired
+ * anywhere), or everything: what a client kept under a NearGrant with one
+ * of these keys, or all it kept when `all` is set, is to be dropped.
+ *
+ * @generated from message llmcache.v1.Invalidation
+ */
+export type Invalidation = Message<"llmcache.v1.Invalidation"> & {
+  /**
+   * @generated from field: repeated string keys = 1;
+   */
+  keys: string[];
+
+  /**
+   * @generated from field: bool all = 2;
+   */
+  all: boolean;
+};
+
+/**
+ * Describes the message llmcache.v1.Invalidation.
+ * Use `create(InvalidationSchema)` to create a new message.
+ */
+export const InvalidationSchema: GenMessage<Invalidation> = /*@__PURE__*/
+  messageDesc(file_llmcache_v1_cache, 18);
 
 /**
  * @generated from message llmcache.v1.StreamResponse
@@ -504,7 +602,7 @@ export type StreamResponse = Message<"llmcache.v1.StreamResponse"> & {
  * Use `create(StreamResponseSchema)` to create a new message.
  */
 export const StreamResponseSchema: GenMessage<StreamResponse> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 16);
+  messageDesc(file_llmcache_v1_cache, 19);
 
 /**
  * @generated from message llmcache.v1.StreamResult
@@ -546,6 +644,14 @@ export type StreamResult = Message<"llmcache.v1.StreamResult"> & {
      */
     value: ReleaseLeaseResponse;
     case: "releaseLease";
+  } | {
+    /**
+     * The stream watches (see WatchChanges): these entries changed.
+     *
+     * @generated from field: llmcache.v1.Invalidation invalidation = 6;
+     */
+    value: Invalidation;
+    case: "invalidation";
   } | { case: undefined; value?: undefined };
 };
 
@@ -554,7 +660,7 @@ export type StreamResult = Message<"llmcache.v1.StreamResult"> & {
  * Use `create(StreamResultSchema)` to create a new message.
  */
 export const StreamResultSchema: GenMessage<StreamResult> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 17);
+  messageDesc(file_llmcache_v1_cache, 20);
 
 /**
  * Why one operation failed: a gRPC status code (google.rpc.Code) and a
@@ -589,7 +695,7 @@ export type OperationError = Message<"llmcache.v1.OperationError"> & {
  * Use `create(OperationErrorSchema)` to create a new message.
  */
 export const OperationErrorSchema: GenMessage<OperationError> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 18);
+  messageDesc(file_llmcache_v1_cache, 21);
 
 /**
  * @generated from message llmcache.v1.StatsRequest
@@ -602,7 +708,7 @@ export type StatsRequest = Message<"llmcache.v1.StatsRequest"> & {
  * Use `create(StatsRequestSchema)` to create a new message.
  */
 export const StatsRequestSchema: GenMessage<StatsRequest> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 19);
+  messageDesc(file_llmcache_v1_cache, 22);
 
 /**
  * @generated from message llmcache.v1.StatsResponse
@@ -638,7 +744,7 @@ export type StatsResponse = Message<"llmcache.v1.StatsResponse"> & {
  * Use `create(StatsResponseSchema)` to create a new message.
  */
 export const StatsResponseSchema: GenMessage<StatsResponse> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 20);
+  messageDesc(file_llmcache_v1_cache, 23);
 
 /**
  * @generated from message llmcache.v1.CacheStats
@@ -718,7 +824,7 @@ export type CacheStats = Message<"llmcache.v1.CacheStats"> & {
  * Use `create(CacheStatsSchema)` to create a new message.
  */
 export const CacheStatsSchema: GenMessage<CacheStats> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 21);
+  messageDesc(file_llmcache_v1_cache, 24);
 
 /**
  * @generated from message llmcache.v1.LeaseStats
@@ -779,7 +885,7 @@ export type LeaseStats = Message<"llmcache.v1.LeaseStats"> & {
  * Use `create(LeaseStatsSchema)` to create a new message.
  */
 export const LeaseStatsSchema: GenMessage<LeaseStats> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 22);
+  messageDesc(file_llmcache_v1_cache, 25);
 
 /**
  * Entries removed to make room or because they expired, by cause.
@@ -815,7 +921,7 @@ export type Evictions = Message<"llmcache.v1.Evictions"> & {
  * Use `create(EvictionsSchema)` to create a new message.
  */
 export const EvictionsSchema: GenMessage<Evictions> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 23);
+  messageDesc(file_llmcache_v1_cache, 26);
 
 /**
  * One output of a model: LangChain's Generation, or its ChatGeneration when
@@ -850,7 +956,7 @@ export type Generation = Message<"llmcache.v1.Generation"> & {
  * Use `create(GenerationSchema)` to create a new message.
  */
 export const GenerationSchema: GenMessage<Generation> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 24);
+  messageDesc(file_llmcache_v1_cache, 27);
 
 /**
  * A LangChain message (Python or JS): AIMessage, HumanMessage, SystemMessage,
@@ -973,7 +1079,7 @@ export type ChatMessage = Message<"llmcache.v1.ChatMessage"> & {
  * Use `create(ChatMessageSchema)` to create a new message.
  */
 export const ChatMessageSchema: GenMessage<ChatMessage> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 25);
+  messageDesc(file_llmcache_v1_cache, 28);
 
 /**
  * @generated from message llmcache.v1.ToolCall
@@ -1015,7 +1121,7 @@ export type ToolCall = Message<"llmcache.v1.ToolCall"> & {
  * Use `create(ToolCallSchema)` to create a new message.
  */
 export const ToolCallSchema: GenMessage<ToolCall> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 26);
+  messageDesc(file_llmcache_v1_cache, 29);
 
 /**
  * @generated from message llmcache.v1.InvalidToolCall
@@ -1064,7 +1170,7 @@ export type InvalidToolCall = Message<"llmcache.v1.InvalidToolCall"> & {
  * Use `create(InvalidToolCallSchema)` to create a new message.
  */
 export const InvalidToolCallSchema: GenMessage<InvalidToolCall> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 27);
+  messageDesc(file_llmcache_v1_cache, 30);
 
 /**
  * @generated from message llmcache.v1.ToolCallChunk
@@ -1110,7 +1216,7 @@ export type ToolCallChunk = Message<"llmcache.v1.ToolCallChunk"> & {
  * Use `create(ToolCallChunkSchema)` to create a new message.
  */
 export const ToolCallChunkSchema: GenMessage<ToolCallChunk> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 28);
+  messageDesc(file_llmcache_v1_cache, 31);
 
 /**
  * Token counts of one model call.
@@ -1161,7 +1267,7 @@ export type UsageMetadata = Message<"llmcache.v1.UsageMetadata"> & {
  * Use `create(UsageMetadataSchema)` to create a new message.
  */
 export const UsageMetadataSchema: GenMessage<UsageMetadata> = /*@__PURE__*/
-  messageDesc(file_llmcache_v1_cache, 29);
+  messageDesc(file_llmcache_v1_cache, 32);
 
 /**
  * CacheService is the remote twin of LangChain's InMemoryCache.

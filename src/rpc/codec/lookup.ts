@@ -1,6 +1,6 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import type { WireType } from "@bufbuild/protobuf/wire";
-import { LeaseSchema, LookupRequestSchema, LookupResponseSchema } from "../../../gen/llmcache/v1/cache_pb.js";
+import { LeaseSchema, LookupRequestSchema, LookupResponseSchema, NearGrantSchema } from "../../../gen/llmcache/v1/cache_pb.js";
 import type { LeasedLookup, Lease } from "../../call-options.js";
 import { MAX_LEASE_MS } from "../../engine/leases.js";
 import type { Generation } from "../../generation.js";
@@ -25,6 +25,7 @@ import {
 
 const REQUEST = wireFields(LookupRequestSchema);
 const RESPONSE = wireFields(LookupResponseSchema);
+const NEAR = wireFields(NearGrantSchema);
 
 // LookupRequest: the client writes it...
 
@@ -96,6 +97,15 @@ export function encodeLease({ token, leaseMs }: { token: string; leaseMs: number
 }
 
 /**
+ * Leave for a client to keep a hit (see NearGrant): `key` is ASCII, so its
+ * length is its size; `ttlMs` 0 for an entry that never expires.
+ */
+export interface WireNearGrant {
+  key: string;
+  ttlMs: number;
+}
+
+/**
  * What the store holds for a pair (undefined: a miss), as a reply. A hit is
  * the hit flag followed by the stored bytes as they are (they are already
  * laid out as LookupResponse.generations): nothing is decoded or encoded
@@ -107,13 +117,18 @@ export function writeLookupResponse(stored: StoredGenerations | undefined, lease
   return buffer;
 }
 
-export function lookupResponseSize(stored: StoredGenerations | undefined, lease?: EncodedLease): number {
+export function lookupResponseSize(stored: StoredGenerations | undefined, lease?: EncodedLease, near?: WireNearGrant): number {
   if (lease) return fieldSize(RESPONSE.lease.tag, lease.length); // a miss granted a lease
-  return stored === undefined ? 0 : varintSize(RESPONSE.hit.tag) + 1 + stored.length;
+  if (stored === undefined) return 0;
+  return varintSize(RESPONSE.hit.tag) + 1 + stored.length + (near ? fieldSize(RESPONSE.near.tag, nearGrantSize(near)) : 0);
+}
+
+function nearGrantSize({ key, ttlMs }: WireNearGrant): number {
+  return fieldSize(NEAR.key.tag, key.length) + (ttlMs === 0 ? 0 : varintSize(NEAR.ttlMs.tag) + varintSize(ttlMs));
 }
 
 /** Writes a LookupResponse at `position` (in a batch or a stream too); returns the position after it. */
-export function writeLookupBody(buffer: Buffer, position: number, stored: StoredGenerations | undefined, lease?: EncodedLease): number {
+export function writeLookupBody(buffer: Buffer, position: number, stored: StoredGenerations | undefined, lease?: EncodedLease, near?: WireNearGrant): number {
   if (lease) {
     position = writeFieldHeader(buffer, position, RESPONSE.lease.tag, lease.length);
     return position + lease.copy(buffer, position);
@@ -121,7 +136,12 @@ export function writeLookupBody(buffer: Buffer, position: number, stored: Stored
   if (stored === undefined) return position; // a miss: every field at its default
   position = writeVarint(buffer, position, RESPONSE.hit.tag);
   buffer[position++] = 1;
-  return position + stored.copy(buffer, position);
+  position += stored.copy(buffer, position);
+  if (!near) return position;
+  position = writeFieldHeader(buffer, position, RESPONSE.near.tag, nearGrantSize(near));
+  position = writeFieldHeader(buffer, position, NEAR.key.tag, near.key.length);
+  position += buffer.write(near.key, position, "latin1");
+  return near.ttlMs === 0 ? position : writeVarint(buffer, writeVarint(buffer, position, NEAR.ttlMs.tag), near.ttlMs);
 }
 
 // ...and the client reads it.
@@ -139,9 +159,10 @@ export function decodeLeasedLookupResponse(bytes: Buffer): LeasedLookup {
   });
 }
 
-/** Where a reader puts a lease it finds. */
+/** Where a reader puts a lease, or a near grant, it finds. */
 export interface LeaseHolder {
   lease: Lease | null;
+  near?: WireNearGrant | null;
 }
 
 /** Reads a LookupResponse from bytes[start, end), and its lease if `granted` is given: in a batch or a stream too. */
@@ -162,6 +183,12 @@ export function readLookupResponse(bytes: Buffer, start: number, end: number, gr
       const { token, leaseMs } = fromBinary(LeaseSchema, bytes.subarray(leaseStart, leaseEnd));
       if (token === "") throw new DecodeError("lease: the token is empty");
       granted.lease = { token, leaseMs: Number(leaseMs) };
+    } else if (field === RESPONSE.near.number && granted) {
+      expectWireType(wireType, RESPONSE.near);
+      const [nearStart, nearEnd] = lengthDelimited(reader);
+      const { key, ttlMs } = fromBinary(NearGrantSchema, bytes.subarray(nearStart, nearEnd));
+      if (key === "") throw new DecodeError("near: the key is empty");
+      granted.near = { key, ttlMs: Number(ttlMs) };
     } else {
       reader.skip(wireType, field);
     }

@@ -1,5 +1,6 @@
 import { fromBinary } from "@bufbuild/protobuf";
 import {
+  InvalidationSchema,
   LookupRequestSchema,
   OperationErrorSchema,
   ReleaseLeaseRequestSchema,
@@ -14,7 +15,16 @@ import type { Generation } from "../../generation.js";
 import { DecodeError, decoding } from "../codec.js";
 import { LimitExceededError } from "../limit-exceeded-error.js";
 import type { StoredGenerations } from "./generations.js";
-import { lookupResponseSize, readLookup, readLookupResponse, writeLookupBody, type EncodedLease, type LeaseHolder, type WireLookup } from "./lookup.js";
+import {
+  lookupResponseSize,
+  readLookup,
+  readLookupResponse,
+  writeLookupBody,
+  type EncodedLease,
+  type LeaseHolder,
+  type WireLookup,
+  type WireNearGrant,
+} from "./lookup.js";
 import { readRelease, readReleaseLeaseResponse, releaseLeaseResponseSize, writeReleaseLeaseBody, type WireRelease } from "./release-lease.js";
 import type { RequestChecks } from "./request-checks.js";
 import { readUpdate, readUpdateResponse, updateResponseSize, writeUpdateBody, type WireUpdate } from "./update.js";
@@ -43,8 +53,9 @@ const OPERATION = wireFields(StreamOperationSchema);
 const RESPONSE = wireFields(StreamResponseSchema);
 const RESULT = wireFields(StreamResultSchema);
 const ERROR = wireFields(OperationErrorSchema);
+const INVALIDATION = wireFields(InvalidationSchema);
 
-export type StreamOperationKind = "lookup" | "update" | "release" | "cancel";
+export type StreamOperationKind = "lookup" | "update" | "release" | "cancel" | "watch";
 
 /** The member of StreamOperation's oneof for each kind, and of StreamResult's for each outcome. */
 const OPERATION_KINDS: Record<StreamOperationKind, WireField> = {
@@ -52,12 +63,14 @@ const OPERATION_KINDS: Record<StreamOperationKind, WireField> = {
   update: OPERATION.update,
   release: OPERATION.releaseLease,
   cancel: OPERATION.cancel,
+  watch: OPERATION.watch,
 };
 const RESULT_KINDS: Record<WireResult["kind"], WireField> = {
   lookup: RESULT.lookup,
   update: RESULT.update,
   release: RESULT.releaseLease,
   error: RESULT.error,
+  invalidation: RESULT.invalidation,
 };
 
 // StreamRequest: the client writes it around its operations' encoded requests...
@@ -65,7 +78,7 @@ const RESULT_KINDS: Record<WireResult["kind"], WireField> = {
 export interface StreamOperation {
   id: number;
   kind: StreamOperationKind;
-  /** The encoded LookupRequest, UpdateRequest or ReleaseLeaseRequest; empty for a cancel. */
+  /** The encoded LookupRequest, UpdateRequest or ReleaseLeaseRequest; empty for a cancel or a watch. */
   request: Uint8Array;
 }
 
@@ -100,6 +113,8 @@ export type WireOperation =
   | { id: number; kind: "release"; release: WireRelease }
   /** Stop the waiting lookup with this id. */
   | { id: number; kind: "cancel" }
+  /** Tell the stream of changes from now on (see WatchChanges). */
+  | { id: number; kind: "watch" }
   /** `of`: what it was meant to be, when that much could be read. */
   | { id: number; kind: "invalid"; of?: StreamOperationKind; problem: DecodeError | LimitExceededError };
 
@@ -136,7 +151,7 @@ function readOperation(bytes: Buffer, start: number, end: number, checks: Reques
     }
   }
   if (!body) {
-    return { id, kind: "invalid", problem: new DecodeError(`operation ${id} has no lookup, update, release_lease or cancel`) };
+    return { id, kind: "invalid", problem: new DecodeError(`operation ${id} has no lookup, update, release_lease, cancel or watch`) };
   }
   try {
     switch (body.kind) {
@@ -149,6 +164,9 @@ function readOperation(bytes: Buffer, start: number, end: number, checks: Reques
       case "cancel":
         // CancelOperation has no fields: whatever it holds is unknown, and skipped.
         return { id, kind: "cancel" };
+      case "watch":
+        // WatchChanges has no fields either.
+        return { id, kind: "watch" };
     }
   } catch (error) {
     if (error instanceof DecodeError || error instanceof LimitExceededError) return { id, kind: "invalid", of: body.kind, problem: error };
@@ -160,10 +178,12 @@ function readOperation(bytes: Buffer, start: number, end: number, checks: Reques
 
 /** A stream operation's outcome, ready to be written. */
 export type WireResult =
-  | { id: number; kind: "lookup"; stored: StoredGenerations | undefined; lease?: EncodedLease }
+  | { id: number; kind: "lookup"; stored: StoredGenerations | undefined; lease?: EncodedLease; near?: WireNearGrant | undefined }
   | { id: number; kind: "update"; stored: boolean }
   | { id: number; kind: "release"; released: boolean }
-  | { id: number; kind: "error"; code: number; message: string; reason: string };
+  | { id: number; kind: "error"; code: number; message: string; reason: string }
+  /** `keys` are ASCII (see WireNearGrant). */
+  | { id: number; kind: "invalidation"; keys: readonly string[]; all: boolean };
 
 /**
  * The results of one stream message as StreamResponses of at most
@@ -195,7 +215,8 @@ export function writeStreamResponse(results: readonly WireResult[]): Buffer {
     position = writeFieldHeader(buffer, position, RESPONSE.results.tag, resultBodySize(result));
     if (result.id !== 0) position = writeVarint(buffer, writeVarint(buffer, position, RESULT.id.tag), result.id);
     position = writeFieldHeader(buffer, position, RESULT_KINDS[result.kind].tag, outcomeSize(result));
-    if (result.kind === "lookup") position = writeLookupBody(buffer, position, result.stored, result.lease);
+    if (result.kind === "lookup") position = writeLookupBody(buffer, position, result.stored, result.lease, result.near);
+    else if (result.kind === "invalidation") position = writeInvalidationBody(buffer, position, result);
     else if (result.kind === "update") position = writeUpdateBody(buffer, position, result.stored);
     else if (result.kind === "release") position = writeReleaseLeaseBody(buffer, position, result.released);
     else position = writeErrorBody(buffer, position, result);
@@ -211,7 +232,9 @@ function resultBodySize(result: WireResult): number {
 function outcomeSize(result: WireResult): number {
   switch (result.kind) {
     case "lookup":
-      return lookupResponseSize(result.stored, result.lease);
+      return lookupResponseSize(result.stored, result.lease, result.near);
+    case "invalidation":
+      return invalidationSize(result);
     case "update":
       return updateResponseSize(result.stored);
     case "release":
@@ -221,6 +244,23 @@ function outcomeSize(result: WireResult): number {
       return varintSize(ERROR.code.tag) + varintSize(result.code) + fieldSize(ERROR.message.tag, Buffer.byteLength(result.message)) + reason;
     }
   }
+}
+
+function invalidationSize({ keys, all }: { keys: readonly string[]; all: boolean }): number {
+  let size = all ? varintSize(INVALIDATION.all.tag) + 1 : 0;
+  for (const key of keys) size += fieldSize(INVALIDATION.keys.tag, key.length);
+  return size;
+}
+
+function writeInvalidationBody(buffer: Buffer, position: number, { keys, all }: { keys: readonly string[]; all: boolean }): number {
+  for (const key of keys) {
+    position = writeFieldHeader(buffer, position, INVALIDATION.keys.tag, key.length);
+    position += buffer.write(key, position, "latin1");
+  }
+  if (!all) return position;
+  position = writeVarint(buffer, position, INVALIDATION.all.tag);
+  buffer[position] = 1;
+  return position + 1;
 }
 
 function writeErrorBody(buffer: Buffer, position: number, error: { code: number; message: string; reason: string }): number {
@@ -236,10 +276,12 @@ function writeErrorBody(buffer: Buffer, position: number, error: { code: number;
 
 /** One result of a stream message, decoded as far as its caller needs. */
 export type StreamOutcome =
-  | { id: number; kind: "lookup"; generations: Generation[] | null; lease: Lease | null }
+  /** `near`: leave to keep the hit (see NearGrant), with the reply's bytes to keep. */
+  | { id: number; kind: "lookup"; generations: Generation[] | null; lease: Lease | null; near: (WireNearGrant & { response: Buffer }) | null }
   | { id: number; kind: "update"; stored: boolean }
   | { id: number; kind: "release"; released: boolean }
   | { id: number; kind: "error"; code: number; message: string; reason: string }
+  | { id: number; kind: "invalidation"; keys: string[]; all: boolean }
   | { id: number; kind: "none" };
 
 export function decodeStreamResponse(bytes: Buffer): StreamOutcome[] {
@@ -257,8 +299,12 @@ function readResult(bytes: Buffer, start: number, end: number): StreamOutcome {
       id = reader.uint32();
     } else if (field === RESULT.lookup.number) {
       expectWireType(wireType, RESULT.lookup);
-      const granted: LeaseHolder = { lease: null };
-      outcome = { id, kind: "lookup", generations: readLookupResponse(bytes, ...lengthDelimited(reader), granted), lease: granted.lease };
+      const granted: LeaseHolder = { lease: null, near: null };
+      const [lookupStart, lookupEnd] = lengthDelimited(reader);
+      const generations = readLookupResponse(bytes, lookupStart, lookupEnd, granted);
+      // A hit to keep keeps its reply's own bytes, not the message's buffer they sit in.
+      const near = granted.near && { ...granted.near, response: Buffer.from(bytes.subarray(lookupStart, lookupEnd)) };
+      outcome = { id, kind: "lookup", generations, lease: granted.lease, near: near ?? null };
     } else if (field === RESULT.update.number) {
       expectWireType(wireType, RESULT.update);
       outcome = { id, kind: "update", stored: readUpdateResponse(bytes, ...lengthDelimited(reader)) };
@@ -270,6 +316,11 @@ function readResult(bytes: Buffer, start: number, end: number): StreamOutcome {
       const [errorStart, errorEnd] = lengthDelimited(reader);
       const { code, message, reason } = fromBinary(OperationErrorSchema, bytes.subarray(errorStart, errorEnd));
       outcome = { id, kind: "error", code, message, reason };
+    } else if (field === RESULT.invalidation.number) {
+      expectWireType(wireType, RESULT.invalidation);
+      const [invalidationStart, invalidationEnd] = lengthDelimited(reader);
+      const { keys, all } = fromBinary(InvalidationSchema, bytes.subarray(invalidationStart, invalidationEnd));
+      outcome = { id, kind: "invalidation", keys, all };
     } else {
       reader.skip(wireType, field);
     }

@@ -14,6 +14,8 @@ export class Authenticator {
   readonly path: string | undefined;
   #tokens: TokenFile | undefined;
   #version = 0;
+  /** Told after every reload that took. */
+  readonly #reloadListeners = new Set<() => void>();
 
   constructor(path: string | undefined) {
     this.path = path;
@@ -35,7 +37,14 @@ export class Authenticator {
     const tokens = TokenFile.load(this.path);
     this.#tokens = tokens;
     this.#version++;
+    for (const listener of this.#reloadListeners) listener();
     return tokens.size;
+  }
+
+  /** `listener` runs after every reload that took; returns what stops it. */
+  onReload(listener: () => void): () => void {
+    this.#reloadListeners.add(listener);
+    return () => this.#reloadListeners.delete(listener);
   }
 
   /** The caller's principal; throws UNAUTHENTICATED for a missing, malformed or unknown token. */

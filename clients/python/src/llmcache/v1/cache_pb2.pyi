@@ -24,14 +24,24 @@ class LookupRequest(_message.Message):
     def __init__(self, prompt: _Optional[str] = ..., llm_string: _Optional[str] = ..., namespace: _Optional[str] = ..., bypass: _Optional[bool] = ..., lease_ms: _Optional[int] = ..., wait_ms: _Optional[int] = ...) -> None: ...
 
 class LookupResponse(_message.Message):
-    __slots__ = ("hit", "generations", "lease")
+    __slots__ = ("hit", "generations", "lease", "near")
     HIT_FIELD_NUMBER: _ClassVar[int]
     GENERATIONS_FIELD_NUMBER: _ClassVar[int]
     LEASE_FIELD_NUMBER: _ClassVar[int]
+    NEAR_FIELD_NUMBER: _ClassVar[int]
     hit: bool
     generations: _containers.RepeatedCompositeFieldContainer[Generation]
     lease: Lease
-    def __init__(self, hit: _Optional[bool] = ..., generations: _Optional[_Iterable[_Union[Generation, _Mapping]]] = ..., lease: _Optional[_Union[Lease, _Mapping]] = ...) -> None: ...
+    near: NearGrant
+    def __init__(self, hit: _Optional[bool] = ..., generations: _Optional[_Iterable[_Union[Generation, _Mapping]]] = ..., lease: _Optional[_Union[Lease, _Mapping]] = ..., near: _Optional[_Union[NearGrant, _Mapping]] = ...) -> None: ...
+
+class NearGrant(_message.Message):
+    __slots__ = ("key", "ttl_ms")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    TTL_MS_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    ttl_ms: int
+    def __init__(self, key: _Optional[str] = ..., ttl_ms: _Optional[int] = ...) -> None: ...
 
 class Lease(_message.Message):
     __slots__ = ("token", "lease_ms")
@@ -128,22 +138,36 @@ class StreamRequest(_message.Message):
     def __init__(self, operations: _Optional[_Iterable[_Union[StreamOperation, _Mapping]]] = ...) -> None: ...
 
 class StreamOperation(_message.Message):
-    __slots__ = ("id", "lookup", "update", "release_lease", "cancel")
+    __slots__ = ("id", "lookup", "update", "release_lease", "cancel", "watch")
     ID_FIELD_NUMBER: _ClassVar[int]
     LOOKUP_FIELD_NUMBER: _ClassVar[int]
     UPDATE_FIELD_NUMBER: _ClassVar[int]
     RELEASE_LEASE_FIELD_NUMBER: _ClassVar[int]
     CANCEL_FIELD_NUMBER: _ClassVar[int]
+    WATCH_FIELD_NUMBER: _ClassVar[int]
     id: int
     lookup: LookupRequest
     update: UpdateRequest
     release_lease: ReleaseLeaseRequest
     cancel: CancelOperation
-    def __init__(self, id: _Optional[int] = ..., lookup: _Optional[_Union[LookupRequest, _Mapping]] = ..., update: _Optional[_Union[UpdateRequest, _Mapping]] = ..., release_lease: _Optional[_Union[ReleaseLeaseRequest, _Mapping]] = ..., cancel: _Optional[_Union[CancelOperation, _Mapping]] = ...) -> None: ...
+    watch: WatchChanges
+    def __init__(self, id: _Optional[int] = ..., lookup: _Optional[_Union[LookupRequest, _Mapping]] = ..., update: _Optional[_Union[UpdateRequest, _Mapping]] = ..., release_lease: _Optional[_Union[ReleaseLeaseRequest, _Mapping]] = ..., cancel: _Optional[_Union[CancelOperation, _Mapping]] = ..., watch: _Optional[_Union[WatchChanges, _Mapping]] = ...) -> None: ...
 
 class CancelOperation(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class WatchChanges(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Invalidation(_message.Message):
+    __slots__ = ("keys", "all")
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    ALL_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedScalarFieldContainer[str]
+    all: bool
+    def __init__(self, keys: _Optional[_Iterable[str]] = ..., all: _Optional[bool] = ...) -> None: ...
 
 class StreamResponse(_message.Message):
     __slots__ = ("results",)
@@ -152,18 +176,20 @@ class StreamResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[StreamResult, _Mapping]]] = ...) -> None: ...
 
 class StreamResult(_message.Message):
-    __slots__ = ("id", "lookup", "update", "error", "release_lease")
+    __slots__ = ("id", "lookup", "update", "error", "release_lease", "invalidation")
     ID_FIELD_NUMBER: _ClassVar[int]
     LOOKUP_FIELD_NUMBER: _ClassVar[int]
     UPDATE_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     RELEASE_LEASE_FIELD_NUMBER: _ClassVar[int]
+    INVALIDATION_FIELD_NUMBER: _ClassVar[int]
     id: int
     lookup: LookupResponse
     update: UpdateResponse
     error: OperationError
     release_lease: ReleaseLeaseResponse
-    def __init__(self, id: _Optional[int] = ..., lookup: _Optional[_Union[LookupResponse, _Mapping]] = ..., update: _Optional[_Union[UpdateResponse, _Mapping]] = ..., error: _Optional[_Union[OperationError, _Mapping]] = ..., release_lease: _Optional[_Union[ReleaseLeaseResponse, _Mapping]] = ...) -> None: ...
+    invalidation: Invalidation
+    def __init__(self, id: _Optional[int] = ..., lookup: _Optional[_Union[LookupResponse, _Mapping]] = ..., update: _Optional[_Union[UpdateResponse, _Mapping]] = ..., error: _Optional[_Union[OperationError, _Mapping]] = ..., release_lease: _Optional[_Union[ReleaseLeaseResponse, _Mapping]] = ..., invalidation: _Optional[_Union[Invalidation, _Mapping]] = ...) -> None: ...
 
 class OperationError(_message.Message):
     __slots__ = ("code", "message", "reason")
