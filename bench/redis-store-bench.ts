@@ -10,12 +10,13 @@ import { KEYS, valueOf } from "./workload.js";
 
 const BYTES = 500;
 const CALLERS = [1, 64] as const;
-const SYSTEMS = 4;
+const SYSTEMS = 5;
 export const REDIS_STORE_STEPS = SYSTEMS * CALLERS.length;
 
 /**
  * What the tier costs: lookups (500 B hits) through one llmcache replica
- * on the Redis store, with and without its near cache, against the same
+ * on the Redis store, with and without its near cache (and with a client
+ * that keeps the hits the replica grants it, CacheClient's nearCache), against the same
  * Redis read directly by node-redis (the library the replica uses) and by
  * ioredis. Each row also gives the CPU time the replica and Redis spent per
  * lookup, from /proc, which is what sizing a deployment needs.
@@ -40,6 +41,10 @@ export async function redisStoreBench(options: {
       { system: redisSystem("ioredis", new Redis(options.redisPort, "127.0.0.1")) },
       { system: llmcacheSystem("llmcache on Redis", new CacheClient({ address: plain.address })), replica: plain },
       { system: llmcacheSystem("llmcache on Redis, near cache", new CacheClient({ address: near.address })), replica: near },
+      {
+        system: llmcacheSystem("llmcache on Redis, near cache + client near cache", new CacheClient({ address: near.address, nearCache: { maxBytes: 64 << 20 } })),
+        replica: near,
+      },
     ];
     const rows: Row[] = [];
     let step = options.step;

@@ -17,6 +17,7 @@ export {
   type CallOptions,
 } from "./client/cache-client.js";
 export type { BatchingOptions } from "./client/operation-stream.js";
+export type { NearCacheStats } from "./client/near-cache.js";
 export { startServer, type RunningServer, type ServerOptions } from "./server/server.js";
 export { CacheError, type StatusName } from "./rpc/errors.js";
 export type { Generation } from "./generation.js";

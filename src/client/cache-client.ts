@@ -33,7 +33,8 @@ import { callFailure } from "../rpc/status-mapping.js";
 import { callUnary } from "../rpc/unary-call.js";
 import { parseAddresses } from "./addresses.js";
 import { BlockingCaller } from "./blocking-caller.js";
-import { MAX_STREAM_MESSAGE_BYTES, OperationStream, type BatchingOptions } from "./operation-stream.js";
+import { ClientNearCache, localKey, type NearCacheStats } from "./near-cache.js";
+import { MAX_STREAM_MESSAGE_BYTES, OperationStream, type BatchingOptions, type StreamChanges } from "./operation-stream.js";
 import { ReplicaPicker } from "./replica-picker.js";
 
 export interface CacheClientOptions {
@@ -78,6 +79,20 @@ export interface CacheClientOptions {
    * each its own unary call.
    */
   batching?: boolean | BatchingOptions;
+  /**
+   * A near cache: hits kept in this process, up to `maxBytes`, and answered
+   * again with no call, as Redis's client-side caching does. Needs
+   * auto-batching, and a server that tells of changes (one with
+   * `--near-cache`, on Redis): each stream watches (WatchChanges), the
+   * server grants the hits it may keep, and every change to an entry,
+   * wherever it is made, drops it here once the server hears of it. A
+   * server that cannot tell of changes refuses, and the client then keeps
+   * nothing (with a warning). What is kept goes when the stream ends
+   * (after a second without calls, or at close()), and lookups with
+   * `bypass` are never answered from it. Its hits are not in the server's
+   * stats: see `nearCacheStats`.
+   */
+  nearCache?: { maxBytes: number };
 }
 
 /** Options every call takes, beside its own. */
@@ -119,6 +134,12 @@ interface Operation<R> {
   waitMs?: number;
   /** A lease's fill or release: close() still sends it while calls it lets finish may wait for that lease. */
   endsLease?: boolean;
+  /** A lookup the near cache may answer, and keep the answer of: its local key (see localKey). */
+  nearKey?: string;
+  /** What the call changes, for the near cache to forget: these local keys, or everything. */
+  changes?: readonly string[] | "all";
+  /** What a lookup answers when the near cache holds its pair. */
+  nearHit?: (generations: Generation[]) => R;
 }
 
 /**
@@ -160,6 +181,10 @@ export class CacheClient implements BaseCache {
   #closing: Promise<void> | undefined;
   /** Async calls made and not yet settled, which close() lets finish. */
   readonly #inFlight = new Set<Promise<unknown>>();
+  /** Hits kept in this process (CacheClientOptions.nearCache), if asked for. */
+  readonly #near: ClientNearCache | undefined;
+  /** A server refused to tell of changes: warned once. */
+  #nearRefused = false;
 
   constructor(options: CacheClientOptions = {}) {
     checkClientOptions(options);
@@ -172,6 +197,12 @@ export class CacheClient implements BaseCache {
     this.#blocking = new BlockingCaller(this.#replicas);
     const batching = options.batching ?? true;
     if (batching !== false) this.#batching = { options: batching === true ? {} : batching, streams: [] };
+    if (options.nearCache) this.#near = new ClientNearCache(options.nearCache.maxBytes);
+  }
+
+  /** What the near cache holds and has done (CacheClientOptions.nearCache); undefined without one. */
+  get nearCacheStats(): NearCacheStats | undefined {
+    return this.#near?.stats;
   }
 
   /** With `lease`: single flight (see LeaseOptions); the call's deadline is the wait plus its timeout. */
@@ -302,9 +333,10 @@ export class CacheClient implements BaseCache {
     const fields = checkLookupOptions(options, this.namespace);
     const request = encodeLookupRequest(prompt, llmString, fields);
     const method = CacheService.method.lookup;
+    const nearKey = this.#near && !fields.bypass ? localKey(fields.namespace, prompt, llmString) : undefined;
     if (!fields.lease) {
       const result = (outcome: StreamOutcome) => (outcome.kind === "lookup" ? outcome.generations : undefined);
-      return { method, request, decode: decodeLookupResponse, replayable: true, stream: { kind: "lookup", result } };
+      return { method, request, decode: decodeLookupResponse, replayable: true, stream: { kind: "lookup", result }, nearKey, nearHit: (kept) => kept };
     }
     // A lookup given up while it waited may still be granted a lease: give it
     // back, to the replica that granted it, so the next waiter need not wait it out.
@@ -321,6 +353,8 @@ export class CacheClient implements BaseCache {
       replayable: true,
       stream: { kind: "lookup", result: lookupResult, abandoned },
       waitMs: fields.lease.waitMs,
+      nearKey,
+      nearHit: (kept) => ({ generations: kept, lease: null }),
     };
   }
 
@@ -355,13 +389,14 @@ export class CacheClient implements BaseCache {
       replayable: !onlyIfAbsent && fields.leaseToken === undefined,
       endsLease: fields.leaseToken !== undefined,
       stream: { kind: "update", result: (outcome) => (outcome.kind === "update" ? outcome.stored : undefined) },
+      changes: this.#near && [localKey(fields.namespace, prompt, llmString)],
     };
   }
 
   #clear(options: ClearOptions | undefined): Operation<void> {
     const { namespace, allNamespaces } = checkClearOptions(options, this.namespace);
     const request = encodeClearRequest(namespace, allNamespaces);
-    return { method: CacheService.method.clear, request, decode: decodeClearResponse, replayable: true };
+    return { method: CacheService.method.clear, request, decode: decodeClearResponse, replayable: true, changes: "all" };
   }
 
   #lookupMany(keys: readonly (readonly [string, string])[], options: LookupOptions | undefined): Operation<(Generation[] | null)[]> {
@@ -390,9 +425,11 @@ export class CacheClient implements BaseCache {
   #updateMany(entries: readonly (readonly [string, string, Generation[]])[], options: UpdateOptions | undefined): Operation<void> {
     if (!Array.isArray(entries)) throw new TypeError("entries must be an array of [prompt, llmString, generations]");
     const fields = { ...checkUpdateOptions(options, this.namespace), onlyIfAbsent: false };
+    const changes: string[] = [];
     const updates = entries.map((entry, i) => {
       const [prompt, llmString, generations] = tupleAt(entry, 3, `entries[${i}]`, "[prompt, llmString, generations]");
       checkKey(prompt, llmString);
+      if (this.#near) changes.push(localKey(fields.namespace, prompt as string, llmString as string));
       return encodeUpdateRequest(prompt as string, llmString as string, copyGenerations(generations, `entries[${i}].generations`), fields);
     });
     return {
@@ -400,6 +437,7 @@ export class CacheClient implements BaseCache {
       request: encodeBatchUpdateRequest(updates),
       decode: decodeBatchUpdateResponse,
       replayable: fields.leaseToken === undefined,
+      changes,
     };
   }
 
@@ -420,10 +458,29 @@ export class CacheClient implements BaseCache {
   async #start<R>(operation: () => Operation<R>, options: CallOptions, admitted: boolean): Promise<R> {
     const built = operation();
     this.#refuseIfClosing(admitted || built.endsLease === true);
+    const kept = this.#nearAnswer(built);
+    if (kept !== undefined) return kept;
     const timeoutMs = this.#timeout(options) + (built.waitMs ?? 0);
     const first = this.#batched(built) ? this.#streamReplica() : undefined;
     const attempt = (replica: number, remainingMs: number) => this.#attempt(built, replica, remainingMs, options.signal);
-    return this.#picker.call(timeoutMs, built.replayable, attempt, first);
+    const result = await this.#picker.call(timeoutMs, built.replayable, attempt, first);
+    // A clear answered: lookups sent before it must not keep what they read, whatever the stream says after.
+    if (built.changes === "all") this.#near?.forgetAll();
+    return result;
+  }
+
+  /**
+   * What the near cache answers for a lookup it holds; for a call that
+   * changes entries, forgets them first, so that no lookup already sent
+   * keeps the old value.
+   */
+  #nearAnswer<R>(operation: Operation<R>): R | undefined {
+    const near = this.#near;
+    if (!near) return undefined;
+    if (operation.changes === "all") near.forgetAll();
+    else for (const key of operation.changes ?? []) near.forget(key);
+    const kept = operation.nearKey === undefined ? undefined : near.get(operation.nearKey);
+    return kept === undefined ? undefined : operation.nearHit!(kept);
   }
 
   /** One attempt of an operation on one replica: on its stream, if the operation can be batched, else as a unary call. */
@@ -433,7 +490,8 @@ export class CacheClient implements BaseCache {
     const { method, request, decode, stream } = operation;
     if (stream && this.#batched(operation)) {
       const abandoned = stream.abandoned && ((outcome: StreamOutcome) => stream.abandoned!(outcome, replica));
-      const outcome = await this.#stream(replica).submit(stream.kind, method.name, request, timeoutMs, signal, abandoned);
+      const submitted = this.#stream(replica).submit(stream.kind, method.name, request, timeoutMs, signal, abandoned);
+      const outcome = await (operation.nearKey === undefined ? submitted : this.#nearKeeping(operation.nearKey, submitted));
       if (outcome.kind === "error") throw callFailure(method.name, outcome.code, outcome.message, outcome.reason);
       const result = stream.result(outcome);
       if (result === undefined) throw callFailure(method.name, status.INTERNAL, `the server answered a ${stream.kind} with ${outcome.kind}`);
@@ -447,6 +505,20 @@ export class CacheClient implements BaseCache {
     return decodeReply(method, decode, reply);
   }
 
+  /** Gives a lookup's grant, if any, to the near cache, which keeps it unless the key changed since it was sent. */
+  async #nearKeeping(key: string, submitted: Promise<StreamOutcome>): Promise<StreamOutcome> {
+    const ticket = this.#near!.beginLookup(key);
+    try {
+      const outcome = await submitted;
+      const near = outcome.kind === "lookup" && outcome.generations !== null ? outcome.near : null;
+      ticket.done(near ? { serverKey: near.key, ttlMs: near.ttlMs, response: near.response } : undefined);
+      return outcome;
+    } catch (error) {
+      ticket.done(undefined);
+      throw error;
+    }
+  }
+
   #batched(operation: Operation<unknown>): boolean {
     return this.#batching !== undefined && operation.stream !== undefined && operation.request.length < MAX_STREAM_MESSAGE_BYTES;
   }
@@ -454,7 +526,22 @@ export class CacheClient implements BaseCache {
   #stream(replica: number): OperationStream {
     const { options, streams } = this.#batching!;
     const settings = this.#replicas[replica]!;
-    return (streams[replica] ??= new OperationStream(this.#picker.channels[replica]!, () => callMetadata(settings), options));
+    return (streams[replica] ??= new OperationStream(this.#picker.channels[replica]!, () => callMetadata(settings), options, this.#nearChanges()));
+  }
+
+  /** What the streams tell the near cache, if there is one. */
+  #nearChanges(): StreamChanges | undefined {
+    const near = this.#near;
+    if (!near) return undefined;
+    return {
+      invalidate: (keys, all) => near.invalidate(keys, all),
+      lost: () => near.forgetAll(),
+      refused: (message) => {
+        if (this.#nearRefused) return;
+        this.#nearRefused = true;
+        process.emitWarning(`llmcache: the near cache keeps nothing: ${message}`, { code: "LLMCACHE_NEAR_CACHE_REFUSED" });
+      },
+    };
   }
 
   /** The replica whose stream takes the operations of this turn of the event loop, so that they travel together. */
@@ -467,12 +554,17 @@ export class CacheClient implements BaseCache {
     return this.#turnReplica;
   }
 
-  #callBlocking<R>({ method, request, decode, replayable, waitMs = 0, endsLease }: Operation<R>, options: CallOptions = {}): R {
+  #callBlocking<R>(operation: Operation<R>, options: CallOptions = {}): R {
+    const { method, request, decode, replayable, waitMs = 0, endsLease } = operation;
     this.#refuseIfClosing(endsLease === true);
+    const kept = this.#nearAnswer(operation);
+    if (kept !== undefined) return kept;
     const timeoutMs = this.#timeout(options) + waitMs;
     try {
       const reply = this.#blocking.call(methodPath(method), request, timeoutMs, replayable);
-      return decodeReply(method, decode, asBuffer(reply));
+      const result = decodeReply(method, decode, asBuffer(reply));
+      if (operation.changes === "all") this.#near?.forgetAll();
+      return result;
     } catch (error) {
       if (error instanceof CacheError && error.code === "DEADLINE_EXCEEDED") {
         throw new CacheError(
@@ -528,6 +620,16 @@ function decodeReply<R>(method: DescMethod, decode: (reply: Buffer) => R, reply:
   }
 }
 
+function checkNearCacheOption(nearCache: unknown, batching: unknown): void {
+  if (nearCache === null || typeof nearCache !== "object") throw new TypeError(`nearCache must be { maxBytes }, got ${describe(nearCache)}`);
+  refuseUnknownOptions(nearCache, ["maxBytes"]);
+  const { maxBytes } = nearCache as { maxBytes?: unknown };
+  if (typeof maxBytes !== "number" || !Number.isSafeInteger(maxBytes) || maxBytes <= 0) {
+    throw new RangeError(`nearCache.maxBytes must be a positive whole number of bytes, got ${describe(maxBytes)}`);
+  }
+  if (batching === false) throw new TypeError("nearCache needs batching: the server tells of changes on the batching stream");
+}
+
 /** An item of a batch: an array of exactly `size` items, which `shape` names for the error ("[prompt, llmString]"). */
 function tupleAt(item: unknown, size: number, path: string, shape: string): unknown[] {
   if (!Array.isArray(item) || item.length !== size) {
@@ -544,7 +646,7 @@ function checkTimeout(timeoutMs: unknown): number {
   return timeoutMs;
 }
 
-const CLIENT_OPTIONS: readonly (keyof CacheClientOptions)[] = ["address", "token", "tls", "timeoutMs", "namespace", "batching"];
+const CLIENT_OPTIONS: readonly (keyof CacheClientOptions)[] = ["address", "token", "tls", "timeoutMs", "namespace", "batching", "nearCache"];
 
 /**
  * What the types say, for callers in JavaScript: a misspelt option would
@@ -553,10 +655,11 @@ const CLIENT_OPTIONS: readonly (keyof CacheClientOptions)[] = ["address", "token
 function checkClientOptions(options: unknown): void {
   if (options === null || typeof options !== "object") throw new TypeError(`options must be an object, got ${describe(options)}`);
   refuseUnknownOptions(options, CLIENT_OPTIONS);
-  const { tls, batching } = options as Record<string, unknown>;
+  const { tls, batching, nearCache } = options as Record<string, unknown>;
   if (tls !== undefined && typeof tls !== "boolean" && (tls === null || typeof tls !== "object")) {
     throw new TypeError(`tls must be a boolean or { ca?, cert?, key?, serverName? }, got ${describe(tls)}`);
   }
+  if (nearCache !== undefined) checkNearCacheOption(nearCache, batching);
   if (batching === undefined || typeof batching === "boolean") return;
   if (batching === null || typeof batching !== "object") throw new TypeError(`batching must be a boolean or { windowMs? }, got ${describe(batching)}`);
   const { windowMs } = batching as { windowMs?: unknown };

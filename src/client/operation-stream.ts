@@ -38,6 +38,16 @@ const CLOSE_GRACE_MS = 1_000;
 /** As CLOSE_GRACE_MS, while a lookup given up may still be granted a lease (a slow Redis). */
 const LATE_RESULT_GRACE_MS = 10_000;
 
+/** Who hears what a stream that watches (WatchChanges) is told: a near cache (see ClientNearCache). */
+export interface StreamChanges {
+  /** Entries changed (NearGrant keys), or everything did. */
+  invalidate(keys: readonly string[], all: boolean): void;
+  /** A stream that watched has ended or broken: changes may go unheard from now. */
+  lost(): void;
+  /** The server cannot tell of changes; the streams stop asking. */
+  refused(message: string): void;
+}
+
 const PATH = methodPath(CacheService.method.stream);
 const NOTHING = new Uint8Array(0);
 
@@ -78,13 +88,19 @@ export class OperationStream {
   #deadlineTimer: NodeJS.Timeout | undefined;
   #deadlineTimerAt = Infinity;
   #idleTimer: NodeJS.Timeout | undefined;
+  /** Told of changes, when each stream is to watch. */
+  readonly #changes: StreamChanges | undefined;
+  /** The stream that watches now, and its watch's id. */
+  #watch: { call: ClientDuplexStream<Buffer, Buffer>; id: number } | undefined;
+  #watchRefused = false;
 
   readonly #metadata: () => Metadata;
 
-  constructor(channel: Client, metadata: () => Metadata, options: BatchingOptions = {}) {
+  constructor(channel: Client, metadata: () => Metadata, options: BatchingOptions = {}, changes?: StreamChanges) {
     this.#channel = channel;
     this.#metadata = metadata;
     this.#windowMs = options.windowMs ?? 0;
+    this.#changes = changes;
   }
 
   /**
@@ -154,6 +170,7 @@ export class OperationStream {
    * (see submit), which the caller would release.
    */
   #end(call: ClientDuplexStream<Buffer, Buffer>): void {
+    this.#unwatch(call);
     const owed = [...this.#abandoned.values()].some((operation) => operation.sentOn === call);
     endWithin(call, owed ? LATE_RESULT_GRACE_MS : CLOSE_GRACE_MS);
   }
@@ -161,7 +178,7 @@ export class OperationStream {
   #nextId(): number {
     // Ids are 32-bit and wrap; one still in flight is skipped.
     do this.#lastId = (this.#lastId + 1) >>> 0;
-    while (this.#lastId === 0 || this.#operations.has(this.#lastId) || this.#abandoned.has(this.#lastId));
+    while (this.#lastId === 0 || this.#operations.has(this.#lastId) || this.#abandoned.has(this.#lastId) || this.#lastId === this.#watch?.id);
     return this.#lastId;
   }
 
@@ -201,7 +218,31 @@ export class OperationStream {
     call.on("error", (error: ServiceError) => this.#broken(call, error));
     call.on("end", () => this.#fail(call, status.UNAVAILABLE, "the server ended the stream"));
     this.#call = call;
+    if (this.#changes && !this.#watchRefused) {
+      // First on the stream, so that every lookup after it may be granted.
+      const watch: StreamOperation = { id: this.#nextId(), kind: "watch", request: NOTHING };
+      this.#watch = { call, id: watch.id };
+      call.write(encodeStreamRequest([watch], streamOperationSize(watch)));
+    }
     return call;
+  }
+
+  /** The stream no longer watches: what it let be kept may go stale unheard. */
+  #unwatch(call: ClientDuplexStream<Buffer, Buffer>): void {
+    if (this.#watch?.call !== call) return;
+    this.#watch = undefined;
+    this.#changes!.lost();
+  }
+
+  /** A result for the watch: changes, or the server's refusal to tell of them. */
+  #watchResult(result: StreamOutcome): void {
+    if (result.kind === "invalidation") {
+      this.#changes!.invalidate(result.keys, result.all);
+    } else if (result.kind === "error") {
+      this.#watchRefused = true;
+      this.#watch = undefined;
+      this.#changes!.refused(result.message);
+    }
   }
 
   #receive(call: ClientDuplexStream<Buffer, Buffer>, response: Buffer): void {
@@ -214,6 +255,10 @@ export class OperationStream {
       return;
     }
     for (const result of results) {
+      if (result.id === this.#watch?.id && call === this.#watch.call) {
+        this.#watchResult(result);
+        continue;
+      }
       const operation = this.#operations.get(result.id);
       if (operation?.sentOn === call) this.#settle(operation, result);
       else this.#lateResult(call, result);
@@ -237,6 +282,7 @@ export class OperationStream {
    */
   #fail(call: ClientDuplexStream<Buffer, Buffer>, code: number, details: string): void {
     if (this.#call === call) this.#call = undefined;
+    this.#unwatch(call);
     for (const [id, operation] of this.#abandoned) if (operation.sentOn === call) this.#abandoned.delete(id);
     for (const operation of this.#operations.values()) {
       if (operation.sentOn === call) this.#settle(operation, callFailure(operation.label, code, details));

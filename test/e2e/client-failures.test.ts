@@ -312,8 +312,8 @@ describe("CacheClient failures", function () {
 
   it("refuses options it does not know, and tls or batching of the wrong kind, when it is made", () => {
     const refused: [unknown, { name: string; message: string }][] = [
-      [{ adress: "127.0.0.1:50051" }, { name: "TypeError", message: "unknown option adress (the options are address, token, tls, timeoutMs, namespace, batching)" }],
-      [{ timeout: 5, retries: 2 }, { name: "TypeError", message: "unknown options timeout, retries (the options are address, token, tls, timeoutMs, namespace, batching)" }],
+      [{ adress: "127.0.0.1:50051" }, { name: "TypeError", message: "unknown option adress (the options are address, token, tls, timeoutMs, namespace, batching, nearCache)" }],
+      [{ timeout: 5, retries: 2 }, { name: "TypeError", message: "unknown options timeout, retries (the options are address, token, tls, timeoutMs, namespace, batching, nearCache)" }],
       ["127.0.0.1:50051", { name: "TypeError", message: "options must be an object, got a string" }],
       [{ tls: "yes" }, { name: "TypeError", message: "tls must be a boolean or { ca?, cert?, key?, serverName? }, got a string" }],
       [{ batching: "on" }, { name: "TypeError", message: "batching must be a boolean or { windowMs? }, got a string" }],

@@ -1,0 +1,183 @@
+import type { Generation } from "../generation.js";
+import { readLookupResponse } from "../rpc/codec/lookup.js";
+
+/**
+ * Hits kept in the client's own memory, answered again without a call
+ * (CacheClientOptions.nearCache): Redis's client-side caching, one step
+ * nearer than a replica's near cache. The server grants each hit it may
+ * keep (NearGrant) on a stream that watches, and tells that stream of every
+ * change after (Invalidation); an entry is dropped when its change is
+ * heard of, when its time is up, and everything is dropped when a stream
+ * that granted is lost, for changes may go unheard then.
+ *
+ * A grant can be overtaken: a change heard of, by the server or by this
+ * client (its own update or clear), after the lookup was sent but before
+ * its grant arrives. A lookup therefore takes a ticket when it is sent,
+ * and its grant is kept only if no change to its key (or to everything)
+ * came since. The changes are logged only while a lookup is out.
+ *
+ * Values are kept as the reply's bytes and read anew at every hit, so no
+ * caller shares, or can change, another's generations.
+ */
+export class ClientNearCache {
+  readonly maxBytes: number;
+  #bytes = 0;
+  /** By local key (see localKey), least recently used first. */
+  readonly #entries = new Map<string, NearEntry>();
+  /** The local key of each server key (NearGrant.key) kept. */
+  readonly #byServerKey = new Map<string, string>();
+  /** Counts changes heard of: tickets and the change logs hold its values. */
+  #sequence = 0;
+  /** When everything last changed. */
+  #allChangedAt = 0;
+  /** While lookups are out: when each key last changed, as the server names it and as this client does. */
+  readonly #serverKeyChangedAt = new Map<string, number>();
+  readonly #localKeyChangedAt = new Map<string, number>();
+  /** Lookups out, each with its ticket. */
+  readonly #tickets = new Set<Ticket>();
+  #hits = 0;
+  #invalidations = 0;
+
+  /** `now`: a clock in ms that never goes back. */
+  constructor(maxBytes: number, readonly now: () => number = () => performance.now()) {
+    this.maxBytes = maxBytes;
+  }
+
+  /** What is kept and what it has done, since the client was made. */
+  get stats(): NearCacheStats {
+    return { entries: this.#entries.size, bytes: this.#bytes, hits: this.#hits, invalidations: this.#invalidations };
+  }
+
+  /** The generations kept for the key, read anew; undefined when none are (or their time is up). */
+  get(key: string): Generation[] | undefined {
+    const entry = this.#entries.get(key);
+    if (entry === undefined) return undefined;
+    if (entry.expiresAt <= this.now()) {
+      this.#remove(key, entry);
+      return undefined;
+    }
+    // Map order is recency: the next eviction takes the first key.
+    this.#entries.delete(key);
+    this.#entries.set(key, entry);
+    this.#hits++;
+    return readLookupResponse(entry.response, 0, entry.response.length) ?? [];
+  }
+
+  /** A lookup of `key` is about to be sent: call done() on the ticket with its grant, if any, when it settles (or fails). */
+  beginLookup(key: string): Ticket {
+    const ticket: Ticket = { key, sequence: this.#sequence, sentAt: this.now(), done: (grant) => this.#endLookup(ticket, grant) };
+    this.#tickets.add(ticket);
+    return ticket;
+  }
+
+  /** The server says these keys (NearGrant.key) changed, or everything did. */
+  invalidate(serverKeys: readonly string[], all: boolean): void {
+    this.#invalidations++;
+    if (all) {
+      this.forgetAll();
+      return;
+    }
+    for (const serverKey of serverKeys) {
+      if (this.#tickets.size > 0) this.#serverKeyChangedAt.set(serverKey, ++this.#sequence);
+      const key = this.#byServerKey.get(serverKey);
+      if (key !== undefined) this.#remove(key, this.#entries.get(key)!);
+    }
+  }
+
+  /** This client changes the key (an update): what it kept is stale from now, whatever the server grants for lookups sent before. */
+  forget(key: string): void {
+    if (this.#tickets.size > 0) this.#localKeyChangedAt.set(key, ++this.#sequence);
+    const entry = this.#entries.get(key);
+    if (entry) this.#remove(key, entry);
+  }
+
+  /** Everything may have changed (a clear), or changes may go unheard (a stream that granted was lost). */
+  forgetAll(): void {
+    this.#allChangedAt = ++this.#sequence;
+    this.#entries.clear();
+    this.#byServerKey.clear();
+    this.#bytes = 0;
+  }
+
+  #endLookup(ticket: Ticket, grant: Grant | undefined): void {
+    if (!this.#tickets.delete(ticket)) return;
+    if (grant && !this.#changedSince(ticket)) this.#keep(ticket, grant);
+    if (this.#tickets.size === 0) {
+      this.#serverKeyChangedAt.clear();
+      this.#localKeyChangedAt.clear();
+    }
+  }
+
+  #changedSince({ key, sequence }: Ticket, serverKey?: string): boolean {
+    return (
+      this.#allChangedAt > sequence ||
+      (this.#localKeyChangedAt.get(key) ?? 0) > sequence ||
+      (serverKey !== undefined && (this.#serverKeyChangedAt.get(serverKey) ?? 0) > sequence)
+    );
+  }
+
+  #keep(ticket: Ticket, { serverKey, ttlMs, response }: Grant): void {
+    if (this.#changedSince(ticket, serverKey)) return;
+    const cost = ticket.key.length * 2 + serverKey.length + response.length + ENTRY_OVERHEAD_BYTES;
+    if (cost > this.maxBytes) return;
+    const old = this.#entries.get(ticket.key);
+    if (old) this.#remove(ticket.key, old);
+    const otherKey = this.#byServerKey.get(serverKey);
+    if (otherKey !== undefined) this.#remove(otherKey, this.#entries.get(otherKey)!);
+    // The time left counts from when the lookup was sent: the server measured it later, so the entry never outlives it here.
+    const expiresAt = ttlMs === 0 ? Infinity : ticket.sentAt + ttlMs;
+    this.#entries.set(ticket.key, { serverKey, response, expiresAt, cost });
+    this.#byServerKey.set(serverKey, ticket.key);
+    this.#bytes += cost;
+    for (const [oldest, entry] of this.#entries) {
+      if (this.#bytes <= this.maxBytes) break;
+      this.#remove(oldest, entry);
+    }
+  }
+
+  #remove(key: string, entry: NearEntry): void {
+    this.#entries.delete(key);
+    if (this.#byServerKey.get(entry.serverKey) === key) this.#byServerKey.delete(entry.serverKey);
+    this.#bytes -= entry.cost;
+  }
+}
+
+/** The key a pair is kept under here: the three strings, none of which can run into the next. */
+export function localKey(namespace: string, prompt: string, llmString: string): string {
+  return `${namespace.length}:${namespace}${prompt.length}:${prompt}${llmString}`;
+}
+
+export interface NearCacheStats {
+  /** Hits kept now, and what they cost (their keys and replies, and an estimate of the rest). */
+  entries: number;
+  bytes: number;
+  /** Lookups answered here since the client was made, with no call. */
+  hits: number;
+  /** Invalidations heard from the server. */
+  invalidations: number;
+}
+
+/** A hit the server lets the client keep: its name in Invalidations, its time left (0: none), and the reply's bytes. */
+export interface Grant {
+  serverKey: string;
+  ttlMs: number;
+  response: Buffer;
+}
+
+export interface Ticket {
+  readonly key: string;
+  /** The change count when the lookup was sent. */
+  readonly sequence: number;
+  readonly sentAt: number;
+  done(grant: Grant | undefined): void;
+}
+
+interface NearEntry {
+  serverKey: string;
+  response: Buffer;
+  expiresAt: number;
+  cost: number;
+}
+
+/** An estimate of what the Map slots, the entry object and the Buffer take besides the bytes counted. */
+const ENTRY_OVERHEAD_BYTES = 200;
