@@ -35,6 +35,8 @@ export class ClientNearCache {
   readonly #localKeyChangedAt = new Map<string, number>();
   /** Lookups out, each with its ticket. */
   readonly #tickets = new Set<Ticket>();
+  /** The change logs are pruned when they pass this size (see #logChange). */
+  #pruneAt = PRUNE_LOGS_AT;
   #hits = 0;
   #invalidations = 0;
 
@@ -46,6 +48,11 @@ export class ClientNearCache {
   /** What is kept and what it has done, since the client was made. */
   get stats(): NearCacheStats {
     return { entries: this.#entries.size, bytes: this.#bytes, hits: this.#hits, invalidations: this.#invalidations };
+  }
+
+  /** How many changes are logged for the lookups out (for tests: the logs must stay bounded). */
+  get changesLogged(): number {
+    return this.#serverKeyChangedAt.size + this.#localKeyChangedAt.size;
   }
 
   /** The generations kept for the key, read anew; undefined when none are (or their time is up). */
@@ -78,7 +85,7 @@ export class ClientNearCache {
       return;
     }
     for (const serverKey of serverKeys) {
-      if (this.#tickets.size > 0) this.#serverKeyChangedAt.set(serverKey, ++this.#sequence);
+      if (this.#tickets.size > 0) this.#logChange(this.#serverKeyChangedAt, serverKey);
       const key = this.#byServerKey.get(serverKey);
       if (key !== undefined) this.#remove(key, this.#entries.get(key)!);
     }
@@ -86,7 +93,7 @@ export class ClientNearCache {
 
   /** This client changes the key (an update): what it kept is stale from now, whatever the server grants for lookups sent before. */
   forget(key: string): void {
-    if (this.#tickets.size > 0) this.#localKeyChangedAt.set(key, ++this.#sequence);
+    if (this.#tickets.size > 0) this.#logChange(this.#localKeyChangedAt, key);
     const entry = this.#entries.get(key);
     if (entry) this.#remove(key, entry);
   }
@@ -99,12 +106,31 @@ export class ClientNearCache {
     this.#bytes = 0;
   }
 
+  /**
+   * Logs a change for the lookups out. Under steady load some lookup is
+   * always out, so the logs are never emptied at once: what no ticket out
+   * is older than is pruned instead, whenever a log has doubled since.
+   */
+  #logChange(log: Map<string, number>, key: string): void {
+    log.delete(key); // Map order is then the order of the changes.
+    log.set(key, ++this.#sequence);
+    if (log.size < this.#pruneAt) return;
+    let oldestOut = Infinity;
+    for (const ticket of this.#tickets) oldestOut = Math.min(oldestOut, ticket.sequence);
+    for (const [logged, sequence] of log) {
+      if (sequence > oldestOut) break;
+      log.delete(logged);
+    }
+    this.#pruneAt = Math.max(PRUNE_LOGS_AT, log.size * 2);
+  }
+
   #endLookup(ticket: Ticket, grant: Grant | undefined): void {
     if (!this.#tickets.delete(ticket)) return;
     if (grant && !this.#changedSince(ticket)) this.#keep(ticket, grant);
     if (this.#tickets.size === 0) {
       this.#serverKeyChangedAt.clear();
       this.#localKeyChangedAt.clear();
+      this.#pruneAt = PRUNE_LOGS_AT;
     }
   }
 
@@ -178,6 +204,9 @@ interface NearEntry {
   expiresAt: number;
   cost: number;
 }
+
+/** How many changes a log holds before it is first pruned. */
+const PRUNE_LOGS_AT = 1_024;
 
 /** An estimate of what the Map slots, the entry object and the Buffer take besides the bytes counted. */
 const ENTRY_OVERHEAD_BYTES = 200;

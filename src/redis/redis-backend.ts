@@ -101,7 +101,6 @@ export class RedisBackend implements CacheBackend<Buffer> {
   /** Changes as the near cache hears of them: without one, a replica hears of none. */
   readonly changes: ChangeFeed<Buffer> | undefined;
 
-
   async lookup(namespace: string, prompt: string, llmString: string, { bypass, leaseMs, waitMs, signal }: BackendLookup): Promise<LeasedLookup<Buffer>> {
     const keys = pairKeys(namespace, prompt, llmString);
     if (bypass) this.#counters.count(namespace, "bypasses");

@@ -194,7 +194,13 @@ export function streamHandler(method: DescMethod, implementation: StreamImplemen
     };
     const scope = new GrpcCallScope(call, {
       push: (messages) => {
-        if (!ended) write(messages);
+        if (ended) return;
+        // Pausing the client's requests holds back answers, but not what is pushed: a client that does not read is cut off.
+        if (call.writableLength >= MAX_UNREAD_PUSHED) {
+          fail(new CacheError("RESOURCE_EXHAUSTED", `the client left ${call.writableLength} messages of the stream unread, and more would pile up`));
+          return;
+        }
+        write(messages);
       },
       principal: () => {
         try {
@@ -261,6 +267,13 @@ export function streamHandler(method: DescMethod, implementation: StreamImplemen
     call.on("error", () => end(status.CANCELLED));
   };
 }
+
+/**
+ * At most this many messages of a stream may wait for its client to read
+ * them when one more is pushed (see StreamScope.push): Redis cuts off a
+ * client whose output buffer passes its limit in the same way.
+ */
+export const MAX_UNREAD_PUSHED = 10_000;
 
 /**
  * How long a stream refused at its start (a bad token, a server shutting

@@ -141,3 +141,25 @@ describe("ClientNearCache", () => {
     assert.notEqual(localKey("1:a", "", ""), localKey("", "a", ""));
   });
 });
+
+describe("ClientNearCache under steady load", () => {
+  it("keeps its log of changes bounded while some lookup is always out, and still refuses the grants changes overtook", () => {
+    const { near } = nearCache();
+    let out = near.beginLookup(localKey("", "first", "llm"));
+    for (let i = 0; i < 100_000; i++) {
+      // A new lookup goes out before the last settles: never none out.
+      const next = near.beginLookup(localKey("", `p${i}`, "llm"));
+      near.invalidate([`s:${i}`], false);
+      out.done(undefined);
+      out = next;
+    }
+    assert.ok(near.changesLogged <= 2_048, `${near.changesLogged} changes logged`);
+    const overtaken = near.beginLookup(K);
+    near.invalidate(["s:k"], false);
+    for (let i = 0; i < 5_000; i++) near.invalidate([`s:more-${i}`], false);
+    overtaken.done(grant("s:k", "old"));
+    assert.equal(near.get(K), undefined, "pruning kept what the lookup still out needed");
+    out.done(undefined);
+    assert.equal(near.changesLogged, 0, "emptied once no lookup is out");
+  });
+});

@@ -5,7 +5,7 @@ import type { StreamResult } from "../../gen/llmcache/v1/cache_pb.js";
 import { setTimeout as sleep } from "node:timers/promises";
 import { CacheClient, type Generation } from "../../src/index.js";
 import { writeAuthFile } from "../helpers/auth-file.js";
-import { startRedis, type PrivateRedis } from "../helpers/redis-servers.js";
+import { redisServers, startRedis, type PrivateRedis } from "../helpers/redis-servers.js";
 import { startServerProcess, type ServerProcess } from "../helpers/server-process.js";
 import { openRawStream } from "../helpers/raw-stream.js";
 import { waitFor } from "../helpers/single-flight.js";
@@ -16,6 +16,41 @@ const NEAR_CLIENT = { nearCache: { maxBytes: 1 << 20 } };
 /** The version an answer holds, or 0 for a miss. */
 function versionOf(found: Generation[] | null): number {
   return found === null ? 0 : Number(found[0]!.text.slice(1));
+}
+
+/**
+ * `writer` overwrites an entry again and again while `reader` answers it in
+ * a loop, from its near cache between changes. The reader may lag (it hears
+ * of each change a moment after it was made), but once it has answered a
+ * version it never answers an older one, and it answers the last one soon
+ * after its update was acknowledged.
+ */
+async function overwriteWhileServing(reader: CacheClient, writer: CacheClient, prompt: string): Promise<void> {
+  const versions = 40;
+  await writer.aupdate(prompt, "llm", version(1));
+  const hitsBefore = reader.nearCacheStats!.hits;
+  const seen: number[] = [];
+  let writing = true;
+  const reading = (async () => {
+    while (writing) {
+      seen.push(versionOf(await reader.alookup(prompt, "llm")));
+      // A hit from memory settles in a microtask: without a turn of the event loop, no reply would ever be read.
+      await new Promise(setImmediate);
+    }
+  })();
+  for (let n = 2; n <= versions; n++) {
+    await writer.aupdate(prompt, "llm", version(n));
+    await sleep(5);
+  }
+  const acknowledged = performance.now();
+  await waitFor(async () => versionOf(await reader.alookup(prompt, "llm")) === versions, "the last version to be answered", 2_000);
+  const lag = performance.now() - acknowledged;
+  writing = false;
+  await reading;
+  const hits = reader.nearCacheStats!.hits - hitsBefore;
+  assert.ok(hits > versions, `only ${hits} lookups answered from the near cache`);
+  for (let i = 1; i < seen.length; i++) assert.ok(seen[i]! >= seen[i - 1]!, `answered v${seen[i]} after v${seen[i - 1]}`);
+  assert.ok(lag < 1_000, `the last version came ${lag.toFixed(0)} ms after its update was acknowledged`);
 }
 
 describe("a client's near cache (CacheClient nearCache)", function () {
@@ -74,30 +109,7 @@ describe("a client's near cache (CacheClient nearCache)", function () {
   });
 
   it("never goes back to an older version while another replica overwrites what it serves", async () => {
-    const client = nearClient();
-    const versions = 40;
-    await writer.aupdate("overwritten", "llm", version(1));
-    const seen: number[] = [];
-    let writing = true;
-    const reader = (async () => {
-      while (writing) {
-        seen.push(versionOf(await client.alookup("overwritten", "llm")));
-        // A hit from memory settles in a microtask: without a turn of the event loop, no reply would ever be read.
-        await new Promise(setImmediate);
-      }
-    })();
-    for (let n = 2; n <= versions; n++) {
-      await writer.aupdate("overwritten", "llm", version(n));
-      await sleep(5);
-    }
-    const acknowledged = performance.now();
-    await waitFor(async () => versionOf(await client.alookup("overwritten", "llm")) === versions, "the last version to be answered", 2_000);
-    const lag = performance.now() - acknowledged;
-    writing = false;
-    await reader;
-    assert.ok(client.nearCacheStats!.hits > versions, `only ${client.nearCacheStats!.hits} lookups answered from the near cache`);
-    for (let i = 1; i < seen.length; i++) assert.ok(seen[i]! >= seen[i - 1]!, `answered v${seen[i]} after v${seen[i - 1]}`);
-    assert.ok(lag < 1_000, `the last version came ${lag.toFixed(0)} ms after its update was acknowledged`);
+    await overwriteWhileServing(nearClient(), writer, "overwritten");
   });
 
   it("answers its own update at once, even with a lookup of the old value still in flight", async () => {
@@ -281,6 +293,32 @@ describe("a client's near cache (CacheClient nearCache)", function () {
       }
     });
 
+    it("cuts off a watching stream whose client does not read, rather than pile its invalidations up", async () => {
+      const stream = openRawStream(watched.address);
+      try {
+        const ended = new Promise<{ code: number; details: string }>((resolve) => stream.call.on("status", resolve));
+        stream.send({ operations: [{ id: 1, operation: { case: "watch", value: {} } }] });
+        stream.call.pause();
+        // Enough changes to fill the stream's flow-control window and the socket's buffers (some MB on
+        // loopback), then MAX_UNREAD_PUSHED messages more. Made through the watched replica, each is told
+        // twice (by the replica, then by Redis); a long namespace makes each word long.
+        const through = new CacheClient({ address: watched.address, namespace: "n".repeat(100) });
+        try {
+          for (let batch = 0; batch < 24; batch++) {
+            await through.aupdateMany(Array.from({ length: 500 }, (_, i) => [`unread-${batch}-${i}`, "llm", version(1)] as const));
+          }
+        } finally {
+          await through.close();
+        }
+        stream.call.resume();
+        const { code, details } = await ended;
+        assert.equal(code, status.RESOURCE_EXHAUSTED);
+        assert.match(details, /the client left \d+ messages of the stream unread/);
+      } finally {
+        stream.close();
+      }
+    });
+
     it("refuses a second watch on the stream, and a watch where the server cannot tell of changes, with FAILED_PRECONDITION", async () => {
       const plainServer = await startServerProcess([]);
       const twice = openRawStream(watched.address);
@@ -304,6 +342,55 @@ describe("a client's near cache (CacheClient nearCache)", function () {
         unable.close();
         await plainServer.stop();
       }
+    });
+  });
+
+  describe("through two replicas on a Redis Cluster", () => {
+    let replicas: ServerProcess[];
+    let clusterWriter: CacheClient;
+
+    before(async () => {
+      const { cluster } = await redisServers();
+      replicas = await Promise.all([0, 1].map(() => startServerProcess(["--store", cluster, "--near-cache", "16MiB"])));
+      clusterWriter = new CacheClient({ address: replicas[1]!.address });
+    });
+    after(async () => {
+      await clusterWriter.close();
+      await Promise.all(replicas.map((replica) => replica.stop()));
+    });
+
+    it("never goes back to an older version of pairs on every primary, whichever replica a lookup went through", async () => {
+      const client = nearClient(replicas.map((replica) => replica.address).join(","));
+      // Prompts spread over the three primaries: each node's words must arrive, through each replica.
+      for (const prompt of ["c-one", "c-two", "c-three", "c-four"]) await overwriteWhileServing(client, clusterWriter, prompt);
+    });
+
+    it("drops the entries a clear removed on every primary", async () => {
+      const client = nearClient(replicas.map((replica) => replica.address).join(","));
+      const prompts = Array.from({ length: 20 }, (_, i) => `clear-${i}`);
+      for (const prompt of prompts) await clusterWriter.aupdate(prompt, "llm", version(1));
+      for (const prompt of prompts) assert.deepEqual(await client.alookup(prompt, "llm"), version(1));
+      assert.ok(client.nearCacheStats!.entries > 0);
+      await clusterWriter.aclear();
+      await waitFor(
+        async () => (await Promise.all(prompts.map((prompt) => client.alookup(prompt, "llm")))).every((found) => found === null),
+        "every cleared entry to be gone",
+        1_000,
+      );
+    });
+
+    it("drops everything a replica's stream let it keep when that replica dies, and answers through the other", async () => {
+      const spare = await startServerProcess(["--store", (await redisServers()).cluster, "--near-cache", "16MiB"]);
+      const client = nearClient(`${spare.address},${replicas[0]!.address}`);
+      const prompts = Array.from({ length: 10 }, (_, i) => `dies-${i}`);
+      for (const prompt of prompts) await clusterWriter.aupdate(prompt, "llm", version(1));
+      // Lookups of one turn go to one replica: over several turns, both streams grant.
+      for (const prompt of prompts) assert.deepEqual(await client.alookup(prompt, "llm"), version(1));
+      assert.ok(client.nearCacheStats!.entries > 0);
+      await spare.stop("SIGKILL");
+      await waitFor(() => client.nearCacheStats!.entries === 0, "the lost stream's entries to go", 2_000);
+      for (const prompt of prompts) await clusterWriter.aupdate(prompt, "llm", version(2));
+      for (const prompt of prompts) assert.deepEqual(await client.alookup(prompt, "llm"), version(2));
     });
   });
 

@@ -512,14 +512,20 @@ export type StreamOperation = Message<"llmcache.v1.StreamOperation"> & {
      * from now until the stream ends, and grant its hits to be kept (see
      * LookupResponse.near): a client-side near cache, as Redis's
      * client-side caching in broadcast mode. Each change comes as an
-     * Invalidation result with this operation's id, in order with the
-     * stream's other results: a result written after an Invalidation never
-     * carries the value that Invalidation withdrew. An Invalidation may
-     * also come for an entry the client never read, or after a change that
-     * left the same value. A server that cannot tell of changes (one
-     * without a near cache of its own, see `llmcache serve --near-cache`)
-     * answers an OperationError with code FAILED_PRECONDITION and grants
-     * nothing.
+     * Invalidation result with this operation's id, written as soon as the
+     * server hears of it: before the result of an Update on this stream
+     * that made it, and before the result of any lookup answered after it.
+     * A grant can be overtaken all the same: the result of a lookup
+     * answered just before a change may come after that change's
+     * Invalidation. So a client keeps a grant only if no Invalidation of
+     * its key (or of all) came since it sent the lookup. An Invalidation
+     * may also come for an entry the client never read, or after a change
+     * that left the same value. A stream whose client leaves too many
+     * messages unread is ended with RESOURCE_EXHAUSTED, since its
+     * Invalidations would pile up without bound. A server that cannot tell
+     * of changes (one without a near cache of its own, see `llmcache serve
+     * --near-cache`) answers an OperationError with code
+     * FAILED_PRECONDITION and grants nothing.
      *
      * @generated from field: llmcache.v1.WatchChanges watch = 6;
      */
