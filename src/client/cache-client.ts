@@ -87,8 +87,10 @@ export interface CacheClientOptions {
    * server grants the hits it may keep, and every change to an entry,
    * wherever it is made, drops it here once the server hears of it. A
    * server that cannot tell of changes refuses, and the client then keeps
-   * nothing (with a warning). What is kept goes when the stream ends
-   * (after a second without calls, or at close()), and lookups with
+   * nothing read through it (with a warning). What is kept goes when the
+   * stream ends (after a second with neither a call nor a hit from memory,
+   * or at close()), and when it has heard nothing for 3 s (the server
+   * writes every second: a silent one may be stuck). Lookups with
    * `bypass` are never answered from it. Its hits are not in the server's
    * stats: see `nearCacheStats`.
    */
@@ -183,8 +185,6 @@ export class CacheClient implements BaseCache {
   readonly #inFlight = new Set<Promise<unknown>>();
   /** Hits kept in this process (CacheClientOptions.nearCache), if asked for. */
   readonly #near: ClientNearCache | undefined;
-  /** A server refused to tell of changes: warned once. */
-  #nearRefused = false;
 
   constructor(options: CacheClientOptions = {}) {
     checkClientOptions(options);
@@ -479,8 +479,14 @@ export class CacheClient implements BaseCache {
     if (!near) return undefined;
     if (operation.changes === "all") near.forgetAll();
     else for (const key of operation.changes ?? []) near.forget(key);
-    const kept = operation.nearKey === undefined ? undefined : near.get(operation.nearKey);
-    return kept === undefined ? undefined : operation.nearHit!(kept);
+    if (operation.nearKey === undefined) return undefined;
+    const streams = this.#batching!.streams;
+    // A stream silent too long may have missed changes: it drops what it let be kept before anything is answered.
+    for (const stream of streams) stream?.checkWatch();
+    const kept = near.get(operation.nearKey);
+    if (kept === undefined) return undefined;
+    for (const stream of streams) stream?.usedNear();
+    return operation.nearHit!(kept);
   }
 
   /** One attempt of an operation on one replica: on its stream, if the operation can be batched, else as a unary call. */
@@ -526,20 +532,21 @@ export class CacheClient implements BaseCache {
   #stream(replica: number): OperationStream {
     const { options, streams } = this.#batching!;
     const settings = this.#replicas[replica]!;
-    return (streams[replica] ??= new OperationStream(this.#picker.channels[replica]!, () => callMetadata(settings), options, this.#nearChanges()));
+    return (streams[replica] ??= new OperationStream(this.#picker.channels[replica]!, () => callMetadata(settings), options, this.#nearChanges(settings.address)));
   }
 
-  /** What the streams tell the near cache, if there is one. */
-  #nearChanges(): StreamChanges | undefined {
+  /** What a replica's streams tell the near cache, if there is one. */
+  #nearChanges(address: string): StreamChanges | undefined {
     const near = this.#near;
     if (!near) return undefined;
+    let warned = false;
     return {
       invalidate: (keys, all) => near.invalidate(keys, all),
       lost: () => near.forgetAll(),
       refused: (message) => {
-        if (this.#nearRefused) return;
-        this.#nearRefused = true;
-        process.emitWarning(`llmcache: the near cache keeps nothing: ${message}`, { code: "LLMCACHE_NEAR_CACHE_REFUSED" });
+        if (warned) return;
+        warned = true;
+        process.emitWarning(`llmcache: the near cache keeps nothing read through ${address}: ${message}`, { code: "LLMCACHE_NEAR_CACHE_REFUSED" });
       },
     };
   }

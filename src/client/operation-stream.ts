@@ -33,6 +33,12 @@ export const MAX_STREAM_MESSAGE_BYTES = 1024 * 1024;
 const MAX_OPERATIONS_PER_MESSAGE = 24;
 /** An idle stream is ended after this long, so that it does not keep the process alive. */
 const IDLE_STREAM_MS = 1_000;
+/**
+ * A watching stream that has heard nothing for this long (the replica writes
+ * at least every second, see WatchChanges) may have missed changes: what it
+ * let be kept is dropped, and the stream is let go.
+ */
+export const WATCH_SILENCE_MS = 3_000;
 /** How long a closed stream may wait for the server to end it before it is cancelled. */
 const CLOSE_GRACE_MS = 1_000;
 /** As CLOSE_GRACE_MS, while a lookup given up may still be granted a lease (a slow Redis). */
@@ -90,9 +96,10 @@ export class OperationStream {
   #idleTimer: NodeJS.Timeout | undefined;
   /** Told of changes, when each stream is to watch. */
   readonly #changes: StreamChanges | undefined;
-  /** The stream that watches now, and its watch's id. */
-  #watch: { call: ClientDuplexStream<Buffer, Buffer>; id: number } | undefined;
-  #watchRefused = false;
+  /** The stream that watches now, its watch's id, and when it was last heard from. */
+  #watch: { call: ClientDuplexStream<Buffer, Buffer>; id: number; heardAt: number } | undefined;
+  /** When the near cache last answered in place of this stream: that keeps it from ending idle. */
+  #usedNearAt = -Infinity;
 
   readonly #metadata: () => Metadata;
 
@@ -218,13 +225,30 @@ export class OperationStream {
     call.on("error", (error: ServiceError) => this.#broken(call, error));
     call.on("end", () => this.#fail(call, status.UNAVAILABLE, "the server ended the stream"));
     this.#call = call;
-    if (this.#changes && !this.#watchRefused) {
+    if (this.#changes) {
       // First on the stream, so that every lookup after it may be granted.
       const watch: StreamOperation = { id: this.#nextId(), kind: "watch", request: NOTHING };
-      this.#watch = { call, id: watch.id };
+      this.#watch = { call, id: watch.id, heardAt: performance.now() };
       call.write(encodeStreamRequest([watch], streamOperationSize(watch)));
     }
     return call;
+  }
+
+  /** The near cache answered a lookup this stream would have carried: the stream is in use, not idle. */
+  usedNear(): void {
+    this.#usedNearAt = performance.now();
+  }
+
+  /**
+   * Lets go of the watching stream if it has been silent too long (a stuck
+   * replica, a cut network), dropping what it let be kept; the next
+   * operation opens a new stream, which watches anew.
+   */
+  checkWatch(): void {
+    const watch = this.#watch;
+    if (!watch || performance.now() - watch.heardAt <= WATCH_SILENCE_MS) return;
+    if (this.#call === watch.call) this.#call = undefined;
+    this.#end(watch.call);
   }
 
   /** The stream no longer watches: what it let be kept may go stale unheard. */
@@ -237,9 +261,10 @@ export class OperationStream {
   /** A result for the watch: changes, or the server's refusal to tell of them. */
   #watchResult(result: StreamOutcome): void {
     if (result.kind === "invalidation") {
-      this.#changes!.invalidate(result.keys, result.all);
+      // An empty one only says the replica is there (see WATCH_SILENCE_MS): hearing it was enough.
+      if (result.keys.length > 0 || result.all) this.#changes!.invalidate(result.keys, result.all);
     } else if (result.kind === "error") {
-      this.#watchRefused = true;
+      // Asked again on the next stream: the replica may have been restarted with a near cache by then.
       this.#watch = undefined;
       this.#changes!.refused(result.message);
     }
@@ -254,11 +279,15 @@ export class OperationStream {
       this.#fail(call, status.INTERNAL, `the server's reply is malformed: ${error instanceof Error ? error.message : error}`);
       return;
     }
+    const watching = this.#watch?.call === call;
+    if (watching) this.#watch!.heardAt = performance.now();
     for (const result of results) {
-      if (result.id === this.#watch?.id && call === this.#watch.call) {
+      if (watching && result.id === this.#watch!.id) {
         this.#watchResult(result);
         continue;
       }
+      // A grant is good only while its stream watches: changes heard on no other stream would withdraw it.
+      if (result.kind === "lookup" && result.near && !(watching && this.#watch?.call === call)) result.near = null;
       const operation = this.#operations.get(result.id);
       if (operation?.sentOn === call) this.#settle(operation, result);
       else this.#lateResult(call, result);
@@ -343,10 +372,15 @@ export class OperationStream {
   #endWhenIdle(call: ClientDuplexStream<Buffer, Buffer>): void {
     clearTimeout(this.#idleTimer);
     this.#idleTimer = setTimeout(() => {
-      if (this.#call === call && this.#operations.size === 0) {
-        this.#call = undefined;
-        this.#end(call);
+      if (this.#call !== call || this.#operations.size > 0) return;
+      const sinceNearUse = performance.now() - this.#usedNearAt;
+      if (sinceNearUse < IDLE_STREAM_MS) {
+        // Its lookups are answered by the near cache, which needs the stream to hear of changes.
+        this.#endWhenIdle(call);
+        return;
       }
+      this.#call = undefined;
+      this.#end(call);
     }, IDLE_STREAM_MS);
     this.#idleTimer.unref();
   }

@@ -114,6 +114,8 @@ export class NearCache {
    */
   beginRead(key: string): (value: Buffer | null, ttlMs: number) => void {
     const epoch = this.#epoch;
+    // Redis measured the time left somewhere between now and the answer: counted from now, it never runs long.
+    const startedAt = this.now();
     let reads = this.#reads.get(key);
     if (reads === undefined) this.#reads.set(key, (reads = { count: 0, changed: false }));
     reads.count++;
@@ -121,7 +123,7 @@ export class NearCache {
     return (value, ttlMs) => {
       if (--inFlight.count === 0 && this.#reads.get(key) === inFlight) this.#reads.delete(key);
       if (value === null || ttlMs === KEY_GONE || inFlight.changed || epoch !== this.#epoch || this.#suspendedFor.size > 0) return;
-      this.#keep(key, value, ttlMs < 0 ? Infinity : this.now() + ttlMs);
+      this.#keep(key, value, ttlMs < 0 ? Infinity : startedAt + ttlMs);
     };
   }
 

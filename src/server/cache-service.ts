@@ -56,6 +56,12 @@ interface LookupAnswer {
   lease?: EncodedLease;
 }
 
+/**
+ * How often a watching stream is written an empty Invalidation, so that its
+ * client knows the replica still tells it of changes (see WatchChanges).
+ */
+export const WATCH_HEARTBEAT_MS = 1_000;
+
 /** How the metrics name a stream's operations: as the contract's StreamOperation fields. */
 const OPERATION_LABELS: Record<WireOperation["kind"], string> = {
   lookup: "lookup",
@@ -187,9 +193,14 @@ export function cacheServiceMethods(
       if (change === null) tell([], true);
       else if (stream.principal()?.canRead(change.namespace)) tell([change.key], false);
     });
-    stream.onEnd(stop);
     // What the client keeps was read with rights it may have lost.
     stream.onRightsChange(() => tell([], true));
+    // A client that hears nothing cannot tell a quiet replica from a stuck one: it hears this at least.
+    const heartbeat = setInterval(() => tell([], false), WATCH_HEARTBEAT_MS).unref();
+    stream.onEnd(() => {
+      stop();
+      clearInterval(heartbeat);
+    });
   }
 
   /** Leave for a watching stream's client to keep the hit it is answered (see NearGrant). */

@@ -3,6 +3,7 @@ import { once } from "node:events";
 import { status } from "@grpc/grpc-js";
 import type { StreamResult } from "../../gen/llmcache/v1/cache_pb.js";
 import { setTimeout as sleep } from "node:timers/promises";
+import { WATCH_SILENCE_MS } from "../../src/client/operation-stream.js";
 import { CacheClient, type Generation } from "../../src/index.js";
 import { writeAuthFile } from "../helpers/auth-file.js";
 import { redisServers, startRedis, type PrivateRedis } from "../helpers/redis-servers.js";
@@ -193,6 +194,46 @@ describe("a client's near cache (CacheClient nearCache)", function () {
     assert.equal(client.nearCacheStats!.hits, 1);
   });
 
+  it("keeps its stream, and what it let be kept, while the near cache answers every lookup", async () => {
+    const client = nearClient();
+    await writer.aupdate("busy", "llm", version(1));
+    await client.alookup("busy", "llm");
+    const lookupsBefore = (await client.astats()).total.hits;
+    // Three times the idle time of a stream, making no call: every lookup is answered from memory.
+    for (const until = performance.now() + 3_000; performance.now() < until; await new Promise(setImmediate)) {
+      assert.deepEqual(await client.alookup("busy", "llm"), version(1));
+    }
+    assert.equal((await client.astats()).total.hits, lookupsBefore, "no lookup went to the replica");
+    assert.equal(client.nearCacheStats!.entries, 1);
+  });
+
+  it("drops what it keeps once a stuck replica has been silent for a few seconds", async () => {
+    const stuck = await startServerProcess(["--store", redis.url, "--near-cache", "16MiB"]);
+    try {
+      const client = nearClient(stuck.address, { timeoutMs: 300 });
+      await writer.aupdate("stuck", "llm", version(1));
+      assert.deepEqual(await client.alookup("stuck", "llm"), version(1));
+      stuck.child.kill("SIGSTOP");
+      await writer.aupdate("stuck", "llm", version(2));
+      const stopped = performance.now();
+      // Until then the client cannot tell a stuck replica from a quiet one, and answers what it kept.
+      await waitFor(
+        async () => {
+          const found = await client.alookup("stuck", "llm").catch(() => "failed" as const);
+          return found === "failed";
+        },
+        "the kept entry to be dropped",
+        WATCH_SILENCE_MS + 1_500,
+      );
+      const silentFor = performance.now() - stopped;
+      assert.ok(silentFor > WATCH_SILENCE_MS - 1_200, `dropped after ${silentFor.toFixed(0)} ms: the replica's heartbeat should have kept it`);
+      assert.equal(client.nearCacheStats!.entries, 0);
+    } finally {
+      stuck.child.kill("SIGCONT");
+      await stuck.stop();
+    }
+  });
+
   it("keeps nothing, with one warning, when the server cannot tell of changes, and answers as without it", async () => {
     const plain = await startServerProcess([]);
     try {
@@ -314,6 +355,21 @@ describe("a client's near cache (CacheClient nearCache)", function () {
         const { code, details } = await ended;
         assert.equal(code, status.RESOURCE_EXHAUSTED);
         assert.match(details, /the client left \d+ messages of the stream unread/);
+      } finally {
+        stream.close();
+      }
+    });
+
+    it("writes an empty Invalidation every second, so that a client can tell a quiet replica from a stuck one", async () => {
+      const stream = openRawStream(watched.address);
+      try {
+        stream.send({ operations: [{ id: 4, operation: { case: "watch", value: {} } }] });
+        const started = performance.now();
+        const [heartbeat] = (await stream.next()).results;
+        assert.ok(performance.now() - started < 1_500);
+        assert.equal(heartbeat!.id, 4);
+        assert.ok(heartbeat!.result.case === "invalidation");
+        assert.deepEqual([heartbeat!.result.value.keys, heartbeat!.result.value.all], [[], false]);
       } finally {
         stream.close();
       }

@@ -162,6 +162,17 @@ describe("NearCache", () => {
     assert.equal(near.size, 0);
   });
 
+  it("counts an entry's time left from when its read began: Redis measured it before the answer came", () => {
+    const { near, clock } = nearCache();
+    const keep = near.beginRead("k");
+    clock.now += 30; // the round trip to Redis
+    keep(value("v"), 500);
+    clock.now += 469;
+    assert.deepEqual(near.get("k"), value("v"));
+    clock.now += 1;
+    assert.equal(near.get("k"), undefined);
+  });
+
   it("stays within its byte budget, evicting the least recently used", () => {
     const cost = (key: string, bytes: number) => {
       const probe = new NearCache(1 << 20);

@@ -520,12 +520,15 @@ export type StreamOperation = Message<"llmcache.v1.StreamOperation"> & {
      * Invalidation. So a client keeps a grant only if no Invalidation of
      * its key (or of all) came since it sent the lookup. An Invalidation
      * may also come for an entry the client never read, or after a change
-     * that left the same value. A stream whose client leaves too many
-     * messages unread is ended with RESOURCE_EXHAUSTED, since its
-     * Invalidations would pile up without bound. A server that cannot tell
-     * of changes (one without a near cache of its own, see `llmcache serve
-     * --near-cache`) answers an OperationError with code
-     * FAILED_PRECONDITION and grants nothing.
+     * that left the same value. An empty Invalidation (no keys, `all`
+     * unset) comes every second: a client that has heard nothing on a
+     * watching stream for a few seconds cannot know that it heard every
+     * change (the replica may be stuck), and drops what it keeps. A stream
+     * whose client leaves too many messages unread is ended with
+     * RESOURCE_EXHAUSTED, since its Invalidations would pile up without
+     * bound. A server that cannot tell of changes (one without a near
+     * cache of its own, see `llmcache serve --near-cache`) answers an
+     * OperationError with code FAILED_PRECONDITION and grants nothing.
      *
      * @generated from field: llmcache.v1.WatchChanges watch = 6;
      */
