@@ -1,3 +1,4 @@
+import { ExpiringLru, type LruEntry } from "../expiring-lru.js";
 import type { Generation } from "../generation.js";
 import { readLookupResponse } from "../rpc/codec/lookup.js";
 
@@ -20,10 +21,8 @@ import { readLookupResponse } from "../rpc/codec/lookup.js";
  * caller shares, or can change, another's generations.
  */
 export class ClientNearCache {
-  readonly maxBytes: number;
-  #bytes = 0;
-  /** By local key (see localKey), least recently used first. */
-  readonly #entries = new Map<string, NearEntry>();
+  /** By local key (see localKey). */
+  readonly #entries: ExpiringLru<NearEntry>;
   /** The local key of each server key (NearGrant.key) kept. */
   readonly #byServerKey = new Map<string, string>();
   /** Counts changes heard of: tickets and the change logs hold its values. */
@@ -42,12 +41,14 @@ export class ClientNearCache {
 
   /** `now`: a clock in ms that never goes back. */
   constructor(maxBytes: number, readonly now: () => number = () => performance.now()) {
-    this.maxBytes = maxBytes;
+    this.#entries = new ExpiringLru(maxBytes, now, (key, entry) => {
+      if (this.#byServerKey.get(entry.serverKey) === key) this.#byServerKey.delete(entry.serverKey);
+    });
   }
 
   /** What is kept and what it has done, since the client was made. */
   get stats(): NearCacheStats {
-    return { entries: this.#entries.size, bytes: this.#bytes, hits: this.#hits, invalidations: this.#invalidations };
+    return { entries: this.#entries.size, bytes: this.#entries.bytes, hits: this.#hits, invalidations: this.#invalidations };
   }
 
   /** How many changes are logged for the lookups out (for tests: the logs must stay bounded). */
@@ -57,15 +58,8 @@ export class ClientNearCache {
 
   /** The generations kept for the key, read anew; undefined when none are (or their time is up). */
   get(key: string): Generation[] | undefined {
-    const entry = this.#entries.get(key);
+    const entry = this.#entries.use(key);
     if (entry === undefined) return undefined;
-    if (entry.expiresAt <= this.now()) {
-      this.#remove(key, entry);
-      return undefined;
-    }
-    // Map order is recency: the next eviction takes the first key.
-    this.#entries.delete(key);
-    this.#entries.set(key, entry);
     this.#hits++;
     return readLookupResponse(entry.response, 0, entry.response.length) ?? [];
   }
@@ -87,15 +81,14 @@ export class ClientNearCache {
     for (const serverKey of serverKeys) {
       if (this.#tickets.size > 0) this.#logChange(this.#serverKeyChangedAt, serverKey);
       const key = this.#byServerKey.get(serverKey);
-      if (key !== undefined) this.#remove(key, this.#entries.get(key)!);
+      if (key !== undefined) this.#entries.delete(key);
     }
   }
 
   /** This client changes the key (an update): what it kept is stale from now, whatever the server grants for lookups sent before. */
   forget(key: string): void {
     if (this.#tickets.size > 0) this.#logChange(this.#localKeyChangedAt, key);
-    const entry = this.#entries.get(key);
-    if (entry) this.#remove(key, entry);
+    this.#entries.delete(key);
   }
 
   /** Everything may have changed (a clear), or changes may go unheard (a stream that granted was lost). */
@@ -103,7 +96,6 @@ export class ClientNearCache {
     this.#allChangedAt = ++this.#sequence;
     this.#entries.clear();
     this.#byServerKey.clear();
-    this.#bytes = 0;
   }
 
   /**
@@ -144,27 +136,12 @@ export class ClientNearCache {
 
   #keep(ticket: Ticket, { serverKey, ttlMs, response }: Grant): void {
     if (this.#changedSince(ticket, serverKey)) return;
-    const cost = ticket.key.length * 2 + serverKey.length + response.length + ENTRY_OVERHEAD_BYTES;
-    if (cost > this.maxBytes) return;
-    const old = this.#entries.get(ticket.key);
-    if (old) this.#remove(ticket.key, old);
     const otherKey = this.#byServerKey.get(serverKey);
-    if (otherKey !== undefined) this.#remove(otherKey, this.#entries.get(otherKey)!);
+    if (otherKey !== undefined) this.#entries.delete(otherKey);
+    const cost = ticket.key.length * 2 + serverKey.length + response.length + ENTRY_OVERHEAD_BYTES;
     // The time left counts from when the lookup was sent: the server measured it later, so the entry never outlives it here.
     const expiresAt = ttlMs === 0 ? Infinity : ticket.sentAt + ttlMs;
-    this.#entries.set(ticket.key, { serverKey, response, expiresAt, cost });
-    this.#byServerKey.set(serverKey, ticket.key);
-    this.#bytes += cost;
-    for (const [oldest, entry] of this.#entries) {
-      if (this.#bytes <= this.maxBytes) break;
-      this.#remove(oldest, entry);
-    }
-  }
-
-  #remove(key: string, entry: NearEntry): void {
-    this.#entries.delete(key);
-    if (this.#byServerKey.get(entry.serverKey) === key) this.#byServerKey.delete(entry.serverKey);
-    this.#bytes -= entry.cost;
+    if (this.#entries.set(ticket.key, { serverKey, response, expiresAt, cost })) this.#byServerKey.set(serverKey, ticket.key);
   }
 }
 
@@ -198,11 +175,9 @@ export interface Ticket {
   done(grant: Grant | undefined): void;
 }
 
-interface NearEntry {
+interface NearEntry extends LruEntry {
   serverKey: string;
   response: Buffer;
-  expiresAt: number;
-  cost: number;
 }
 
 /** How many changes a log holds before it is first pruned. */

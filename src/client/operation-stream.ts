@@ -50,7 +50,7 @@ export interface StreamChanges {
   invalidate(keys: readonly string[], all: boolean): void;
   /** A stream that watched has ended or broken: changes may go unheard from now. */
   lost(): void;
-  /** The server cannot tell of changes; the streams stop asking. */
+  /** The server cannot tell of changes: this stream grants nothing (the next one asks again). */
   refused(message: string): void;
 }
 

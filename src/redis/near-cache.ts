@@ -1,3 +1,5 @@
+import { ExpiringLru, type LruEntry } from "../expiring-lru.js";
+
 /**
  * Entries this replica read from Redis lately, kept in its own memory so
  * that a hot entry costs no round trip (`--near-cache SIZE`). Redis tells
@@ -25,10 +27,8 @@
  * mark them used in Redis.
  */
 export class NearCache {
-  readonly maxBytes: number;
-  #bytes = 0;
-  /** By key (one byte per character), least recently used first. */
-  readonly #entries = new Map<string, NearEntry>();
+  /** By key (one byte per character). */
+  readonly #entries: ExpiringLru<NearEntry>;
   /** Reads from Redis in flight, by key: how many, and whether the key changed since the first began. */
   readonly #reads = new Map<string, ReadsInFlight>();
   /** Bumped whenever everything is dropped at once: reads begun before must not keep what they read. */
@@ -49,11 +49,15 @@ export class NearCache {
   /** `now`: a clock in ms that never goes back. */
   constructor(maxBytes: number, readonly now: () => number = () => performance.now()) {
     if (!Number.isSafeInteger(maxBytes) || maxBytes <= 0) throw new RangeError(`the near cache's size must be a positive number of bytes, got ${maxBytes}`);
-    this.maxBytes = maxBytes;
+    this.#entries = new ExpiringLru(maxBytes, now);
+  }
+
+  get maxBytes(): number {
+    return this.#entries.maxBytes;
   }
 
   get bytes(): number {
-    return this.#bytes;
+    return this.#entries.bytes;
   }
 
   get size(): number {
@@ -68,15 +72,8 @@ export class NearCache {
   /** The value kept for `key`, if any and not expired. */
   get(key: string): Buffer | undefined {
     if (this.#suspendedFor.size > 0) return undefined;
-    const entry = this.#entries.get(key);
+    const entry = this.#entries.use(key);
     if (entry === undefined) return undefined;
-    if (entry.expiresAt <= this.now()) {
-      this.#remove(key, entry);
-      return undefined;
-    }
-    // Map order is recency: the next eviction takes the first key.
-    this.#entries.delete(key);
-    this.#entries.set(key, entry);
     this.#hits++;
     this.#served.add(key);
     return entry.value;
@@ -87,9 +84,7 @@ export class NearCache {
    * counted as a hit, nor as a use.
    */
   peek(key: string): { value: Buffer; expiresAt: number } | undefined {
-    if (this.#suspendedFor.size > 0) return undefined;
-    const entry = this.#entries.get(key);
-    return entry === undefined || entry.expiresAt <= this.now() ? undefined : entry;
+    return this.#suspendedFor.size > 0 ? undefined : this.#entries.peek(key);
   }
 
   /** `listener` hears every change from now on: a key, or null for everything. Returns what stops it. */
@@ -144,8 +139,7 @@ export class NearCache {
       // Reads that start from now on see the change: they get a ticket of their own.
       this.#reads.delete(key);
     }
-    const entry = this.#entries.get(key);
-    if (entry) this.#remove(key, entry);
+    this.#entries.delete(key);
     for (const listener of this.#listeners) listener(key);
   }
 
@@ -155,7 +149,6 @@ export class NearCache {
     this.#epoch++;
     this.#entries.clear();
     this.#reads.clear();
-    this.#bytes = 0;
     for (const listener of this.#listeners) listener(null);
   }
 
@@ -170,34 +163,18 @@ export class NearCache {
   }
 
   #keep(key: string, value: Buffer, expiresAt: number): void {
-    const cost = entryCost(key, value);
-    if (cost > this.maxBytes) return;
-    const old = this.#entries.get(key);
-    if (old) this.#remove(key, old);
     // A copy of exactly its size: a slice of node-redis's read buffer would hold the whole chunk.
     const copy = Buffer.allocUnsafeSlow(value.length);
     value.copy(copy);
-    this.#entries.set(key, { value: copy, expiresAt, cost });
-    this.#bytes += cost;
-    for (const [oldest, entry] of this.#entries) {
-      if (this.#bytes <= this.maxBytes) break;
-      this.#remove(oldest, entry);
-    }
-  }
-
-  #remove(key: string, entry: NearEntry): void {
-    this.#entries.delete(key);
-    this.#bytes -= entry.cost;
+    this.#entries.set(key, { value: copy, expiresAt, cost: entryCost(key, value) });
   }
 }
 
 /** PTTL's answer for a key that does not exist. */
 const KEY_GONE = -2;
 
-interface NearEntry {
+interface NearEntry extends LruEntry {
   value: Buffer;
-  expiresAt: number;
-  cost: number;
 }
 
 interface ReadsInFlight {
