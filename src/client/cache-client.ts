@@ -464,8 +464,7 @@ export class CacheClient implements BaseCache {
     const first = this.#batched(built) ? this.#streamReplica() : undefined;
     const attempt = (replica: number, remainingMs: number) => this.#attempt(built, replica, remainingMs, options.signal);
     const result = await this.#picker.call(timeoutMs, built.replayable, attempt, first);
-    // A clear answered: lookups sent before it must not keep what they read, whatever the stream says after.
-    if (built.changes === "all") this.#near?.forgetAll();
+    this.#nearForget(built);
     return result;
   }
 
@@ -477,14 +476,14 @@ export class CacheClient implements BaseCache {
   #nearAnswer<R>(operation: Operation<R>): R | undefined {
     const near = this.#near;
     if (!near) return undefined;
-    if (operation.changes === "all") near.forgetAll();
-    else for (const key of operation.changes ?? []) near.forget(key);
+    this.#nearForget(operation);
     if (operation.nearKey === undefined) return undefined;
     const streams = this.#batching!.streams;
     // A stream silent too long may have missed changes: it drops what it let be kept before anything is answered.
     for (const stream of streams) stream?.checkWatch();
     const kept = near.get(operation.nearKey);
     if (kept === undefined) return undefined;
+    // Every stream, not only the one that granted: losing any watching stream drops everything kept.
     for (const stream of streams) stream?.usedNear();
     return operation.nearHit!(kept);
   }
@@ -509,6 +508,17 @@ export class CacheClient implements BaseCache {
       metadata: callMetadata(this.#replicas[replica]!),
     });
     return decodeReply(method, decode, reply);
+  }
+
+  /**
+   * Forgets what a call changes: before it is sent, and again once it is
+   * answered. A lookup sent meanwhile may bring back the old value (through
+   * another replica, or beside an update that was not on the stream);
+   * forgetting again refuses its grant, whenever it comes.
+   */
+  #nearForget(operation: Operation<unknown>): void {
+    if (operation.changes === "all") this.#near?.forgetAll();
+    else for (const key of operation.changes ?? []) this.#near?.forget(key);
   }
 
   /** Gives a lookup's grant, if any, to the near cache, which keeps it unless the key changed since it was sent. */
@@ -570,7 +580,7 @@ export class CacheClient implements BaseCache {
     try {
       const reply = this.#blocking.call(methodPath(method), request, timeoutMs, replayable);
       const result = decodeReply(method, decode, asBuffer(reply));
-      if (operation.changes === "all") this.#near?.forgetAll();
+      this.#nearForget(operation);
       return result;
     } catch (error) {
       if (error instanceof CacheError && error.code === "DEADLINE_EXCEEDED") {

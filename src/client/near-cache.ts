@@ -27,7 +27,7 @@ export class ClientNearCache {
   readonly #byServerKey = new Map<string, string>();
   /** Counts changes heard of: tickets and the change logs hold its values. */
   #sequence = 0;
-  /** When everything last changed. */
+  /** When everything last changed, or the logs were given up (see #logChange): no lookup sent before keeps its grant. */
   #allChangedAt = 0;
   /** While lookups are out: when each key last changed, as the server names it and as this client does. */
   readonly #serverKeyChangedAt = new Map<string, number>();
@@ -101,7 +101,10 @@ export class ClientNearCache {
   /**
    * Logs a change for the lookups out. Under steady load some lookup is
    * always out, so the logs are never emptied at once: what no ticket out
-   * is older than is pruned instead, whenever a log has doubled since.
+   * is older than is pruned instead, whenever a log has doubled since. A
+   * lookup out for long (a lease's wait may last an hour) would pin them:
+   * past MAX_LOGGED_CHANGES they are given up, and no lookup out keeps its
+   * grant, as if everything had changed (nothing kept is dropped).
    */
   #logChange(log: Map<string, number>, key: string): void {
     log.delete(key); // Map order is then the order of the changes.
@@ -112,6 +115,11 @@ export class ClientNearCache {
     for (const [logged, sequence] of log) {
       if (sequence > oldestOut) break;
       log.delete(logged);
+    }
+    if (log.size >= MAX_LOGGED_CHANGES) {
+      this.#allChangedAt = ++this.#sequence;
+      this.#serverKeyChangedAt.clear();
+      this.#localKeyChangedAt.clear();
     }
     this.#pruneAt = Math.max(PRUNE_LOGS_AT, log.size * 2);
   }
@@ -182,6 +190,8 @@ interface NearEntry extends LruEntry {
 
 /** How many changes a log holds before it is first pruned. */
 const PRUNE_LOGS_AT = 1_024;
+/** How many changes a log may hold for the lookups out before it is given up (see #logChange). */
+const MAX_LOGGED_CHANGES = 65_536;
 
 /** An estimate of what the Map slots, the entry object and the Buffer take besides the bytes counted. */
 const ENTRY_OVERHEAD_BYTES = 200;

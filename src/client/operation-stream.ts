@@ -279,15 +279,16 @@ export class OperationStream {
       this.#fail(call, status.INTERNAL, `the server's reply is malformed: ${error instanceof Error ? error.message : error}`);
       return;
     }
-    const watching = this.#watch?.call === call;
-    if (watching) this.#watch!.heardAt = performance.now();
+    const watch = this.#watch?.call === call ? this.#watch : undefined;
+    if (watch) watch.heardAt = performance.now();
     for (const result of results) {
-      if (watching && result.id === this.#watch!.id) {
+      if (watch && result.id === watch.id) {
         this.#watchResult(result);
         continue;
       }
-      // A grant is good only while its stream watches: changes heard on no other stream would withdraw it.
-      if (result.kind === "lookup" && result.near && !(watching && this.#watch?.call === call)) result.near = null;
+      // A grant is good only while its stream watches (a refusal may have come in this very message):
+      // changes heard on no other stream would withdraw it.
+      if (result.kind === "lookup" && result.near && this.#watch?.call !== call) result.near = null;
       const operation = this.#operations.get(result.id);
       if (operation?.sentOn === call) this.#settle(operation, result);
       else this.#lateResult(call, result);
@@ -369,19 +370,19 @@ export class OperationStream {
     if (next !== Infinity) this.#watchDeadline(next);
   }
 
-  #endWhenIdle(call: ClientDuplexStream<Buffer, Buffer>): void {
+  #endWhenIdle(call: ClientDuplexStream<Buffer, Buffer>, afterMs = IDLE_STREAM_MS): void {
     clearTimeout(this.#idleTimer);
     this.#idleTimer = setTimeout(() => {
       if (this.#call !== call || this.#operations.size > 0) return;
       const sinceNearUse = performance.now() - this.#usedNearAt;
       if (sinceNearUse < IDLE_STREAM_MS) {
         // Its lookups are answered by the near cache, which needs the stream to hear of changes.
-        this.#endWhenIdle(call);
+        this.#endWhenIdle(call, IDLE_STREAM_MS - sinceNearUse);
         return;
       }
       this.#call = undefined;
       this.#end(call);
-    }, IDLE_STREAM_MS);
+    }, afterMs);
     this.#idleTimer.unref();
   }
 }

@@ -47,6 +47,8 @@ export interface BackendGauges {
 export interface NearCacheGauges {
   readonly size: number;
   readonly bytes: number;
+  /** Listeners to its changes: streams that watch. */
+  readonly watchers: number;
   readonly counts: { hits: number; invalidations: number };
 }
 

@@ -87,6 +87,11 @@ export class NearCache {
     return this.#suspendedFor.size > 0 ? undefined : this.#entries.peek(key);
   }
 
+  /** How many listen (see onChange). */
+  get watchers(): number {
+    return this.#listeners.size;
+  }
+
   /** `listener` hears every change from now on: a key, or null for everything. Returns what stops it. */
   onChange(listener: (key: string | null) => void): () => void {
     this.#listeners.add(listener);

@@ -24,6 +24,7 @@ import {
   type MethodImplementation,
   type StreamImplementation,
 } from "./method-handlers.js";
+import { ChangesToTell } from "./changes-to-tell.js";
 import { checkLimit, requestChecks, type RequestLimits } from "./request-limits.js";
 
 /**
@@ -107,8 +108,8 @@ export function cacheServiceMethods(
   const streamPath = methodPath(stream);
   const { logFailure, operationEnded } = options;
   const checks = requestChecks(limits);
-  /** The streams that watch (see WatchChanges), each with its watch's id. */
-  const watches = new WeakMap<CallScope, number>();
+  /** The streams that watch (see WatchChanges), each with the changes it is yet to be told of. */
+  const watches = new WeakMap<CallScope, ChangesToTell>();
   /** Stored bytes of the caller's own, for a reply written after the backend may have changed. */
   const copyOf = (stored: StoredGenerations | undefined) => (stored && backend.lendsValues ? Buffer.from(stored) : stored);
 
@@ -176,8 +177,10 @@ export function cacheServiceMethods(
 
   /**
    * Tells the stream of every change its caller may see, as Invalidation
-   * results with the watch's id, written as soon as the change is heard of:
-   * so an update's own change is written before the update's result.
+   * results with the watch's id. The changes heard in one turn go in one
+   * message, written before the next turn (process.nextTick): before the
+   * result of the update that made them, which comes after (see Outbox),
+   * and before any later lookup's.
    */
   function watch(id: number, call: CallScope): void {
     const feed = backend.changes;
@@ -186,17 +189,19 @@ export function cacheServiceMethods(
       throw new CacheError("FAILED_PRECONDITION", "this server cannot tell of changes: it keeps no near cache of its own (see llmcache serve --near-cache)");
     }
     const watching = watches.get(call);
-    if (watching !== undefined) throw new CacheError("FAILED_PRECONDITION", `the stream already watches (operation ${watching})`);
-    watches.set(call, id);
-    const tell = (keys: string[], all: boolean) => stream.push(writeStreamResponses([{ id, kind: "invalidation", keys, all }], limits.maxReplyBytes));
+    if (watching !== undefined) throw new CacheError("FAILED_PRECONDITION", `the stream already watches (operation ${watching.id})`);
+    const write = (results: WireResult[]) => stream.push(writeStreamResponses(results, limits.maxReplyBytes));
+    const pending = new ChangesToTell(id, write, stream);
+    watches.set(call, pending);
     const stop = feed.watch((change) => {
-      if (change === null) tell([], true);
-      else if (stream.principal()?.canRead(change.namespace)) tell([change.key], false);
+      if (change === null) pending.add(undefined);
+      else if (stream.principal()?.canRead(change.namespace)) pending.add(change.key);
     });
     // What the client keeps was read with rights it may have lost.
-    stream.onRightsChange(() => tell([], true));
+    stream.onRightsChange(() => pending.add(undefined));
     // A client that hears nothing cannot tell a quiet replica from a stuck one: it hears this at least.
-    const heartbeat = setInterval(() => tell([], false), WATCH_HEARTBEAT_MS).unref();
+    // One that does not read hears none: it will stop trusting what it keeps, as it should.
+    const heartbeat = setInterval(() => stream.writable() && write([{ id, kind: "invalidation", keys: [], all: false }]), WATCH_HEARTBEAT_MS).unref();
     stream.onEnd(() => {
       stop();
       clearInterval(heartbeat);
@@ -205,7 +210,9 @@ export function cacheServiceMethods(
 
   /** Leave for a watching stream's client to keep the hit it is answered (see NearGrant). */
   function nearLeave(call: CallScope, { namespace, prompt, llmString }: WireLookup, stored: StoredGenerations | undefined): NearLeave | undefined {
-    return stored === undefined || !watches.has(call) ? undefined : backend.changes?.leave(namespace, prompt, llmString, stored);
+    // While the stream owes changes, a grant could be written before the word that withdraws it.
+    const pending = watches.get(call);
+    return stored === undefined || !pending || pending.owes ? undefined : backend.changes?.leave(namespace, prompt, llmString, stored);
   }
 
   /** `updatesFollow`: an update comes later in the same message. */

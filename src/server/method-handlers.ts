@@ -30,6 +30,10 @@ export interface CallScope {
 export interface StreamScope {
   /** Writes these messages now, after every message written before; nothing once the stream has ended. */
   push(messages: Buffer[]): void;
+  /** Whether the client keeps up: false once what was written waits for it to read (and after the end). */
+  writable(): boolean;
+  /** `listener` runs once, when the client has read enough for the stream to take more. */
+  onceWritable(listener: () => void): void;
   /**
    * The caller's rights now: checked again after a reload of the auth file.
    * Undefined once the token is no longer valid (the stream fails at its
@@ -194,14 +198,10 @@ export function streamHandler(method: DescMethod, implementation: StreamImplemen
     };
     const scope = new GrpcCallScope(call, {
       push: (messages) => {
-        if (ended) return;
-        // Pausing the client's requests holds back answers, but not what is pushed: a client that does not read is cut off.
-        if (call.writableLength >= MAX_UNREAD_PUSHED) {
-          fail(new CacheError("RESOURCE_EXHAUSTED", `the client left ${call.writableLength} messages of the stream unread, and more would pile up`));
-          return;
-        }
-        write(messages);
+        if (!ended) write(messages);
       },
+      writable: () => !paused && !ended,
+      onceWritable: (listener) => call.once("drain", listener),
       principal: () => {
         try {
           return currentPrincipal();
@@ -265,15 +265,11 @@ export function streamHandler(method: DescMethod, implementation: StreamImplemen
     call.on("end", finish);
     // A client that cancels or disconnects: there is no one left to answer.
     call.on("error", () => end(status.CANCELLED));
+    // A paused call that is cancelled emits neither "end" nor "error", only
+    // "close": without this a watching stream would be told of changes for ever.
+    call.on("close", () => end(status.CANCELLED));
   };
 }
-
-/**
- * At most this many messages of a stream may wait for its client to read
- * them when one more is pushed (see StreamScope.push): Redis cuts off a
- * client whose output buffer passes its limit in the same way.
- */
-export const MAX_UNREAD_PUSHED = 10_000;
 
 /**
  * How long a stream refused at its start (a bad token, a server shutting

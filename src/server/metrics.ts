@@ -85,6 +85,7 @@ export class ServerMetrics {
         "Changes Redis reported (each drops the entry if held), and times everything was dropped.",
         () => near.counts.invalidations,
       );
+      gaugeFrom(registers, "llmcache_near_cache_watchers", "Streams told of every change, for their clients' near caches (WatchChanges).", () => near.watchers);
     }
     // The log says why a snapshot failed; these let an alert see that it does, or how stale the last one is.
     this.#snapshotFailures = new Counter({ name: "llmcache_snapshot_failures_total", help: "Snapshot writes that failed.", registers });

@@ -128,11 +128,16 @@ describe("ClientNearCache", () => {
     assert.ok(near.stats.bytes <= perEntry * 2);
   });
 
-  it("keeps nothing larger than its whole budget", () => {
-    const { near } = nearCache(100);
-    lookedUp(near, K, grant("s:k", "x".repeat(200)));
-    assert.equal(near.get(K), undefined);
-    assert.deepEqual(near.stats, { entries: 0, bytes: 0, hits: 0, invalidations: 0 });
+  it("keeps nothing larger than its whole budget, counting the reply's bytes", () => {
+    const small = grant("s:k", "x");
+    const { near: probe } = nearCache();
+    lookedUp(probe, K, small);
+    const smallCost = probe.stats.bytes;
+    const { near } = nearCache(smallCost + 50);
+    lookedUp(near, K, grant("s:k", "x".repeat(100)));
+    assert.equal(near.get(K), undefined, "100 bytes more than the small one: over the budget");
+    lookedUp(near, K, small);
+    assert.deepEqual(near.get(K), [{ text: "x" }]);
   });
 
   it("tells pairs apart whatever characters their strings hold", () => {
@@ -161,5 +166,23 @@ describe("ClientNearCache under steady load", () => {
     assert.equal(near.get(K), undefined, "pruning kept what the lookup still out needed");
     out.done(undefined);
     assert.equal(near.changesLogged, 0, "emptied once no lookup is out");
+  });
+});
+
+describe("ClientNearCache with one lookup out for long (a lease's wait)", () => {
+  it("gives its change log up past a bound, refusing that lookup's grant and dropping nothing kept", () => {
+    const { near } = nearCache();
+    const kept = localKey("", "kept", "llm");
+    lookedUp(near, kept, grant("s:kept", "v1"));
+    const waiting = near.beginLookup(K);
+    let most = 0;
+    for (let i = 0; i < 200_000; i++) {
+      near.invalidate([`s:${i}`], false);
+      most = Math.max(most, near.changesLogged);
+    }
+    assert.ok(most <= 65_536, `${most} changes logged at most`);
+    waiting.done(grant("s:k", "granted after all those changes"));
+    assert.equal(near.get(K), undefined, "its changes were given up: the grant is refused");
+    assert.deepEqual(near.get(kept), [{ text: "v1" }], "what was kept stays");
   });
 });

@@ -1,15 +1,17 @@
 import assert from "node:assert/strict";
-import { once } from "node:events";
 import { status } from "@grpc/grpc-js";
 import type { StreamResult } from "../../gen/llmcache/v1/cache_pb.js";
+import { spawn } from "node:child_process";
+import { createInterface } from "node:readline";
 import { setTimeout as sleep } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
 import { WATCH_SILENCE_MS } from "../../src/client/operation-stream.js";
 import { CacheClient, type Generation } from "../../src/index.js";
 import { writeAuthFile } from "../helpers/auth-file.js";
 import { redisServers, startRedis, type PrivateRedis } from "../helpers/redis-servers.js";
 import { startServerProcess, type ServerProcess } from "../helpers/server-process.js";
 import { openRawStream } from "../helpers/raw-stream.js";
-import { waitFor } from "../helpers/single-flight.js";
+import { MetricsScraper, waitFor } from "../helpers/single-flight.js";
 
 const version = (n: number): Generation[] => [{ text: `v${n}` }];
 const NEAR_CLIENT = { nearCache: { maxBytes: 1 << 20 } };
@@ -234,20 +236,30 @@ describe("a client's near cache (CacheClient nearCache)", function () {
     }
   });
 
-  it("keeps nothing, with one warning, when the server cannot tell of changes, and answers as without it", async () => {
-    const plain = await startServerProcess([]);
+  it("keeps nothing, with one warning, when the server cannot tell of changes, asks again on each stream, and answers as without it", async () => {
+    const plain = await startServerProcess(["--metrics-port", "0"]);
+    const warnings: (Error & { code?: string })[] = [];
+    const heard = (warning: Error & { code?: string }) => {
+      if (warning.code === "LLMCACHE_NEAR_CACHE_REFUSED") warnings.push(warning);
+    };
+    process.on("warning", heard);
     try {
       const client = nearClient(plain.address);
-      const warned = once(process, "warning");
       await client.aupdate("plain", "llm", version(1));
       for (let i = 0; i < 5; i++) assert.deepEqual(await client.alookup("plain", "llm"), version(1));
-      const [warning] = (await warned) as [Error & { code?: string }];
-      assert.equal(warning.code, "LLMCACHE_NEAR_CACHE_REFUSED");
-      assert.match(warning.message, /cannot tell of changes/);
+      // The stream ends after a second idle; the next call opens another, which asks again.
+      await sleep(1_300);
       await client.aupdate("plain", "llm", version(2));
       assert.deepEqual(await client.alookup("plain", "llm"), version(2));
+      await waitFor(() => warnings.length > 0, "the warning");
+      const metrics = new MetricsScraper(plain);
+      const refusals = await metrics.value("llmcache_stream_operations_total", '{operation="watch",code="FAILED_PRECONDITION"}');
+      assert.equal(refusals, 2, "one watch a stream");
+      assert.equal(warnings.length, 1, "one warning a replica");
+      assert.match(warnings[0]!.message, new RegExp(`nothing read through ${plain.address}.*cannot tell of changes`));
       assert.deepEqual(client.nearCacheStats, { entries: 0, bytes: 0, hits: 0, invalidations: 0 });
     } finally {
+      process.off("warning", heard);
       await plain.stop();
     }
   });
@@ -334,44 +346,67 @@ describe("a client's near cache (CacheClient nearCache)", function () {
       }
     });
 
-    it("cuts off a watching stream whose client does not read, rather than pile its invalidations up", async () => {
-      const stream = openRawStream(watched.address);
+    it("tells a stream whose client reads nothing for a while that everything changed, rather than queue every change", async () => {
+      // A process of its own, stopped: it leaves the socket unread, as a stuck client does.
+      const child = spawn(process.execPath, [fileURLToPath(new URL("../helpers/watching-child.js", import.meta.url)), watched.address], {
+        stdio: ["pipe", "pipe", "inherit"],
+      });
+      const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
+      const through = new CacheClient({ address: watched.address, namespace: "n".repeat(100) });
       try {
-        const ended = new Promise<{ code: number; details: string }>((resolve) => stream.call.on("status", resolve));
-        stream.send({ operations: [{ id: 1, operation: { case: "watch", value: {} } }] });
-        stream.call.pause();
-        // Enough changes to fill the stream's flow-control window and the socket's buffers (some MB on
-        // loopback), then MAX_UNREAD_PUSHED messages more. Made through the watched replica, each is told
-        // twice (by the replica, then by Redis); a long namespace makes each word long.
-        const through = new CacheClient({ address: watched.address, namespace: "n".repeat(100) });
-        try {
-          for (let batch = 0; batch < 24; batch++) {
-            await through.aupdateMany(Array.from({ length: 500 }, (_, i) => [`unread-${batch}-${i}`, "llm", version(1)] as const));
-          }
-        } finally {
-          await through.close();
+        assert.equal((await lines.next()).value, "watching");
+        child.kill("SIGSTOP");
+        // Far more than the socket's buffers hold (some MB on loopback): 30,000 keys of about 270
+        // bytes, each told twice (by the replica, then by Redis).
+        const changes = 30_000;
+        for (let batch = 0; batch < changes / 500; batch++) {
+          await through.aupdateMany(Array.from({ length: 500 }, (_, i) => [`unread-${batch}-${i}`, "llm", version(1)] as const));
         }
-        stream.call.resume();
-        const { code, details } = await ended;
-        assert.equal(code, status.RESOURCE_EXHAUSTED);
-        assert.match(details, /the client left \d+ messages of the stream unread/);
+        child.kill("SIGCONT");
+        await sleep(2_000);
+        child.stdin!.write("report\n");
+        let report: { keys: number; everything: boolean } | undefined;
+        for (let line = await lines.next(); !line.done && !report; line = await lines.next()) {
+          if (line.value !== "watching") report = JSON.parse(line.value as string) as { keys: number; everything: boolean };
+        }
+        assert.ok(report, "the child reported");
+        assert.equal(report.everything, true, `told of ${report.keys} keys one by one, never that everything changed`);
+        assert.ok(report.keys < changes * 2, `told of ${report.keys} keys one by one`);
       } finally {
-        stream.close();
+        child.kill("SIGCONT");
+        child.kill();
+        await through.close();
       }
     });
 
-    it("writes an empty Invalidation every second, so that a client can tell a quiet replica from a stuck one", async () => {
-      const stream = openRawStream(watched.address);
+    it("stops telling a stream its client cancelled while the server held its replies back", async () => {
+      const metered = await startServerProcess(["--store", redis.url, "--near-cache", "16MiB", "--metrics-port", "0"]);
+      const metrics = new MetricsScraper(metered);
+      const watchers = () => metrics.value("llmcache_near_cache_watchers");
+      const stream = openRawStream(metered.address);
+      const through = new CacheClient({ address: metered.address, namespace: "n".repeat(100) });
       try {
-        stream.send({ operations: [{ id: 4, operation: { case: "watch", value: {} } }] });
-        const started = performance.now();
-        const [heartbeat] = (await stream.next()).results;
-        assert.ok(performance.now() - started < 1_500);
-        assert.equal(heartbeat!.id, 4);
-        assert.ok(heartbeat!.result.case === "invalidation");
-        assert.deepEqual([heartbeat!.result.value.keys, heartbeat!.result.value.all], [[], false]);
+        stream.send({ operations: [{ id: 1, operation: { case: "watch", value: {} } }] });
+        await waitFor(async () => (await watchers()) === 1, "the watch");
+        stream.call.pause();
+        // Changes until the server holds its replies back: it then stops reading the client, and a
+        // lookup it is sent stays unanswered (the misses it counts stop growing).
+        const misses = async () => (await through.astats()).total.misses;
+        for (let batch = 0; ; batch++) {
+          assert.ok(batch < 300, "the server never held the stream's replies back");
+          await through.aupdateMany(Array.from({ length: 500 }, (_, i) => [`held-${batch}-${i}`, "llm", version(1)] as const));
+          const before = await misses();
+          stream.send({ operations: [{ id: 100 + batch, operation: { case: "lookup", value: { prompt: "never", llmString: "llm" } } }] });
+          await sleep(200);
+          if ((await misses()) === before) break;
+        }
+        assert.equal(await watchers(), 1);
+        stream.call.cancel();
+        await waitFor(async () => (await watchers()) === 0, "the cancelled stream's watch to end", 2_000);
       } finally {
         stream.close();
+        await through.close();
+        await metered.stop();
       }
     });
 

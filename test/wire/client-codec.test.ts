@@ -198,7 +198,17 @@ describe("the client's hand-written codec", () => {
       assert.deepEqual(all, { id: 1, kind: "invalidation", keys: [], all: true });
     });
 
-    it("has the server write grants and invalidations that protobuf-es reads", () => {
+    it("reads a heartbeat (an empty Invalidation), and refuses a grant without a key", () => {
+      const heartbeat = toBinary(StreamResponseSchema, create(StreamResponseSchema, { results: [{ id: 1, result: { case: "invalidation", value: {} } }] }));
+      assert.deepEqual(decodeStreamResponse(Buffer.from(heartbeat)), [{ id: 1, kind: "invalidation", keys: [], all: false }]);
+      const keyless = toBinary(
+        StreamResponseSchema,
+        create(StreamResponseSchema, { results: [{ id: 2, result: { case: "lookup", value: { hit: true, near: { ttlMs: 5n } } } }] }),
+      );
+      assert.throws(() => decodeStreamResponse(Buffer.from(keyless)), (error: unknown) => error instanceof DecodeError && /near: the key is empty/.test(error.message));
+    });
+
+    it("has the server write grants and invalidations exactly as protobuf-es does", () => {
       const stored = Buffer.from(toBinary(LookupResponseSchema, create(LookupResponseSchema, { generations: [{ text: "g" }] })));
       const bytes = writeStreamResponse([
         { id: 4, kind: "lookup", stored: stored as never, near: { key: KEY, ttlMs: 0 } },
@@ -206,6 +216,15 @@ describe("the client's hand-written codec", () => {
         { id: 1, kind: "invalidation", keys: [KEY], all: false },
         { id: 1, kind: "invalidation", keys: [], all: true },
       ]);
+      const expected = create(StreamResponseSchema, {
+        results: [
+          { id: 4, result: { case: "lookup", value: { hit: true, generations: [{ text: "g" }], near: { key: KEY } } } },
+          { id: 5, result: { case: "lookup", value: { hit: true, generations: [{ text: "g" }], near: { key: KEY, ttlMs: 300n } } } },
+          { id: 1, result: { case: "invalidation", value: { keys: [KEY] } } },
+          { id: 1, result: { case: "invalidation", value: { all: true } } },
+        ],
+      });
+      assert.deepEqual(bytes, Buffer.from(toBinary(StreamResponseSchema, expected)));
       const { results } = fromBinary(StreamResponseSchema, bytes);
       const [forever, shortLived, some, all] = results;
       assert.ok(forever?.result.case === "lookup" && shortLived?.result.case === "lookup");

@@ -145,7 +145,7 @@ export type NearGrant = Message<"llmcache.v1.NearGrant"> & {
 
   /**
    * How long the entry has left to live, in milliseconds, from when the
-   * reply was written; 0: it has no expiry.
+   * lookup was answered; 0: it has no expiry.
    *
    * @generated from field: uint64 ttl_ms = 2;
    */
@@ -511,24 +511,24 @@ export type StreamOperation = Message<"llmcache.v1.StreamOperation"> & {
      * Tell this stream of every change to an entry the caller may read,
      * from now until the stream ends, and grant its hits to be kept (see
      * LookupResponse.near): a client-side near cache, as Redis's
-     * client-side caching in broadcast mode. Each change comes as an
-     * Invalidation result with this operation's id, written as soon as the
-     * server hears of it: before the result of an Update on this stream
-     * that made it, and before the result of any lookup answered after it.
-     * A grant can be overtaken all the same: the result of a lookup
-     * answered just before a change may come after that change's
-     * Invalidation. So a client keeps a grant only if no Invalidation of
-     * its key (or of all) came since it sent the lookup. An Invalidation
-     * may also come for an entry the client never read, or after a change
-     * that left the same value. An empty Invalidation (no keys, `all`
-     * unset) comes every second: a client that has heard nothing on a
+     * client-side caching in broadcast mode. Changes come as Invalidation
+     * results with this operation's id (the changes heard at once together),
+     * written as soon as the stream can take them: before the result of an
+     * Update on this stream that made them, and no lookup is granted while
+     * changes wait to be written. A grant can be overtaken all the same: the
+     * result of a lookup answered just before a change may come after that
+     * change's Invalidation. So a client keeps a grant only if no
+     * Invalidation of its key (or of all) came since it sent the lookup.
+     * An Invalidation may also come for an entry the client never read, or
+     * after a change that left the same value. While the client does not
+     * read, the changes gather, and past a bound become one Invalidation
+     * with `all`. An empty Invalidation (no keys, `all` unset) comes every
+     * second while the client reads: a client that has heard nothing on a
      * watching stream for a few seconds cannot know that it heard every
-     * change (the replica may be stuck), and drops what it keeps. A stream
-     * whose client leaves too many messages unread is ended with
-     * RESOURCE_EXHAUSTED, since its Invalidations would pile up without
-     * bound. A server that cannot tell of changes (one without a near
-     * cache of its own, see `llmcache serve --near-cache`) answers an
-     * OperationError with code FAILED_PRECONDITION and grants nothing.
+     * change (the replica may be stuck), and drops what it keeps. A server
+     * that cannot tell of changes (one without a near cache of its own, see
+     * `llmcache serve --near-cache`) answers an OperationError with code
+     * FAILED_PRECONDITION and grants nothing.
      *
      * @generated from field: llmcache.v1.WatchChanges watch = 6;
      */
