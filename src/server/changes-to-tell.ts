@@ -83,7 +83,11 @@ export class ChangesToTell {
   }
 }
 
-/** Keeps each Invalidation well under a client's 4 MiB receive limit. */
-const MAX_INVALIDATION_KEY_BYTES = 1024 * 1024;
+/**
+ * Keeps each Invalidation well under a client's 4 MiB receive limit, and
+ * small: grpc-js queues up to 16 messages for a client that has stopped
+ * reading before the stream says it is full.
+ */
+const MAX_INVALIDATION_KEY_BYTES = 256 * 1024;
 /** The keys a stream whose client does not keep up may owe before they become "everything changed". */
 const MAX_PENDING_KEY_BYTES = 1024 * 1024;
