@@ -168,10 +168,16 @@ export class NearCache {
   }
 
   #keep(key: string, value: Buffer, expiresAt: number): void {
+    const cost = entryCost(key, value);
+    // Not worth a copy: the set would refuse it (and drop what the key held).
+    if (cost > this.maxBytes) {
+      this.#entries.delete(key);
+      return;
+    }
     // A copy of exactly its size: a slice of node-redis's read buffer would hold the whole chunk.
     const copy = Buffer.allocUnsafeSlow(value.length);
     value.copy(copy);
-    this.#entries.set(key, { value: copy, expiresAt, cost: entryCost(key, value) });
+    this.#entries.set(key, { value: copy, expiresAt, cost });
   }
 }
 
